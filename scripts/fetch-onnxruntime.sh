@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fetches ONNX Runtime's shared library from the official Python wheel into .cache/onnxruntime/,
+# where layerwise finds it. Nothing else is installed.
+#
+# usage: scripts/fetch-onnxruntime.sh [--gpu] [VERSION]
+#   VERSION  the onnxruntime wheel version (default 1.32.0; ort 2.0.0-rc.15 needs 1.17 or later)
+#   --gpu    take the onnxruntime-gpu wheel (CUDA) instead
+#
+# layerwise looks for the library at ORT_DYLIB_PATH, then the config's [run] onnxruntime, then
+# this cache, then an onnxruntime package importable by python3.
+set -euo pipefail
+
+package=onnxruntime
+if [[ "${1:-}" == "--gpu" ]]; then
+  package=onnxruntime-gpu
+  shift
+fi
+version=${1:-1.32.0}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest="$root/.cache/onnxruntime"
+
+if [[ -f "$dest/libonnxruntime.so.$version" && -f "$dest/.package" && "$(cat "$dest/.package")" == "$package==$version" ]]; then
+  echo "ONNX Runtime $version ($package) is already in $dest"
+  exit 0
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "Fetching the $package==$version wheel ..."
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  "$package==$version" -d "$work"
+
+rm -rf "$dest"
+mkdir -p "$dest"
+python3 - "$dest" "$work"/*.whl <<'PY'
+"""Extracts onnxruntime/capi/lib*.so* from a wheel into a folder."""
+import os, sys, zipfile
+dest, wheel = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("lib") and ".so" in base:
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+                out.write(src.read())
+            print("  " + base)
+PY
+echo "$package==$version" > "$dest/.package"
+ls "$dest"/libonnxruntime.so.* >/dev/null
+echo "ONNX Runtime $version is in $dest"

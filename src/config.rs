@@ -1,0 +1,400 @@
+//! The pipeline config: one TOML file per experiment, parsed as written.
+//!
+//! This module only mirrors the file. Defaults that need no outside knowledge are applied
+//! here; everything that must be checked against the file system or the model is done when
+//! the config becomes a [`Plan`](crate::plan::Plan).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PlanError;
+
+/// A whole pipeline config, as read from its TOML file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Experiment name, recorded in the outputs.
+    pub name: String,
+    /// Where the images come from.
+    pub input: InputConfig,
+    /// The ONNX model.
+    pub model: ModelConfig,
+    /// How an image becomes the model's input tensor.
+    #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    /// Batching, threads and the runtime library.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The tensors to extract.
+    pub layers: Vec<LayerConfig>,
+    /// Where and how the Parquet dataset is written.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// `[input]`: the image folder.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Folder walked recursively.
+    pub root: PathBuf,
+    /// File extensions taken, compared case-insensitively.
+    #[serde(default = "default_extensions")]
+    pub extensions: Vec<String>,
+    /// How each image's label is found.
+    #[serde(default)]
+    pub label: LabelSource,
+}
+
+fn default_extensions() -> Vec<String> {
+    ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Where an image's label comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelSource {
+    /// The name of the folder holding the file (null for files directly in `root`).
+    #[default]
+    Parent,
+    /// No labels.
+    None,
+}
+
+/// `[model]`: the ONNX file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Path to the `.onnx` file.
+    pub path: PathBuf,
+    /// The graph input fed with images; optional when the model has one input.
+    pub input: Option<String>,
+}
+
+/// `[preprocess]`: decode, resize and normalise.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// `[height, width]` of the model input; optional when the model's H and W are static.
+    pub size: Option<[u32; 2]>,
+    /// How the image is brought to `size`.
+    #[serde(default)]
+    pub resize: ResizeMode,
+    /// Layout of the model input.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Order of the colour channels in the model input.
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+    /// Pixel values (0..255) are multiplied by this first.
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// Subtracted per channel (in `channel_order`) after scaling.
+    #[serde(default = "default_mean")]
+    pub mean: Vec<f32>,
+    /// Divides per channel (in `channel_order`) after the mean.
+    #[serde(default = "default_std")]
+    pub std: Vec<f32>,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        PreprocessConfig {
+            size: None,
+            resize: ResizeMode::default(),
+            layout: Layout::default(),
+            channel_order: ChannelOrder::default(),
+            scale: default_scale(),
+            mean: default_mean(),
+            std: default_std(),
+        }
+    }
+}
+
+fn default_scale() -> f32 {
+    1.0 / 255.0
+}
+
+fn default_mean() -> Vec<f32> {
+    vec![0.0; 3]
+}
+
+fn default_std() -> Vec<f32> {
+    vec![1.0; 3]
+}
+
+/// How an image is brought to the model's input size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// Resize to exactly `size`, ignoring the aspect ratio.
+    #[default]
+    Stretch,
+    /// Resize so the image covers `size`, then crop the centre.
+    ShorterSideCrop,
+}
+
+/// The memory layout of the model's image input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Layout {
+    /// `[batch, channels, height, width]` (PyTorch, most ONNX exports).
+    #[default]
+    NCHW,
+    /// `[batch, height, width, channels]` (Keras and TensorFlow exports).
+    NHWC,
+}
+
+/// The order of the colour channels fed to the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    #[default]
+    RGB,
+    /// Blue, green, red (Caffe, Keras' VGG16 `preprocess_input`).
+    BGR,
+}
+
+/// `[run]`: execution settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Images per model call (a model with a fixed batch size uses its own).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Worker threads for decoding and for ONNX Runtime; 0 means all cores.
+    #[serde(default)]
+    pub threads: usize,
+    /// Images per output part file.
+    #[serde(default = "default_part_size")]
+    pub part_size: usize,
+    /// Path to the ONNX Runtime shared library (after `ORT_DYLIB_PATH`).
+    pub onnxruntime: Option<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            batch_size: default_batch_size(),
+            threads: 0,
+            part_size: default_part_size(),
+            onnxruntime: None,
+        }
+    }
+}
+
+fn default_batch_size() -> usize {
+    16
+}
+
+fn default_part_size() -> usize {
+    1000
+}
+
+/// One `[[layers]]` entry: a tensor of the graph to extract.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// Name used in the output tables.
+    pub name: String,
+    /// Tensor name in the ONNX graph.
+    pub tensor: String,
+    /// Channels whose whole maps are stored.
+    #[serde(default)]
+    pub keep: Keep,
+    /// Axis of the channels in the tensor.
+    #[serde(default = "default_channel_axis")]
+    pub channel_axis: usize,
+}
+
+fn default_channel_axis() -> usize {
+    1
+}
+
+/// Which channels of a layer have their maps stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// Every channel.
+    All,
+    /// These channels, in this order.
+    Channels(Vec<u32>),
+}
+
+impl Default for Keep {
+    fn default() -> Self {
+        Keep::Channels(Vec::new())
+    }
+}
+
+/// Written back as in a config: `"all"` or the list.
+impl Serialize for Keep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Keep::All => s.serialize_str("all"),
+            Keep::Channels(channels) => channels.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Keep;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a list of channel numbers, or "all""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Keep, E> {
+                match v {
+                    "all" => Ok(Keep::All),
+                    other => Err(E::invalid_value(
+                        serde::de::Unexpected::Str(other),
+                        &r#""all" or a list such as [0, 11, 12]"#,
+                    )),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Keep, A::Error> {
+                let mut channels = Vec::new();
+                while let Some(c) = seq.next_element::<u32>()? {
+                    channels.push(c);
+                }
+                Ok(Keep::Channels(channels))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[output]`: the Parquet dataset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Output folder; `--out` overrides it.
+    pub dir: Option<PathBuf>,
+    /// Parquet compression codec.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Element type of stored maps.
+    #[serde(default)]
+    pub map_dtype: MapDtype,
+}
+
+/// Parquet compression codec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Zstandard (default): compact, and fast to read.
+    #[default]
+    Zstd,
+    /// Snappy: faster to write, larger.
+    Snappy,
+    /// No compression.
+    None,
+}
+
+/// Element type of the stored map values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapDtype {
+    /// 32-bit floats, exactly as the model computed them.
+    #[default]
+    Float32,
+    /// 16-bit floats: half the bytes, about 3 significant digits.
+    Float16,
+}
+
+impl Config {
+    /// Reads and parses a config file. Errors name the file, the line and the key.
+    pub fn from_file(path: &Path) -> Result<Config, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::ConfigUnreadable {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Config::from_toml(&text).map_err(|message| PlanError::ConfigSyntax {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses a config from TOML text; the error is toml's message, which shows the line.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASSIC: &str = r#"
+name = "vgg16-faces"
+[input]
+root = "data/man_woman"
+[model]
+path = "models/vgg16.onnx"
+[preprocess]
+channel_order = "BGR"
+scale = 1.0
+mean = [103.939, 116.779, 123.68]
+[[layers]]
+name = "block1_conv1"
+tensor = "block1_conv1"
+keep = [0, 11, 12, 27, 30, 34]
+[[layers]]
+name = "block5_conv3"
+tensor = "block5_conv3"
+keep = "all"
+"#;
+
+    #[test]
+    fn parses_the_classic_study_with_defaults() {
+        let c = Config::from_toml(CLASSIC).unwrap();
+        assert_eq!(c.input.extensions.len(), 8);
+        assert_eq!(c.input.label, LabelSource::Parent);
+        assert_eq!(c.preprocess.channel_order, ChannelOrder::BGR);
+        assert_eq!(c.preprocess.layout, Layout::NCHW);
+        assert_eq!(c.preprocess.std, vec![1.0; 3]);
+        assert_eq!(c.run.batch_size, 16);
+        assert_eq!(
+            c.layers[0].keep,
+            Keep::Channels(vec![0, 11, 12, 27, 30, 34])
+        );
+        assert_eq!(c.layers[1].keep, Keep::All);
+        assert_eq!(c.layers[1].channel_axis, 1);
+        assert_eq!(c.output.compression, Compression::Zstd);
+        assert_eq!(c.output.map_dtype, MapDtype::Float32);
+    }
+
+    #[test]
+    fn keep_defaults_to_no_maps_and_rejects_other_words() {
+        let text = CLASSIC.replace(r#"keep = "all""#, r#"keep = "some""#);
+        let err = Config::from_toml(&text).unwrap_err();
+        assert!(
+            err.contains(r#"expected "all" or a list such as [0, 11, 12]"#),
+            "{err}"
+        );
+        let text = CLASSIC.replace(r#"keep = "all""#, "");
+        assert_eq!(
+            Config::from_toml(&text).unwrap().layers[1].keep,
+            Keep::Channels(vec![])
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_valid_ones() {
+        let text = CLASSIC.replace("[preprocess]", "[preprocess]\nmeans = [1, 2, 3]");
+        let err = Config::from_toml(&text).unwrap_err();
+        assert!(err.contains("unknown field `means`"), "{err}");
+        assert!(err.contains("`mean`"), "{err}");
+    }
+
+    #[test]
+    fn keep_all_round_trips_as_the_word_all() {
+        let c = Config::from_toml(CLASSIC).unwrap();
+        let json = serde_json::to_value(&c.layers[1]).unwrap();
+        assert_eq!(json["keep"], "all");
+    }
+}

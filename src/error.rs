@@ -1,0 +1,54 @@
+//! Errors that retrying cannot fix: a wrong config, a model that does not fit it, a missing
+//! runtime library. The CLI maps them to their own exit code so a scheduler does not retry.
+
+use std::path::PathBuf;
+
+/// A problem with what the user asked for, found before any image is read.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The config file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    ConfigUnreadable {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config is not valid TOML or does not fit the format.
+    #[error("config {}: {message}", path.display())]
+    ConfigSyntax {
+        /// The config path.
+        path: PathBuf,
+        /// The parser's message, with line and key.
+        message: String,
+    },
+    /// A value is out of its allowed range or inconsistent with another one.
+    #[error("config: `{key}` {problem}")]
+    Invalid {
+        /// The key path, e.g. `layers[1].keep`.
+        key: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// The model does not fit the config (names, shapes, element types).
+    #[error("model {}: {problem}", path.display())]
+    Model {
+        /// The model path.
+        path: PathBuf,
+        /// What does not fit.
+        problem: String,
+    },
+    /// The ONNX Runtime shared library was not found or could not be loaded.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl PlanError {
+    /// Shorthand for [`PlanError::Invalid`].
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> PlanError {
+        PlanError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}

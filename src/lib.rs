@@ -1,0 +1,26 @@
+//! layerwise: extract the intermediate activations of a vision model across whole image
+//! datasets, with ONNX Runtime, into Parquet.
+//!
+//! The data flows one way, one module per stage:
+//! [`config`] -> [`plan`] -> [`listing`] -> [`preprocess`] -> [`session`] -> [`reduce`]
+//! -> [`tables`] / [`sink`], driven by [`pipeline`]. The command line in `main.rs` is a thin
+//! layer over [`pipeline::run`].
+
+pub mod config;
+pub mod error;
+pub mod listing;
+pub mod model;
+pub mod pipeline;
+pub mod plan;
+pub mod preprocess;
+pub mod progress;
+pub mod provenance;
+pub mod reduce;
+pub mod runtime;
+pub mod session;
+pub mod sink;
+pub mod tables;
+
+pub use error::PlanError;
+pub use pipeline::{run, RunOptions};
+pub use plan::{Overrides, Plan};

@@ -1,0 +1,128 @@
+//! The `layerwise` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use layerwise::provenance::RunRecord;
+use layerwise::tables::Table;
+use layerwise::{Overrides, PlanError, RunOptions};
+
+/// Extract what the layers of a vision model respond to, across whole image datasets.
+///
+/// layerwise walks an image folder, runs the images in batches through an ONNX model whose
+/// chosen intermediate tensors are exposed, and writes per-channel statistics and the chosen
+/// channels' activation maps to Parquet, ready for DuckDB, Polars or any dataframe tool.
+#[derive(Debug, Parser)]
+#[command(name = "layerwise", version, about, long_about)]
+#[command(
+    after_help = "Exit codes: 0 done; 1 failed (I/O, runtime: may succeed when retried); \
+2 wrong usage, config or model (retrying will not help)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline config: images in, Parquet tables and run.json out.
+    ///
+    /// Writes OUT/images, OUT/stats, OUT/maps and OUT/vectors (folders of part-NNNNN.parquet
+    /// files) and OUT/run.json. Query them with e.g.
+    /// duckdb -c "SELECT * FROM 'OUT/stats/*.parquet' LIMIT 5".
+    #[command(after_help = "Example: layerwise run pipelines/demo.toml --limit 10")]
+    Run {
+        /// The pipeline config (TOML); see pipelines/ for examples.
+        config: PathBuf,
+        /// Output folder, instead of the config's [output] dir.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Only the first N images of the sorted listing (for a quick look).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Replace a run already in the output folder.
+        #[arg(long)]
+        overwrite: bool,
+        /// No progress bar or progress lines.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match cli.command {
+        Command::Run {
+            config,
+            out,
+            limit,
+            overwrite,
+            quiet,
+        } => {
+            let overrides = Overrides { out, limit };
+            match layerwise::run(&config, &overrides, RunOptions { overwrite, quiet }) {
+                Ok(record) => {
+                    print_summary(&record);
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(exit_code(&err))
+                }
+            }
+        }
+    }
+}
+
+/// 2 for mistakes in the config or model (retrying will not help), 1 for the rest.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<PlanError>()) {
+        2
+    } else {
+        1
+    }
+}
+
+fn print_summary(record: &RunRecord) {
+    let c = &record.counts;
+    let t = &record.timings;
+    let dir = record
+        .provenance
+        .config
+        .output
+        .dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    println!(
+        "{}: {} images ({} ok, {} failed) in {:.1} s, {:.1} images/s",
+        record.provenance.name, c.images, c.ok, c.error, t.run_s, t.images_per_s
+    );
+    for table in Table::ALL.map(Table::name) {
+        let rows = c.rows[table].as_u64().unwrap_or(0);
+        let bytes = c.bytes[table].as_u64().unwrap_or(0);
+        println!("  {table:<8} {rows:>10} rows {:>12}", human_bytes(bytes));
+    }
+    println!("  written to {dir}");
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}

@@ -1,0 +1,231 @@
+//! The pipeline: plan -> listing -> decode/preprocess -> batch -> session -> reduce -> sink.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use fast_image_resize::Resizer;
+use rayon::prelude::*;
+
+use crate::listing::{self, Entry};
+use crate::model::ModelFile;
+use crate::plan::{Overrides, Plan};
+use crate::preprocess::SourceSize;
+use crate::progress::Progress;
+use crate::provenance::{
+    self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
+};
+use crate::reduce::LayerReducer;
+use crate::runtime::{self, Runtime, SearchPath};
+use crate::session::Extractor;
+use crate::sink::{Sink, TableCounts};
+use crate::tables::{ImageStatus, Rows};
+
+/// How a run behaves, beyond what the plan says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Replace a run already in the output folder.
+    pub overwrite: bool,
+    /// No progress bar or progress lines.
+    pub quiet: bool,
+}
+
+/// Runs a config file end to end and returns what `run.json` records.
+pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<RunRecord> {
+    let started = Instant::now();
+    let (plan, model) = Plan::load(config, overrides)?;
+    let runtime = runtime::load(&SearchPath::standard(plan.config.run.onnxruntime.clone()))?;
+    tracing::info!(
+        "ONNX Runtime {} from {} ({})",
+        runtime.version,
+        runtime.located.path.display(),
+        runtime.located.source
+    );
+    run_plan(&plan, model, runtime, options, started)
+}
+
+/// Runs a validated plan: `started` is when setup began, for the timings.
+pub fn run_plan(
+    plan: &Plan,
+    model: ModelFile,
+    runtime: &Runtime,
+    options: RunOptions,
+    started: Instant,
+) -> Result<RunRecord> {
+    let mut extractor = Extractor::open(runtime, plan, model)?;
+    let reducers = plan
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let index = extractor.tensor_index(&layer.tensor);
+            LayerReducer::new(layer, i, index, &extractor.shapes()[index])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let layers: Vec<LayerInfo> = reducers
+        .iter()
+        .zip(&plan.layers)
+        .map(|(r, l)| LayerInfo::of(r, &l.tensor))
+        .collect();
+    for l in &layers {
+        match l.kind {
+            "maps" => tracing::info!(
+                "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",
+                l.name,
+                l.tensor,
+                l.channels,
+                l.height,
+                l.width,
+                l.kept.len()
+            ),
+            _ => tracing::info!(
+                "layer {} (tensor {}): a vector of {} values",
+                l.name,
+                l.tensor,
+                l.channels
+            ),
+        }
+    }
+    let provenance = Provenance {
+        name: plan.name.clone(),
+        tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
+        onnxruntime: RuntimeInfo {
+            version: runtime.version.clone(),
+            library: runtime.located.path.display().to_string(),
+        },
+        model: ModelInfo {
+            path: plan.model.path.display().to_string(),
+            sha256: plan.model.sha256.clone(),
+        },
+        layers,
+        config: plan.config.clone(),
+        started_at: provenance::now_rfc3339(),
+    };
+    let sink = Sink::create(
+        &plan.output,
+        serde_json::to_string(&provenance)?,
+        options.overwrite,
+    )?;
+    let setup_s = started.elapsed().as_secs_f64();
+
+    let listed = Instant::now();
+    let entries = listing::list(&plan.input);
+    let listing_s = listed.elapsed().as_secs_f64();
+    tracing::info!(
+        "{} images under {}, batches of {}, {} threads",
+        entries.len(),
+        plan.input.root.display(),
+        extractor.batch_size(),
+        plan.run.threads
+    );
+
+    let running = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.run.threads)
+        .build()
+        .context("cannot start the worker threads")?;
+    let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
+    let mut progress = Progress::new(entries.len() as u64, options.quiet);
+    let mut tables = TableCounts::default();
+    let (mut ok, mut error) = (0u64, 0u64);
+    let mut parts = 0;
+    for (part, images) in entries.chunks(plan.run.part_size).enumerate() {
+        let mut writer = sink.begin_part(part)?;
+        for batch in images.chunks(batcher.extractor.batch_size()) {
+            let mut rows = Rows::new(plan.output.map_dtype);
+            let (batch_ok, batch_error) = pool.install(|| batcher.process(batch, &mut rows))?;
+            writer.write(&mut rows)?;
+            ok += batch_ok;
+            error += batch_error;
+            progress.advance(batch.len() as u64, error);
+        }
+        tables.add(&writer.commit()?);
+        parts += 1;
+    }
+    progress.finish();
+    let run_s = running.elapsed().as_secs_f64();
+    let record = RunRecord {
+        provenance,
+        counts: Counts::new(ok, error, parts, &tables),
+        timings: Timings {
+            setup_s,
+            listing_s,
+            run_s,
+            images_per_s: (ok + error) as f64 / run_s.max(1e-9),
+        },
+    };
+    record.write(sink.dir())?;
+    Ok(record)
+}
+
+/// Turns batches of listed files into rows: decode in parallel, run, reduce.
+struct Batcher<'a> {
+    plan: &'a Plan,
+    extractor: &'a mut Extractor,
+    reducers: &'a [LayerReducer],
+    input: Vec<f32>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
+        let input = vec![0.0; extractor.batch_size() * plan.preprocess.image_len()];
+        Batcher {
+            plan,
+            extractor,
+            reducers,
+            input,
+        }
+    }
+
+    /// Processes one batch into `rows`; returns the numbers of images ok and in error.
+    fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
+        let len = self.plan.preprocess.image_len();
+        let preprocess = &self.plan.preprocess;
+        let decoded: Vec<Result<SourceSize, String>> = self.input[..batch.len() * len]
+            .par_chunks_mut(len)
+            .zip(batch.par_iter())
+            .map_init(Resizer::new, |resizer, (slot, entry)| {
+                match &entry.problem {
+                    Some(problem) => Err(problem.clone()),
+                    None => preprocess.load_into(&entry.path, resizer, slot),
+                }
+            })
+            .collect();
+        // Move the images that decoded to the front, so the model sees only them.
+        let mut ok_ids = Vec::with_capacity(batch.len());
+        for (slot, (entry, result)) in batch.iter().zip(&decoded).enumerate() {
+            let status = match result {
+                Ok(size) => {
+                    if slot != ok_ids.len() {
+                        self.input
+                            .copy_within(slot * len..(slot + 1) * len, ok_ids.len() * len);
+                    }
+                    ok_ids.push(entry.image_id);
+                    ImageStatus::Ok {
+                        width: size.width,
+                        height: size.height,
+                    }
+                }
+                Err(message) => ImageStatus::Error(message.clone()),
+            };
+            rows.images.push(
+                entry.image_id,
+                &entry.relative,
+                entry.label.as_deref(),
+                &status,
+            );
+        }
+        if !ok_ids.is_empty() {
+            let reducers = self.reducers;
+            self.extractor
+                .run(&self.input, ok_ids.len(), |views| {
+                    for r in reducers {
+                        r.reduce(&views[r.tensor_index], &ok_ids, rows);
+                    }
+                })
+                .context("ONNX Runtime failed on a batch")?;
+        }
+        let ok = ok_ids.len() as u64;
+        Ok((ok, batch.len() as u64 - ok))
+    }
+}

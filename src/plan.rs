@@ -1,0 +1,654 @@
+//! A validated plan: the config checked against itself, the file system and the model,
+//! with every default resolved, before any image is read.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Compression, Config, Keep, LabelSource, Layout, MapDtype};
+use crate::error::PlanError;
+use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
+use crate::preprocess::Preprocess;
+
+/// What the command line may change in a config.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--out`: the output folder.
+    pub out: Option<PathBuf>,
+    /// `--limit`: only the first N images of the listing.
+    pub limit: Option<usize>,
+}
+
+/// A config made ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Experiment name.
+    pub name: String,
+    /// The config as given, with paths made absolute (recorded as provenance).
+    pub config: Config,
+    /// The images to read.
+    pub input: InputSpec,
+    /// The model and how it is fed.
+    pub model: ModelSpec,
+    /// Image to tensor.
+    pub preprocess: Preprocess,
+    /// The tensors to extract.
+    pub layers: Vec<LayerSpec>,
+    /// Batching and threads.
+    pub run: RunSpec,
+    /// The dataset written.
+    pub output: OutputSpec,
+}
+
+/// The image folder and how it is listed.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// Folder walked recursively.
+    pub root: PathBuf,
+    /// Lower-case extensions without the dot.
+    pub extensions: Vec<String>,
+    /// How labels are found.
+    pub label: LabelSource,
+    /// Only the first N files of the listing, if set.
+    pub limit: Option<usize>,
+}
+
+/// The model file and its image input.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// Path to the ONNX file.
+    pub path: PathBuf,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// The graph input fed with images.
+    pub input: String,
+    /// A batch size the model fixes, if it fixes one.
+    pub fixed_batch: Option<usize>,
+}
+
+/// One tensor to extract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    /// Name in the output tables.
+    pub name: String,
+    /// Tensor in the graph.
+    pub tensor: String,
+    /// Channels whose maps are stored.
+    pub keep: Keep,
+    /// Axis of the channels.
+    pub channel_axis: usize,
+}
+
+/// Batching and threads, resolved.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Images per model call.
+    pub batch_size: usize,
+    /// Threads for decoding and for ONNX Runtime.
+    pub threads: usize,
+    /// Images per output part.
+    pub part_size: usize,
+}
+
+/// The dataset written.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// Output folder.
+    pub dir: PathBuf,
+    /// Parquet compression.
+    pub compression: Compression,
+    /// Element type of stored maps.
+    pub map_dtype: MapDtype,
+}
+
+impl Plan {
+    /// Reads a config file and its model, and validates both.
+    pub fn load(config_path: &Path, overrides: &Overrides) -> Result<(Plan, ModelFile), PlanError> {
+        let config = Config::from_file(config_path)?;
+        let base = config_path.parent().unwrap_or(Path::new("."));
+        let config = resolve_paths(config, base);
+        let model = ModelFile::read(&config.model.path).map_err(|problem| PlanError::Model {
+            path: config.model.path.clone(),
+            problem,
+        })?;
+        let plan = Plan::new(config, &model, overrides)?;
+        Ok((plan, model))
+    }
+
+    /// Validates a config whose paths are already resolved against its model.
+    pub fn new(
+        config: Config,
+        model: &ModelFile,
+        overrides: &Overrides,
+    ) -> Result<Plan, PlanError> {
+        if config.name.trim().is_empty() {
+            return Err(PlanError::invalid(
+                "name",
+                "is empty; give the experiment a name",
+            ));
+        }
+        let input = input_spec(&config, overrides)?;
+        let model_error = |problem: String| PlanError::Model {
+            path: model.path.clone(),
+            problem,
+        };
+        let image_input = image_input(&config, &model.graph).map_err(model_error)?;
+        let preprocess = preprocess(&config, image_input).map_err(|e| match e {
+            Misfit::Config(e) => e,
+            Misfit::Model(problem) => model_error(problem),
+        })?;
+        let layers = layers(&config, &model.graph).map_err(|e| match e {
+            Misfit::Config(e) => e,
+            Misfit::Model(problem) => model_error(problem),
+        })?;
+        let fixed_batch = image_input
+            .shape
+            .as_ref()
+            .and_then(|s| s.first())
+            .and_then(Dim::fixed);
+        let run = run_spec(&config, fixed_batch)?;
+        let output = output_spec(&config, overrides)?;
+        Ok(Plan {
+            name: config.name.clone(),
+            model: ModelSpec {
+                path: model.path.clone(),
+                sha256: model.sha256.clone(),
+                input: image_input.name.clone(),
+                fixed_batch,
+            },
+            input,
+            preprocess,
+            layers,
+            run,
+            output,
+            config,
+        })
+    }
+
+    /// The distinct tensors to expose, in layer order.
+    pub fn tensors(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.layers
+            .iter()
+            .map(|l| l.tensor.as_str())
+            .filter(|t| seen.insert(*t))
+            .collect()
+    }
+}
+
+/// Relative paths in a config resolve against the config file's folder.
+fn resolve_paths(mut config: Config, base: &Path) -> Config {
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+    let resolve = |p: &mut PathBuf| *p = normalize(&base.join(&*p));
+    resolve(&mut config.input.root);
+    resolve(&mut config.model.path);
+    if let Some(p) = config.run.onnxruntime.as_mut() {
+        resolve(p);
+    }
+    if let Some(p) = config.output.dir.as_mut() {
+        resolve(p);
+    }
+    config
+}
+
+/// Removes `.` and `..` components without touching the file system (`base.join` keeps an
+/// absolute path as it is).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A mismatch found while validating: in the config itself, or between config and model.
+enum Misfit {
+    Config(PlanError),
+    Model(String),
+}
+
+impl From<PlanError> for Misfit {
+    fn from(e: PlanError) -> Self {
+        Misfit::Config(e)
+    }
+}
+
+fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanError> {
+    let root = &config.input.root;
+    if !root.is_dir() {
+        return Err(PlanError::invalid(
+            "input.root",
+            format!("is {}, which is not a folder", root.display()),
+        ));
+    }
+    let extensions: Vec<String> = config
+        .input
+        .extensions
+        .iter()
+        .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+        .collect();
+    if extensions.is_empty() || extensions.iter().any(String::is_empty) {
+        return Err(PlanError::invalid(
+            "input.extensions",
+            "must list at least one non-empty extension, e.g. [\"jpg\", \"png\"]",
+        ));
+    }
+    if overrides.limit == Some(0) {
+        return Err(PlanError::invalid("--limit", "must be at least 1"));
+    }
+    Ok(InputSpec {
+        root: root.clone(),
+        extensions,
+        label: config.input.label,
+        limit: overrides.limit,
+    })
+}
+
+/// The graph input that receives images: the configured one, or the only one.
+fn image_input<'g>(config: &Config, graph: &'g Graph) -> Result<&'g TensorInfo, String> {
+    let names = || {
+        graph
+            .inputs
+            .iter()
+            .map(|i| format!("`{}`", i.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let input = match &config.model.input {
+        Some(name) => graph
+            .inputs
+            .iter()
+            .find(|i| &i.name == name)
+            .ok_or_else(|| format!("has no input `{name}`; its inputs are {}", names()))?,
+        None => match graph.inputs.as_slice() {
+            [only] => only,
+            [] => return Err("has no graph input to feed images to".into()),
+            _ => {
+                return Err(format!(
+                    "has several inputs ({}); set `model.input` to the one that takes images",
+                    names()
+                ))
+            }
+        },
+    };
+    match input.element_type {
+        Some(ElementType::FLOAT) | None => Ok(input),
+        Some(other) => Err(format!(
+            "input `{}` takes {} tensors; layerwise feeds float32 images",
+            input.name,
+            other.name()
+        )),
+    }
+}
+
+fn preprocess(config: &Config, input: &TensorInfo) -> Result<Preprocess, Misfit> {
+    let p = &config.preprocess;
+    let layout = p.layout;
+    let (channel_axis, h_axis, w_axis) = match layout {
+        Layout::NCHW => (1, 2, 3),
+        Layout::NHWC => (3, 1, 2),
+    };
+    let shape = input.shape.as_deref();
+    if let Some(shape) = shape {
+        if shape.len() != 4 {
+            return Err(Misfit::Model(format!(
+                "input `{}` has rank {}; an image input has rank 4 ({layout:?})",
+                input.name,
+                shape.len()
+            )));
+        }
+        if let Some(c) = shape[channel_axis].fixed().filter(|&c| c != 3) {
+            let other = if layout == Layout::NCHW {
+                "NHWC"
+            } else {
+                "NCHW"
+            };
+            return Err(Misfit::Model(format!(
+                "input `{}` has {c} at axis {channel_axis}, where layout {layout:?} puts the 3 colour \
+                 channels; if the model takes {other} input, set `preprocess.layout = \"{other}\"`",
+                input.name
+            )));
+        }
+    }
+    let model_size = shape.and_then(|s| Some([s[h_axis].fixed()?, s[w_axis].fixed()?]));
+    let [height, width] = match (p.size, model_size) {
+        (Some(size), Some(fixed)) if [size[0] as usize, size[1] as usize] != fixed => {
+            return Err(Misfit::Model(format!(
+                "input `{}` is fixed at {} x {} (height x width), but `preprocess.size` is {:?}; \
+                 remove `preprocess.size` or set it to [{}, {}]",
+                input.name, fixed[0], fixed[1], size, fixed[0], fixed[1]
+            )))
+        }
+        (Some(size), _) => size,
+        (None, Some(fixed)) => [fixed[0] as u32, fixed[1] as u32],
+        (None, None) => {
+            return Err(PlanError::invalid(
+                "preprocess.size",
+                format!(
+                    "is needed: the height and width of model input `{}` are not fixed; \
+                     set e.g. `size = [224, 224]`",
+                    input.name
+                ),
+            )
+            .into())
+        }
+    };
+    if height == 0 || width == 0 {
+        return Err(PlanError::invalid("preprocess.size", "must be at least [1, 1]").into());
+    }
+    let triple = |key: &str, values: &[f32]| -> Result<[f32; 3], PlanError> {
+        <[f32; 3]>::try_from(values).map_err(|_| {
+            PlanError::invalid(
+                format!("preprocess.{key}"),
+                format!(
+                    "has {} values; give one per colour channel (3)",
+                    values.len()
+                ),
+            )
+        })
+    };
+    let mean = triple("mean", &p.mean)?;
+    let std = triple("std", &p.std)?;
+    if let Some(i) = std.iter().position(|s| *s == 0.0 || !s.is_finite()) {
+        return Err(PlanError::invalid(
+            format!("preprocess.std[{i}]"),
+            "must be a finite, non-zero number (it divides)",
+        )
+        .into());
+    }
+    if !p.scale.is_finite() || p.scale == 0.0 {
+        return Err(
+            PlanError::invalid("preprocess.scale", "must be a finite, non-zero number").into(),
+        );
+    }
+    Ok(Preprocess {
+        height,
+        width,
+        resize: p.resize,
+        layout,
+        channel_order: p.channel_order,
+        scale: p.scale,
+        mean,
+        std,
+    })
+}
+
+fn layers(config: &Config, graph: &Graph) -> Result<Vec<LayerSpec>, Misfit> {
+    if config.layers.is_empty() {
+        return Err(PlanError::invalid(
+            "layers",
+            "is empty; add at least one [[layers]] entry with `name` and `tensor`",
+        )
+        .into());
+    }
+    let mut names = HashSet::new();
+    let mut specs = Vec::new();
+    for (i, layer) in config.layers.iter().enumerate() {
+        let key = |field: &str| format!("layers[{i}].{field}");
+        if layer.name.is_empty() {
+            return Err(PlanError::invalid(key("name"), "is empty").into());
+        }
+        if !names.insert(layer.name.as_str()) {
+            return Err(PlanError::invalid(
+                key("name"),
+                format!(
+                    "`{}` is used by an earlier layer; layer names must differ",
+                    layer.name
+                ),
+            )
+            .into());
+        }
+        if !graph.produces(&layer.tensor) {
+            let close = graph.closest_tensors(&layer.tensor, 5);
+            return Err(Misfit::Model(format!(
+                "has no tensor `{}` (layers[{i}].tensor); the closest names are: {}",
+                layer.tensor,
+                close.join(", ")
+            )));
+        }
+        if layer.channel_axis == 0 {
+            return Err(
+                PlanError::invalid(key("channel_axis"), "cannot be 0, the batch axis").into(),
+            );
+        }
+        if let Keep::Channels(channels) = &layer.keep {
+            let mut seen = HashSet::new();
+            if let Some(c) = channels.iter().find(|c| !seen.insert(**c)) {
+                return Err(
+                    PlanError::invalid(key("keep"), format!("lists channel {c} twice")).into(),
+                );
+            }
+        }
+        specs.push(LayerSpec {
+            name: layer.name.clone(),
+            tensor: layer.tensor.clone(),
+            keep: layer.keep.clone(),
+            channel_axis: layer.channel_axis,
+        });
+    }
+    Ok(specs)
+}
+
+fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, PlanError> {
+    let run = &config.run;
+    if run.batch_size == 0 {
+        return Err(PlanError::invalid("run.batch_size", "must be at least 1"));
+    }
+    if run.part_size == 0 {
+        return Err(PlanError::invalid("run.part_size", "must be at least 1"));
+    }
+    let threads = match run.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Ok(RunSpec {
+        batch_size: fixed_batch.unwrap_or(run.batch_size),
+        threads,
+        part_size: run.part_size,
+    })
+}
+
+fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, PlanError> {
+    let dir = overrides
+        .out
+        .clone()
+        .or_else(|| config.output.dir.clone())
+        .ok_or_else(|| {
+            PlanError::invalid(
+                "output.dir",
+                "is not set; set it in the config or pass --out DIR",
+            )
+        })?;
+    if dir.is_file() {
+        return Err(PlanError::invalid(
+            "output.dir",
+            format!("is {}, which is a file; choose a folder", dir.display()),
+        ));
+    }
+    Ok(OutputSpec {
+        dir,
+        compression: config.output.compression,
+        map_dtype: config.output.map_dtype,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Node;
+
+    fn graph(input_shape: Vec<Dim>) -> ModelFile {
+        ModelFile {
+            path: PathBuf::from("m.onnx"),
+            bytes: Vec::new(),
+            sha256: "00".into(),
+            graph: Graph {
+                inputs: vec![TensorInfo {
+                    name: "input".into(),
+                    element_type: Some(ElementType::FLOAT),
+                    shape: Some(input_shape),
+                }],
+                outputs: vec![],
+                nodes: ["block1_conv1", "block5_conv3"]
+                    .iter()
+                    .map(|t| Node {
+                        name: format!("{t}/Relu"),
+                        op_type: "Relu".into(),
+                        outputs: vec![t.to_string()],
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    fn nchw_224() -> ModelFile {
+        graph(vec![
+            Dim::Symbolic("batch".into()),
+            Dim::Fixed(3),
+            Dim::Fixed(224),
+            Dim::Fixed(224),
+        ])
+    }
+
+    fn config(extra_preprocess: &str, layers: &str) -> Config {
+        let root = std::env::temp_dir();
+        Config::from_toml(&format!(
+            r#"
+name = "t"
+[input]
+root = "{}"
+[model]
+path = "m.onnx"
+[preprocess]
+{extra_preprocess}
+{layers}
+[output]
+dir = "/tmp/layerwise-plan-test-out"
+"#,
+            root.display()
+        ))
+        .unwrap()
+    }
+
+    const ONE_LAYER: &str = "[[layers]]\nname = \"b1\"\ntensor = \"block1_conv1\"\nkeep = [0, 11]";
+
+    fn plan(extra: &str, layers: &str, model: &ModelFile) -> Result<Plan, String> {
+        Plan::new(config(extra, layers), model, &Overrides::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_folder() {
+        assert_eq!(
+            normalize(Path::new("/work/pipelines/../demo/./images")),
+            Path::new("/work/demo/images")
+        );
+        let mut c = config("", ONE_LAYER);
+        c.model.path = PathBuf::from("../models/m.onnx");
+        let c = resolve_paths(c, Path::new("/work/pipelines"));
+        assert_eq!(c.model.path, Path::new("/work/models/m.onnx"));
+        assert_eq!(c.input.root, std::env::temp_dir(), "absolute paths stay");
+    }
+
+    #[test]
+    fn size_comes_from_a_static_model_input() {
+        let p = plan("", ONE_LAYER, &nchw_224()).unwrap();
+        assert_eq!((p.preprocess.height, p.preprocess.width), (224, 224));
+        assert_eq!(p.model.input, "input");
+        assert_eq!(p.model.fixed_batch, None);
+        assert_eq!(p.run.batch_size, 16);
+    }
+
+    #[test]
+    fn a_fixed_batch_overrides_batch_size() {
+        let m = graph(vec![
+            Dim::Fixed(1),
+            Dim::Fixed(3),
+            Dim::Fixed(8),
+            Dim::Fixed(8),
+        ]);
+        let p = plan("", ONE_LAYER, &m).unwrap();
+        assert_eq!(p.model.fixed_batch, Some(1));
+        assert_eq!(p.run.batch_size, 1);
+    }
+
+    #[test]
+    fn wrong_layout_is_explained() {
+        let err = plan("layout = \"NHWC\"", ONE_LAYER, &nchw_224()).unwrap_err();
+        assert!(
+            err.contains("has 224 at axis 3, where layout NHWC puts the 3 colour channels"),
+            "{err}"
+        );
+        assert!(err.contains("set `preprocess.layout = \"NCHW\"`"), "{err}");
+    }
+
+    #[test]
+    fn size_conflicting_with_a_static_input_is_refused() {
+        let err = plan("size = [100, 100]", ONE_LAYER, &nchw_224()).unwrap_err();
+        assert!(err.contains("is fixed at 224 x 224"), "{err}");
+    }
+
+    #[test]
+    fn symbolic_spatial_dims_need_a_size() {
+        let m = graph(vec![
+            Dim::Symbolic("n".into()),
+            Dim::Fixed(3),
+            Dim::Symbolic("h".into()),
+            Dim::Symbolic("w".into()),
+        ]);
+        let err = plan("", ONE_LAYER, &m).unwrap_err();
+        assert!(
+            err.starts_with("config: `preprocess.size` is needed"),
+            "{err}"
+        );
+        let p = plan("size = [32, 48]", ONE_LAYER, &m).unwrap();
+        assert_eq!((p.preprocess.height, p.preprocess.width), (32, 48));
+    }
+
+    #[test]
+    fn unknown_tensor_lists_the_closest_names() {
+        let layers = "[[layers]]\nname = \"x\"\ntensor = \"block1_conv\"";
+        let err = plan("", layers, &nchw_224()).unwrap_err();
+        assert_eq!(
+            err,
+            "model m.onnx: has no tensor `block1_conv` (layers[0].tensor); \
+             the closest names are: block1_conv1, block5_conv3"
+        );
+    }
+
+    #[test]
+    fn value_mistakes_name_their_key() {
+        let m = nchw_224();
+        let cases = [
+            ("mean = [1.0, 2.0]", ONE_LAYER, "`preprocess.mean` has 2 values"),
+            ("std = [1.0, 0.0, 1.0]", ONE_LAYER, "`preprocess.std[1]` must be a finite, non-zero"),
+            ("size = [0, 224]", ONE_LAYER, "is fixed at 224 x 224"),
+            ("", "layers = []", "`layers` is empty"),
+            (
+                "",
+                "[[layers]]\nname = \"a\"\ntensor = \"block1_conv1\"\n[[layers]]\nname = \"a\"\ntensor = \"block5_conv3\"",
+                "`layers[1].name` `a` is used by an earlier layer",
+            ),
+            (
+                "",
+                "[[layers]]\nname = \"a\"\ntensor = \"block1_conv1\"\nkeep = [1, 1]",
+                "`layers[0].keep` lists channel 1 twice",
+            ),
+            (
+                "",
+                "[[layers]]\nname = \"a\"\ntensor = \"block1_conv1\"\nchannel_axis = 0",
+                "`layers[0].channel_axis` cannot be 0",
+            ),
+        ];
+        for (extra, layers, expected) in cases {
+            let err = plan(extra, layers, &m).unwrap_err();
+            assert!(err.contains(expected), "{extra} {layers}: {err}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Decode and preprocess: an image file becomes one image's slice of the model input tensor.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use fast_image_resize::images::Image as ResizeImage;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::config::{ChannelOrder, Layout, ResizeMode};
+
+/// How a decoded image becomes model input, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    /// Model input height.
+    pub height: u32,
+    /// Model input width.
+    pub width: u32,
+    /// How the image is brought to `height` x `width`.
+    pub resize: ResizeMode,
+    /// Layout of the input tensor.
+    pub layout: Layout,
+    /// Order of the colour channels in the tensor.
+    pub channel_order: ChannelOrder,
+    /// Pixel values (0..255) are multiplied by this first.
+    pub scale: f32,
+    /// Subtracted per tensor channel after scaling.
+    pub mean: [f32; 3],
+    /// Divides per tensor channel after the mean.
+    pub std: [f32; 3],
+}
+
+/// What decoding an image file tells about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceSize {
+    /// Width after EXIF orientation.
+    pub width: u32,
+    /// Height after EXIF orientation.
+    pub height: u32,
+}
+
+impl Preprocess {
+    /// Number of `f32` values one image occupies in the input tensor.
+    pub fn image_len(&self) -> usize {
+        3 * self.height as usize * self.width as usize
+    }
+
+    /// The input tensor shape for `batch` images.
+    pub fn tensor_shape(&self, batch: usize) -> [usize; 4] {
+        let (h, w) = (self.height as usize, self.width as usize);
+        match self.layout {
+            Layout::NCHW => [batch, 3, h, w],
+            Layout::NHWC => [batch, h, w, 3],
+        }
+    }
+
+    /// Decodes `path`, resizes it and writes its tensor values into `out` (`image_len()` long).
+    pub fn load_into(
+        &self,
+        path: &Path,
+        resizer: &mut Resizer,
+        out: &mut [f32],
+    ) -> Result<SourceSize, String> {
+        let image = decode(path)?;
+        let size = SourceSize {
+            width: image.width(),
+            height: image.height(),
+        };
+        let resized = self.resize(image, resizer)?;
+        self.write_tensor(&resized, out);
+        Ok(size)
+    }
+
+    /// Brings an RGB image to the model's size, as `resize` says (bilinear filter).
+    pub fn resize(&self, image: RgbImage, resizer: &mut Resizer) -> Result<RgbImage, String> {
+        if image.dimensions() == (self.width, self.height) {
+            return Ok(image);
+        }
+        let (w, h) = image.dimensions();
+        let src = ResizeImage::from_vec_u8(w, h, image.into_raw(), PixelType::U8x3)
+            .map_err(|e| format!("cannot resize: {e}"))?;
+        let mut dst = ResizeImage::new(self.width, self.height, PixelType::U8x3);
+        let mut options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        if self.resize == ResizeMode::ShorterSideCrop {
+            options = options.fit_into_destination(Some((0.5, 0.5)));
+        }
+        resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| format!("cannot resize: {e}"))?;
+        Ok(RgbImage::from_raw(self.width, self.height, dst.into_vec())
+            .expect("the resizer fills the whole destination"))
+    }
+
+    /// Writes a `height` x `width` RGB image into `out` in the model's layout, channel order
+    /// and normalisation: `(pixel * scale - mean[c]) / std[c]`.
+    pub fn write_tensor(&self, image: &RgbImage, out: &mut [f32]) {
+        assert_eq!(image.dimensions(), (self.width, self.height));
+        assert_eq!(out.len(), self.image_len());
+        let source_channel = |c: usize| match self.channel_order {
+            ChannelOrder::RGB => c,
+            ChannelOrder::BGR => 2 - c,
+        };
+        // (x * scale - mean) / std == x * a + b
+        let a: [f32; 3] = std::array::from_fn(|c| self.scale / self.std[c]);
+        let b: [f32; 3] = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
+        let pixels = image.as_raw().chunks_exact(3);
+        match self.layout {
+            Layout::NCHW => {
+                let plane = out.len() / 3;
+                for c in 0..3 {
+                    let s = source_channel(c);
+                    let dst = &mut out[c * plane..(c + 1) * plane];
+                    for (d, px) in dst.iter_mut().zip(pixels.clone()) {
+                        *d = f32::from(px[s]) * a[c] + b[c];
+                    }
+                }
+            }
+            Layout::NHWC => {
+                for (d, px) in out.chunks_exact_mut(3).zip(pixels) {
+                    for c in 0..3 {
+                        d[c] = f32::from(px[source_channel(c)]) * a[c] + b[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes an image file to 8-bit RGB: grey and palette images become RGB, alpha is dropped,
+/// 16-bit samples are reduced to 8 bits, and the EXIF orientation is applied.
+pub fn decode(path: &Path) -> Result<RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+    let reader = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("unreadable: {e}"))?;
+    if reader.format().is_none() {
+        return Err(not_an_image(&bytes));
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// Says what a file that no image decoder recognises seems to be.
+fn not_an_image(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
+    if bytes.is_empty() {
+        "not an image: the file is empty".into()
+    } else if head.contains("<html") || head.contains("<!doctype html") {
+        "not an image: looks like HTML (a saved error page?)".into()
+    } else {
+        "not an image: unknown format".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(layout: Layout, channel_order: ChannelOrder) -> Preprocess {
+        Preprocess {
+            height: 1,
+            width: 2,
+            resize: ResizeMode::Stretch,
+            layout,
+            channel_order,
+            scale: 0.5,
+            mean: [1.0, 2.0, 3.0],
+            std: [1.0, 2.0, 4.0],
+        }
+    }
+
+    /// Two pixels: (10, 20, 30) and (40, 50, 60).
+    fn two_pixels() -> RgbImage {
+        RgbImage::from_raw(2, 1, vec![10, 20, 30, 40, 50, 60]).unwrap()
+    }
+
+    fn tensor(p: &Preprocess) -> Vec<f32> {
+        let mut out = vec![0.0; p.image_len()];
+        p.write_tensor(&two_pixels(), &mut out);
+        out
+    }
+
+    #[test]
+    fn nchw_rgb_is_planar_and_normalised() {
+        // c0 = (R*0.5 - 1)/1, c1 = (G*0.5 - 2)/2, c2 = (B*0.5 - 3)/4
+        let t = tensor(&spec(Layout::NCHW, ChannelOrder::RGB));
+        assert_eq!(t, [4.0, 19.0, 4.0, 11.5, 3.0, 6.75]);
+    }
+
+    #[test]
+    fn nhwc_bgr_is_interleaved_blue_first() {
+        // c0 = (B*0.5 - 1)/1, c1 = (G*0.5 - 2)/2, c2 = (R*0.5 - 3)/4
+        let t = tensor(&spec(Layout::NHWC, ChannelOrder::BGR));
+        assert_eq!(t, [14.0, 4.0, 0.5, 29.0, 11.5, 4.25]);
+    }
+
+    #[test]
+    fn centre_crop_keeps_the_middle() {
+        // A 4 x 2 image whose middle two columns are white: cropping to 1 x 1... via 2 x 2.
+        let mut img = RgbImage::new(4, 2);
+        for y in 0..2 {
+            for x in 1..3 {
+                img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let p = Preprocess {
+            height: 2,
+            width: 2,
+            resize: ResizeMode::ShorterSideCrop,
+            ..spec(Layout::NCHW, ChannelOrder::RGB)
+        };
+        let out = p.resize(img.clone(), &mut Resizer::new()).unwrap();
+        assert!(out.pixels().all(|px| px.0 == [255, 255, 255]), "{out:?}");
+        let stretched = Preprocess {
+            resize: ResizeMode::Stretch,
+            ..p
+        }
+        .resize(img, &mut Resizer::new())
+        .unwrap();
+        assert!(stretched.pixels().all(|px| px.0 != [0, 0, 0]));
+        assert!(stretched.pixels().any(|px| px.0 != [255, 255, 255]));
+    }
+
+    #[test]
+    fn non_images_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let html = dir.path().join("page.jpg");
+        std::fs::write(&html, "<html><body>404 Not Found</body></html>").unwrap();
+        assert_eq!(
+            decode(&html).unwrap_err(),
+            "not an image: looks like HTML (a saved error page?)"
+        );
+        let empty = dir.path().join("empty.png");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            decode(&empty).unwrap_err(),
+            "not an image: the file is empty"
+        );
+        let missing = dir.path().join("missing.png");
+        assert!(decode(&missing).unwrap_err().starts_with("unreadable: "));
+    }
+
+    #[test]
+    fn grey_and_alpha_become_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let grey = dir.path().join("g.png");
+        image::GrayImage::from_raw(1, 1, vec![77])
+            .unwrap()
+            .save(&grey)
+            .unwrap();
+        assert_eq!(decode(&grey).unwrap().as_raw(), &[77, 77, 77]);
+        let rgba = dir.path().join("a.png");
+        image::RgbaImage::from_raw(1, 1, vec![1, 2, 3, 0])
+            .unwrap()
+            .save(&rgba)
+            .unwrap();
+        assert_eq!(decode(&rgba).unwrap().as_raw(), &[1, 2, 3]);
+    }
+}

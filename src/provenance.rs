@@ -1,0 +1,214 @@
+//! Provenance: what produced a dataset, recorded in `run.json` and in every Parquet file.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::reduce::{LayerReducer, LayerShape};
+use crate::sink::TableCounts;
+use crate::tables::Table;
+
+/// What produced a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    /// Experiment name.
+    pub name: String,
+    /// `layerwise <version>`.
+    pub tool: String,
+    /// The ONNX Runtime library used.
+    pub onnxruntime: RuntimeInfo,
+    /// The model file.
+    pub model: ModelInfo,
+    /// The layers extracted, with their real shapes.
+    pub layers: Vec<LayerInfo>,
+    /// The config, with paths resolved.
+    pub config: Config,
+    /// When the run started (UTC, RFC 3339).
+    pub started_at: String,
+}
+
+/// The ONNX Runtime library used.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    /// Its version.
+    pub version: String,
+    /// The library file.
+    pub library: String,
+}
+
+/// The model file.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Its path.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// One extracted layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// Name in the tables.
+    pub name: String,
+    /// Tensor in the graph.
+    pub tensor: String,
+    /// `maps` (statistics and maps per channel) or `vector`.
+    pub kind: &'static str,
+    /// Channels (or vector length).
+    pub channels: usize,
+    /// Map height (1 for vectors).
+    pub height: usize,
+    /// Map width (1 for vectors).
+    pub width: usize,
+    /// Channels whose maps are stored.
+    pub kept: Vec<u32>,
+}
+
+impl LayerInfo {
+    /// Describes a layer from its reducer.
+    pub fn of(reducer: &LayerReducer, tensor: &str) -> LayerInfo {
+        let (kind, channels, height, width) = match reducer.shape {
+            LayerShape::Vector { len } => ("vector", len, 1, 1),
+            LayerShape::Maps {
+                channels,
+                height,
+                width,
+            } => ("maps", channels, height, width),
+        };
+        LayerInfo {
+            name: reducer.name.clone(),
+            tensor: tensor.to_owned(),
+            kind,
+            channels,
+            height,
+            width,
+            kept: reducer.kept().to_vec(),
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// What produced it.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    /// Images and rows.
+    pub counts: Counts,
+    /// Seconds spent.
+    pub timings: Timings,
+}
+
+/// Images and rows of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    /// Files listed.
+    pub images: u64,
+    /// Images run through the model.
+    pub ok: u64,
+    /// Images that could not be used.
+    pub error: u64,
+    /// Parts written.
+    pub parts: usize,
+    /// Rows per table.
+    pub rows: serde_json::Map<String, serde_json::Value>,
+    /// File bytes per table.
+    pub bytes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Counts {
+    /// Counts from image totals and the tables' counts.
+    pub fn new(ok: u64, error: u64, parts: usize, tables: &TableCounts) -> Counts {
+        let per_table = |values: &[u64; 4]| {
+            Table::ALL
+                .iter()
+                .zip(values)
+                .map(|(t, v)| (t.name().to_owned(), (*v).into()))
+                .collect()
+        };
+        Counts {
+            images: ok + error,
+            ok,
+            error,
+            parts,
+            rows: per_table(&tables.rows),
+            bytes: per_table(&tables.bytes),
+        }
+    }
+}
+
+/// Seconds spent in each phase of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    /// Reading the config and model, loading the runtime, creating the session.
+    pub setup_s: f64,
+    /// Listing the input folder.
+    pub listing_s: f64,
+    /// Decoding, inference, reduction and writing.
+    pub run_s: f64,
+    /// Images (ok or not) per second of `run_s`.
+    pub images_per_s: f64,
+}
+
+impl RunRecord {
+    /// Writes `run.json` into `dir`, atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("run.json");
+        let temporary = dir.join(".run.json.tmp");
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(&temporary, json + "\n")
+            .and_then(|_| std::fs::rename(&temporary, &path))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// The current time as RFC 3339 UTC, e.g. `2026-11-28T09:30:00Z`.
+pub fn now_rfc3339() -> String {
+    rfc3339(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_795_858_245)),
+            "2026-11-28T09:30:45Z"
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Reduce: one layer's output tensor becomes per-channel statistics, kept maps, or vectors.
+
+use ndarray::{ArrayViewD, Axis};
+use rayon::prelude::*;
+
+use crate::config::Keep;
+use crate::error::PlanError;
+use crate::plan::LayerSpec;
+use crate::tables::{MapKey, MapStats, Rows};
+
+/// How a layer's tensor is cut up, learned from its real shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerShape {
+    /// A rank-2 tensor `[N, D]`: one vector per image.
+    Vector {
+        /// Length of the vector.
+        len: usize,
+    },
+    /// A tensor of rank 3 or more: one map per channel.
+    Maps {
+        /// Number of channels.
+        channels: usize,
+        /// Map height (the first axis that is neither batch nor channel).
+        height: usize,
+        /// Map width (the product of the axes after it; 1 for a rank-3 tensor).
+        width: usize,
+    },
+}
+
+/// Reduces one layer's tensor into rows.
+#[derive(Debug, Clone)]
+pub struct LayerReducer {
+    /// The layer's name in the tables.
+    pub name: String,
+    /// Index of the layer's tensor among the exposed ones.
+    pub tensor_index: usize,
+    /// The layer's shape.
+    pub shape: LayerShape,
+    channel_axis: usize,
+    keep: Vec<u32>,
+}
+
+impl LayerReducer {
+    /// Checks `layer` against the per-image shape its tensor has (batch axis removed).
+    pub fn new(
+        layer: &LayerSpec,
+        position: usize,
+        tensor_index: usize,
+        image_shape: &[usize],
+    ) -> Result<LayerReducer, PlanError> {
+        let key = |field: &str| format!("layers[{position}].{field}");
+        let rank = image_shape.len() + 1;
+        let shape = if rank == 2 {
+            LayerShape::Vector {
+                len: image_shape[0],
+            }
+        } else {
+            if layer.channel_axis >= rank {
+                return Err(PlanError::invalid(
+                    key("channel_axis"),
+                    format!(
+                        "is {}, but tensor `{}` has rank {rank} (shape [N, {}])",
+                        layer.channel_axis,
+                        layer.tensor,
+                        dims(image_shape)
+                    ),
+                ));
+            }
+            let mut map = image_shape.to_vec();
+            let channels = map.remove(layer.channel_axis - 1);
+            LayerShape::Maps {
+                channels,
+                height: map[0],
+                width: map[1..].iter().product(),
+            }
+        };
+        let keep = match (&layer.keep, &shape) {
+            (Keep::All, LayerShape::Maps { channels, .. }) => (0..*channels as u32).collect(),
+            (Keep::Channels(list), LayerShape::Maps { channels, .. }) => {
+                if let Some(c) = list.iter().find(|c| **c as usize >= *channels) {
+                    return Err(PlanError::invalid(
+                        key("keep"),
+                        format!(
+                            "lists channel {c}, but `{}` has {channels} channels (0 to {})",
+                            layer.tensor,
+                            channels - 1
+                        ),
+                    ));
+                }
+                list.clone()
+            }
+            (_, LayerShape::Vector { .. }) => Vec::new(),
+        };
+        Ok(LayerReducer {
+            name: layer.name.clone(),
+            tensor_index,
+            shape,
+            channel_axis: layer.channel_axis,
+            keep,
+        })
+    }
+
+    /// The channels whose maps are stored.
+    pub fn kept(&self) -> &[u32] {
+        &self.keep
+    }
+
+    /// Appends the rows of `tensor` (one entry per image of `image_ids`) to `rows`.
+    pub fn reduce(&self, tensor: &ArrayViewD<'_, f32>, image_ids: &[u64], rows: &mut Rows) {
+        match self.shape {
+            LayerShape::Vector { .. } => {
+                for (i, id) in image_ids.iter().enumerate() {
+                    rows.vectors.push(
+                        *id,
+                        &self.name,
+                        tensor.index_axis(Axis(0), i).iter().copied(),
+                    );
+                }
+            }
+            LayerShape::Maps {
+                channels,
+                height,
+                width,
+            } => {
+                let mut axes = vec![0, self.channel_axis];
+                axes.extend((1..tensor.ndim()).filter(|a| *a != self.channel_axis));
+                let maps = tensor.view().permuted_axes(axes);
+                let map =
+                    |i: usize, c: usize| maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
+                let stats: Vec<MapStats> = (0..image_ids.len() * channels)
+                    .into_par_iter()
+                    .map_init(Vec::new, |scratch, k| {
+                        map_stats(contiguous(map(k / channels, k % channels), scratch), width)
+                    })
+                    .collect();
+                let mut scratch = Vec::new();
+                for (i, id) in image_ids.iter().enumerate() {
+                    let key = |channel: usize| MapKey {
+                        image_id: *id,
+                        layer: &self.name,
+                        channel: channel as u32,
+                        height: height as u32,
+                        width: width as u32,
+                    };
+                    for (c, s) in stats[i * channels..(i + 1) * channels].iter().enumerate() {
+                        rows.stats.push(key(c), s);
+                    }
+                    for &c in &self.keep {
+                        let values = contiguous(map(i, c as usize), &mut scratch);
+                        rows.maps.push(key(c as usize), values);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dims(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The map's values in row-major order: borrowed when the view is contiguous, else copied.
+fn contiguous<'a>(map: ArrayViewD<'a, f32>, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    match map.to_slice() {
+        Some(values) => values,
+        None => {
+            scratch.clear();
+            scratch.extend(map.iter());
+            scratch
+        }
+    }
+}
+
+/// Statistics of one map (row-major, `width` values a row), in two passes for an exact std.
+pub fn map_stats(values: &[f32], width: usize) -> MapStats {
+    let n = values.len();
+    let mut sum = 0f64;
+    let mut min = f32::INFINITY;
+    let mut max = f32::NEG_INFINITY;
+    let mut argmax = 0;
+    let mut positive = 0usize;
+    for (i, &v) in values.iter().enumerate() {
+        sum += f64::from(v);
+        min = min.min(v);
+        if v > max {
+            max = v;
+            argmax = i;
+        }
+        positive += usize::from(v > 0.0);
+    }
+    let mean = sum / n as f64;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    MapStats {
+        mean: mean as f32,
+        std: var.sqrt() as f32,
+        min,
+        max,
+        argmax_y: (argmax / width) as u32,
+        argmax_x: (argmax % width) as u32,
+        frac_positive: (positive as f64 / n as f64) as f32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MapDtype;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, UInt32Type};
+    use ndarray::{Array, IxDyn};
+
+    fn layer(keep: Keep, channel_axis: usize) -> LayerSpec {
+        LayerSpec {
+            name: "l".into(),
+            tensor: "t".into(),
+            keep,
+            channel_axis,
+        }
+    }
+
+    #[test]
+    fn stats_of_a_small_map() {
+        // 2 x 3 map: [[-1, 4, 0], [2, 4, 3]]
+        let s = map_stats(&[-1.0, 4.0, 0.0, 2.0, 4.0, 3.0], 3);
+        assert_eq!(s.mean, 2.0);
+        assert!((s.std - (22.0f32 / 6.0).sqrt()).abs() < 1e-6);
+        assert_eq!((s.min, s.max), (-1.0, 4.0));
+        assert_eq!((s.argmax_y, s.argmax_x), (0, 1), "the first maximum");
+        assert_eq!(s.frac_positive, 4.0 / 6.0);
+    }
+
+    #[test]
+    fn shapes_and_keep_are_checked() {
+        let r = LayerReducer::new(&layer(Keep::All, 1), 0, 0, &[4, 2, 3]).unwrap();
+        assert_eq!(
+            r.shape,
+            LayerShape::Maps {
+                channels: 4,
+                height: 2,
+                width: 3
+            }
+        );
+        assert_eq!(r.kept(), [0, 1, 2, 3]);
+        let r = LayerReducer::new(&layer(Keep::All, 2), 0, 0, &[7, 5]).unwrap();
+        assert_eq!(
+            r.shape,
+            LayerShape::Maps {
+                channels: 5,
+                height: 7,
+                width: 1
+            }
+        );
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![3]), 1), 0, 0, &[10]).unwrap();
+        assert_eq!(r.shape, LayerShape::Vector { len: 10 });
+        let err = LayerReducer::new(&layer(Keep::Channels(vec![0, 4]), 1), 2, 0, &[4, 2, 3])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config: `layers[2].keep` lists channel 4, but `t` has 4 channels (0 to 3)"
+        );
+        let err = LayerReducer::new(&layer(Keep::All, 3), 0, 0, &[4, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`layers[0].channel_axis` is 3, but tensor `t` has rank 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn channels_last_maps_match_a_direct_index() {
+        // [N=2, H=2, W=3, C=4] with channel_axis 3: map (i, c)[y][x] = t[i, y, x, c].
+        let t = Array::from_shape_fn(IxDyn(&[2, 2, 3, 4]), |ix| {
+            (ix[0] * 1000 + ix[1] * 100 + ix[2] * 10 + ix[3]) as f32
+        });
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, 0, &[2, 3, 4]).unwrap();
+        let mut rows = Rows::new(MapDtype::Float32);
+        r.reduce(&t.view(), &[7, 8], &mut rows);
+        let maps = rows.maps.finish();
+        assert_eq!(maps.num_rows(), 2);
+        let values = maps.column(5).as_list::<i32>();
+        let second = values.value(1);
+        let got: Vec<f32> = second.as_primitive::<Float32Type>().values().to_vec();
+        assert_eq!(got, [1002.0, 1012.0, 1022.0, 1102.0, 1112.0, 1122.0]);
+        let stats = rows.stats.finish();
+        assert_eq!(stats.num_rows(), 8);
+        let argmax_x = stats.column(9).as_primitive::<UInt32Type>();
+        assert_eq!(argmax_x.value(0), 2, "image 7, channel 0: max at y 1, x 2");
+    }
+}

@@ -1,0 +1,231 @@
+//! The Parquet sink: each table is a folder of part files, `OUT/<table>/part-NNNNN.parquet`.
+//!
+//! A part file is written under a temporary name that does not end in `.parquet` and renamed
+//! when complete, so `read_parquet('OUT/stats/*.parquet')` never sees half a file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as Codec, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::config::{Compression, MapDtype};
+use crate::plan::OutputSpec;
+use crate::tables::{Rows, Table};
+
+/// Key of the provenance JSON in each Parquet file's key-value metadata.
+pub const PROVENANCE_KEY: &str = "layerwise.provenance";
+
+/// A row group is closed once its encoded data passes this size, bounding memory.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// Rows and bytes written per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Rows per table, in [`Table::ALL`] order.
+    pub rows: [u64; 4],
+    /// File bytes per table, in [`Table::ALL`] order.
+    pub bytes: [u64; 4],
+}
+
+impl TableCounts {
+    /// Adds another count to this one.
+    pub fn add(&mut self, other: &TableCounts) {
+        for i in 0..4 {
+            self.rows[i] += other.rows[i];
+            self.bytes[i] += other.bytes[i];
+        }
+    }
+}
+
+/// Writes the tables of one run into its output folder.
+pub struct Sink {
+    dir: PathBuf,
+    map_dtype: MapDtype,
+    properties: WriterProperties,
+}
+
+impl Sink {
+    /// Prepares `output.dir`: refuses one that already holds a run unless `overwrite`, in which
+    /// case that run's tables and `run.json` are removed first.
+    pub fn create(output: &OutputSpec, provenance: String, overwrite: bool) -> Result<Sink> {
+        let dir = &output.dir;
+        let previous: Vec<PathBuf> = Table::ALL
+            .iter()
+            .map(|t| dir.join(t.name()))
+            .chain([dir.join("run.json")])
+            .filter(|p| p.exists())
+            .collect();
+        if !previous.is_empty() {
+            if !overwrite {
+                anyhow::bail!(
+                    "{} already holds a run ({}); pass --overwrite to replace it, or choose \
+                     another folder with --out",
+                    dir.display(),
+                    previous[0].display()
+                );
+            }
+            for p in previous {
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                }
+                .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        for table in Table::ALL {
+            let folder = dir.join(table.name());
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create the output folder {}", folder.display()))?;
+        }
+        Ok(Sink {
+            dir: dir.clone(),
+            map_dtype: output.map_dtype,
+            properties: properties(output.compression, provenance),
+        })
+    }
+
+    /// The output folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens part `part` of every table.
+    pub fn begin_part(&self, part: usize) -> Result<PartWriter> {
+        let files = Table::ALL
+            .iter()
+            .map(|&table| {
+                TableFile::create(&self.dir, table, part, self.map_dtype, &self.properties)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PartWriter { files })
+    }
+}
+
+fn properties(compression: Compression, provenance: String) -> WriterProperties {
+    let codec = match compression {
+        Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
+        Compression::Snappy => Codec::SNAPPY,
+        Compression::None => Codec::UNCOMPRESSED,
+    };
+    WriterProperties::builder()
+        .set_compression(codec)
+        .set_column_dictionary_enabled(
+            ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]),
+            false,
+        )
+        .set_key_value_metadata(Some(vec![KeyValue::new(PROVENANCE_KEY.into(), provenance)]))
+        .build()
+}
+
+/// One part of one table, being written.
+struct TableFile {
+    table: Table,
+    temporary: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<BufWriter<File>>,
+    rows: u64,
+}
+
+impl TableFile {
+    fn create(
+        dir: &Path,
+        table: Table,
+        part: usize,
+        map_dtype: MapDtype,
+        properties: &WriterProperties,
+    ) -> Result<TableFile> {
+        let folder = dir.join(table.name());
+        let path = folder.join(format!("part-{part:05}.parquet"));
+        let temporary = folder.join(format!(".part-{part:05}.parquet.tmp"));
+        let file = File::create(&temporary)
+            .with_context(|| format!("cannot create {}", temporary.display()))?;
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            table.schema(map_dtype),
+            Some(properties.clone()),
+        )?;
+        Ok(TableFile {
+            table,
+            temporary,
+            path,
+            writer,
+            rows: 0,
+        })
+    }
+}
+
+/// The files of one part, committed together.
+pub struct PartWriter {
+    files: Vec<TableFile>,
+}
+
+impl PartWriter {
+    /// Moves `rows` into the part's files, leaving `rows` empty.
+    pub fn write(&mut self, rows: &mut Rows) -> Result<()> {
+        for ((table, batch), file) in rows.finish().into_iter().zip(&mut self.files) {
+            debug_assert_eq!(table, file.table);
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            file.writer
+                .write(&batch)
+                .with_context(|| format!("cannot write {}", file.temporary.display()))?;
+            file.rows += batch.num_rows() as u64;
+            if file.writer.in_progress_size() > ROW_GROUP_BYTES {
+                file.writer.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes every file, then renames them all to their final names; returns rows and bytes
+    /// per table. When a file cannot be finished, none is renamed and none is left behind.
+    pub fn commit(mut self) -> Result<TableCounts> {
+        let mut finished = Vec::with_capacity(self.files.len());
+        for file in self.files.drain(..) {
+            let temporary = file.temporary.clone();
+            let result = finish(file.writer)
+                .with_context(|| format!("cannot finish {}", temporary.display()));
+            // Whatever happens, this temporary file is now ours to clean up.
+            finished.push((temporary, file.path, file.rows));
+            if let Err(e) = result {
+                for (temporary, ..) in &finished {
+                    let _ = std::fs::remove_file(temporary);
+                }
+                return Err(e);
+            }
+        }
+        let mut counts = TableCounts::default();
+        for (i, (temporary, path, rows)) in finished.into_iter().enumerate() {
+            std::fs::rename(&temporary, &path)
+                .with_context(|| format!("cannot rename {}", temporary.display()))?;
+            counts.rows[i] = rows;
+            counts.bytes[i] = std::fs::metadata(&path)?.len();
+        }
+        Ok(counts)
+    }
+}
+
+/// Writes the Parquet footer, flushes and syncs the file.
+fn finish(writer: ArrowWriter<BufWriter<File>>) -> Result<()> {
+    let buffered = writer.into_inner()?;
+    let file = buffered.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+impl Drop for PartWriter {
+    /// A part that was not committed leaves no file behind.
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(&file.temporary);
+        }
+    }
+}

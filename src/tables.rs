@@ -1,0 +1,428 @@
+//! The output tables: their Arrow schemas (the Parquet contract, documented in `schemas/`)
+//! and typed row builders that the reduce stage fills.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{
+    Float16Builder, Float32Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use half::f16;
+
+use crate::config::MapDtype;
+
+/// The tables of a run, in the order they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// One row per listed file.
+    Images,
+    /// One row per image, layer and channel.
+    Stats,
+    /// One row per image, layer and kept channel.
+    Maps,
+    /// One row per image and rank-2 layer.
+    Vectors,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 4] = [Table::Images, Table::Stats, Table::Maps, Table::Vectors];
+
+    /// The table's folder name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Images => "images",
+            Table::Stats => "stats",
+            Table::Maps => "maps",
+            Table::Vectors => "vectors",
+        }
+    }
+
+    /// The table's schema; `maps.values` holds `map_dtype` elements.
+    pub fn schema(self, map_dtype: MapDtype) -> SchemaRef {
+        match self {
+            Table::Images => IMAGES.clone(),
+            Table::Stats => STATS.clone(),
+            Table::Maps => match map_dtype {
+                MapDtype::Float32 => MAPS_F32.clone(),
+                MapDtype::Float16 => MAPS_F16.clone(),
+            },
+            Table::Vectors => VECTORS.clone(),
+        }
+    }
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(item, false)))
+}
+
+fn id_layer() -> [Field; 2] {
+    [
+        Field::new("image_id", DataType::UInt64, false),
+        Field::new("layer", DataType::Utf8, false),
+    ]
+}
+
+static IMAGES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::UInt64, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("width", DataType::UInt32, true),
+        Field::new("height", DataType::UInt32, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+});
+
+static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = id_layer().to_vec();
+    for name in ["channel", "height", "width"] {
+        fields.push(Field::new(name, DataType::UInt32, false));
+    }
+    for name in ["mean", "std", "min", "max"] {
+        fields.push(Field::new(name, DataType::Float32, false));
+    }
+    fields.push(Field::new("argmax_y", DataType::UInt32, false));
+    fields.push(Field::new("argmax_x", DataType::UInt32, false));
+    fields.push(Field::new("frac_positive", DataType::Float32, false));
+    Arc::new(Schema::new(fields))
+});
+
+fn maps_schema(item: DataType) -> SchemaRef {
+    let mut fields = id_layer().to_vec();
+    for name in ["channel", "height", "width"] {
+        fields.push(Field::new(name, DataType::UInt32, false));
+    }
+    fields.push(Field::new("values", list_of(item), false));
+    Arc::new(Schema::new(fields))
+}
+
+static MAPS_F32: LazyLock<SchemaRef> = LazyLock::new(|| maps_schema(DataType::Float32));
+static MAPS_F16: LazyLock<SchemaRef> = LazyLock::new(|| maps_schema(DataType::Float16));
+
+static VECTORS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = id_layer().to_vec();
+    fields.push(Field::new("values", list_of(DataType::Float32), false));
+    Arc::new(Schema::new(fields))
+});
+
+fn f32_list() -> ListBuilder<Float32Builder> {
+    ListBuilder::new(Float32Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::Float32, false)))
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, columns).expect("builders match their schema")
+}
+
+/// Whether an image was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStatus {
+    /// Decoded and run through the model, with its size.
+    Ok {
+        /// Width of the file's image.
+        width: u32,
+        /// Height of the file's image.
+        height: u32,
+    },
+    /// Not usable, with the reason.
+    Error(String),
+}
+
+/// Rows of the `images` table.
+#[derive(Debug, Default)]
+pub struct ImageRows {
+    image_id: UInt64Builder,
+    path: StringBuilder,
+    label: StringBuilder,
+    width: UInt32Builder,
+    height: UInt32Builder,
+    status: StringBuilder,
+    error: StringBuilder,
+}
+
+impl ImageRows {
+    /// Adds one file's row.
+    pub fn push(&mut self, image_id: u64, path: &str, label: Option<&str>, status: &ImageStatus) {
+        self.image_id.append_value(image_id);
+        self.path.append_value(path);
+        self.label.append_option(label);
+        match status {
+            ImageStatus::Ok { width, height } => {
+                self.width.append_value(*width);
+                self.height.append_value(*height);
+                self.status.append_value("ok");
+                self.error.append_null();
+            }
+            ImageStatus::Error(message) => {
+                self.width.append_null();
+                self.height.append_null();
+                self.status.append_value("error");
+                self.error.append_value(message);
+            }
+        }
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        batch(
+            IMAGES.clone(),
+            vec![
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.path.finish()),
+                Arc::new(self.label.finish()),
+                Arc::new(self.width.finish()),
+                Arc::new(self.height.finish()),
+                Arc::new(self.status.finish()),
+                Arc::new(self.error.finish()),
+            ],
+        )
+    }
+}
+
+/// Summary statistics of one channel's map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapStats {
+    /// Mean of the values.
+    pub mean: f32,
+    /// Population standard deviation.
+    pub std: f32,
+    /// Smallest value.
+    pub min: f32,
+    /// Largest value.
+    pub max: f32,
+    /// Row of the first largest value.
+    pub argmax_y: u32,
+    /// Column of the first largest value.
+    pub argmax_x: u32,
+    /// Share of values above zero.
+    pub frac_positive: f32,
+}
+
+/// Where a map sits: image, layer, channel and its size.
+#[derive(Debug, Clone, Copy)]
+pub struct MapKey<'a> {
+    /// The image.
+    pub image_id: u64,
+    /// The layer's name.
+    pub layer: &'a str,
+    /// The channel.
+    pub channel: u32,
+    /// Map height.
+    pub height: u32,
+    /// Map width.
+    pub width: u32,
+}
+
+/// Rows of the `stats` table.
+#[derive(Debug, Default)]
+pub struct StatsRows {
+    image_id: UInt64Builder,
+    layer: StringBuilder,
+    channel: UInt32Builder,
+    height: UInt32Builder,
+    width: UInt32Builder,
+    mean: Float32Builder,
+    std: Float32Builder,
+    min: Float32Builder,
+    max: Float32Builder,
+    argmax_y: UInt32Builder,
+    argmax_x: UInt32Builder,
+    frac_positive: Float32Builder,
+}
+
+impl StatsRows {
+    /// Adds one channel's statistics.
+    pub fn push(&mut self, key: MapKey, s: &MapStats) {
+        self.image_id.append_value(key.image_id);
+        self.layer.append_value(key.layer);
+        self.channel.append_value(key.channel);
+        self.height.append_value(key.height);
+        self.width.append_value(key.width);
+        self.mean.append_value(s.mean);
+        self.std.append_value(s.std);
+        self.min.append_value(s.min);
+        self.max.append_value(s.max);
+        self.argmax_y.append_value(s.argmax_y);
+        self.argmax_x.append_value(s.argmax_x);
+        self.frac_positive.append_value(s.frac_positive);
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        batch(
+            STATS.clone(),
+            vec![
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.layer.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.height.finish()),
+                Arc::new(self.width.finish()),
+                Arc::new(self.mean.finish()),
+                Arc::new(self.std.finish()),
+                Arc::new(self.min.finish()),
+                Arc::new(self.max.finish()),
+                Arc::new(self.argmax_y.finish()),
+                Arc::new(self.argmax_x.finish()),
+                Arc::new(self.frac_positive.finish()),
+            ],
+        )
+    }
+}
+
+/// The `values` column of `maps`, in the chosen element type.
+#[derive(Debug)]
+enum MapValues {
+    F32(ListBuilder<Float32Builder>),
+    F16(ListBuilder<Float16Builder>),
+}
+
+/// Rows of the `maps` table.
+#[derive(Debug)]
+pub struct MapRows {
+    image_id: UInt64Builder,
+    layer: StringBuilder,
+    channel: UInt32Builder,
+    height: UInt32Builder,
+    width: UInt32Builder,
+    values: MapValues,
+}
+
+impl MapRows {
+    /// Empty rows whose values are stored as `dtype`.
+    pub fn new(dtype: MapDtype) -> MapRows {
+        let values = match dtype {
+            MapDtype::Float32 => MapValues::F32(f32_list()),
+            MapDtype::Float16 => MapValues::F16(
+                ListBuilder::new(Float16Builder::new())
+                    .with_field(Arc::new(Field::new_list_field(DataType::Float16, false))),
+            ),
+        };
+        MapRows {
+            image_id: UInt64Builder::new(),
+            layer: StringBuilder::new(),
+            channel: UInt32Builder::new(),
+            height: UInt32Builder::new(),
+            width: UInt32Builder::new(),
+            values,
+        }
+    }
+
+    /// Adds one channel's map, row-major.
+    pub fn push(&mut self, key: MapKey, values: &[f32]) {
+        self.image_id.append_value(key.image_id);
+        self.layer.append_value(key.layer);
+        self.channel.append_value(key.channel);
+        self.height.append_value(key.height);
+        self.width.append_value(key.width);
+        match &mut self.values {
+            MapValues::F32(list) => {
+                list.values().append_slice(values);
+                list.append(true);
+            }
+            MapValues::F16(list) => {
+                let items = list.values();
+                for v in values {
+                    items.append_value(f16::from_f32(*v));
+                }
+                list.append(true);
+            }
+        }
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let (values, schema): (ArrayRef, _) = match &mut self.values {
+            MapValues::F32(list) => (Arc::new(list.finish()), MAPS_F32.clone()),
+            MapValues::F16(list) => (Arc::new(list.finish()), MAPS_F16.clone()),
+        };
+        batch(
+            schema,
+            vec![
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.layer.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.height.finish()),
+                Arc::new(self.width.finish()),
+                values,
+            ],
+        )
+    }
+}
+
+/// Rows of the `vectors` table.
+#[derive(Debug)]
+pub struct VectorRows {
+    image_id: UInt64Builder,
+    layer: StringBuilder,
+    values: ListBuilder<Float32Builder>,
+}
+
+impl Default for VectorRows {
+    fn default() -> Self {
+        VectorRows {
+            image_id: UInt64Builder::new(),
+            layer: StringBuilder::new(),
+            values: f32_list(),
+        }
+    }
+}
+
+impl VectorRows {
+    /// Adds one image's vector.
+    pub fn push(&mut self, image_id: u64, layer: &str, values: impl IntoIterator<Item = f32>) {
+        self.image_id.append_value(image_id);
+        self.layer.append_value(layer);
+        self.values.values().extend(values.into_iter().map(Some));
+        self.values.append(true);
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        batch(
+            VECTORS.clone(),
+            vec![
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.layer.finish()),
+                Arc::new(self.values.finish()),
+            ],
+        )
+    }
+}
+
+/// The rows of every table produced by one batch of images.
+#[derive(Debug)]
+pub struct Rows {
+    /// `images` rows.
+    pub images: ImageRows,
+    /// `stats` rows.
+    pub stats: StatsRows,
+    /// `maps` rows.
+    pub maps: MapRows,
+    /// `vectors` rows.
+    pub vectors: VectorRows,
+}
+
+impl Rows {
+    /// Empty rows; maps are stored as `map_dtype`.
+    pub fn new(map_dtype: MapDtype) -> Rows {
+        Rows {
+            images: ImageRows::default(),
+            stats: StatsRows::default(),
+            maps: MapRows::new(map_dtype),
+            vectors: VectorRows::default(),
+        }
+    }
+
+    /// Takes every table's rows out, in [`Table::ALL`] order.
+    pub fn finish(&mut self) -> [(Table, RecordBatch); 4] {
+        [
+            (Table::Images, self.images.finish()),
+            (Table::Stats, self.stats.finish()),
+            (Table::Maps, self.maps.finish()),
+            (Table::Vectors, self.vectors.finish()),
+        ]
+    }
+}

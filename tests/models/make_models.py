@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Generate the tiny ONNX test models used by layerwise's integration tests.
+
+usage: make_models.py OUT_DIR
+
+Writes into OUT_DIR (created if missing), all opset 17 / IR version 8:
+
+  tiny_nchw.onnx          input "input" [batch,3,8,8] -> Conv/Relu "conv1" [batch,4,8,8]
+                          -> Conv(stride 2)/Relu "conv2" [batch,6,4,4] -> GlobalAveragePool "gap"
+                          -> Flatten "flat" [batch,6] -> MatMul "logits" [batch,5]
+                          -> Softmax(axis=1) "probs" [batch,5]; graph output: "probs" only.
+  tiny_nchw_outputs.onnx  the same graph and weights, with graph outputs "conv1", "conv2",
+                          "logits" and "probs": an independent reference for the tool's
+                          own graph surgery.
+  tiny_nhwc.onnx          input [batch,8,8,3] -> Transpose(perm 0,3,1,2) "to_nchw" -> same body
+                          (like Keras models exported with tf2onnx).
+  tiny_fixed1.onnx        the tiny_nchw graph with a fixed batch of 1: input [1,3,8,8], probs [1,5].
+  identity_nchw.onnx      input [batch,3,height,width] -> Identity -> "pixels".
+  identity_nhwc.onnx      input [batch,height,width,3] -> Identity -> "pixels".
+
+Weights are drawn once from numpy.random.default_rng(1) (weights normal*0.5, biases
+normal*0.1) and shared by the four tiny models, so their outputs agree exactly.
+Each model is checked with onnx.checker and run once in onnxruntime on a random input;
+finally the four tiny models are checked to give the same "probs" on the same input.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8
+FLOAT = TensorProto.FLOAT
+
+
+def make_weights():
+    """Draw the tiny CNN's parameters once (deterministic, seed 1)."""
+    rng = np.random.default_rng(1)
+
+    def normal(shape, scale):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    return {
+        "conv1/W": normal((4, 3, 3, 3), 0.5),
+        "conv1/B": normal((4,), 0.1),
+        "conv2/W": normal((6, 4, 3, 3), 0.5),
+        "conv2/B": normal((6,), 0.1),
+        "fc/W": normal((6, 5), 0.5),
+    }
+
+
+def tiny_body(x, weights):
+    """Nodes and initializers of the tiny CNN body, reading NCHW tensor `x`; ends in "probs"."""
+    nodes = [
+        helper.make_node("Conv", [x, "conv1/W", "conv1/B"], ["conv1/conv"], name="conv1/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node("Relu", ["conv1/conv"], ["conv1"], name="conv1/Relu"),
+        helper.make_node("Conv", ["conv1", "conv2/W", "conv2/B"], ["conv2/conv"], name="conv2/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["conv2/conv"], ["conv2"], name="conv2/Relu"),
+        helper.make_node("GlobalAveragePool", ["conv2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
+        helper.make_node("MatMul", ["flat", "fc/W"], ["logits"], name="fc/MatMul"),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+    ]
+    inits = [numpy_helper.from_array(w, name) for name, w in weights.items()]
+    return nodes, inits
+
+
+def finish(graph):
+    """Wrap a graph into a checked opset-17 / IR-8 model."""
+    model = helper.make_model(graph, producer_name="layerwise-tests",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def tiny_model(name, weights, batch="batch", nhwc=False, extra_outputs=False):
+    """The tiny CNN; NHWC input gets a leading Transpose, extra_outputs exposes inner tensors."""
+    if nhwc:
+        inp = helper.make_tensor_value_info("input", FLOAT, [batch, 8, 8, 3])
+        pre = [helper.make_node("Transpose", ["input"], ["to_nchw"], name="to_nchw", perm=[0, 3, 1, 2])]
+        x = "to_nchw"
+    else:
+        inp = helper.make_tensor_value_info("input", FLOAT, [batch, 3, 8, 8])
+        pre, x = [], "input"
+    nodes, inits = tiny_body(x, weights)
+    shapes = {"conv1": [batch, 4, 8, 8], "conv2": [batch, 6, 4, 4],
+              "logits": [batch, 5], "probs": [batch, 5]}
+    names = ["conv1", "conv2", "logits", "probs"] if extra_outputs else ["probs"]
+    outputs = [helper.make_tensor_value_info(n, FLOAT, shapes[n]) for n in names]
+    return finish(helper.make_graph(pre + nodes, name, [inp], outputs, inits))
+
+
+def identity_model(name, nhwc):
+    """Identity over a float image batch with symbolic batch/height/width."""
+    shape = ["batch", "height", "width", 3] if nhwc else ["batch", 3, "height", "width"]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["pixels"], name="identity")], name,
+        [helper.make_tensor_value_info("input", FLOAT, shape)],
+        [helper.make_tensor_value_info("pixels", FLOAT, shape)])
+    return finish(graph)
+
+
+def concrete(dims, sizes):
+    """Replace symbolic dims by concrete sizes for a smoke-test input."""
+    return [d if isinstance(d, int) else sizes[d] for d in dims]
+
+
+def smoke_test(path, rng):
+    """Load `path` in onnxruntime, run it on a random input and describe the outputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    shape = concrete(inp.shape, {"batch": 2, "height": 5, "width": 7})
+    x = rng.standard_normal(shape).astype(np.float32)
+    outs = sess.run(None, {inp.name: x})
+    desc = ", ".join(f"{o.name}{list(v.shape)}" for o, v in zip(sess.get_outputs(), outs))
+    return f"{os.path.basename(path)}: input{list(x.shape)} -> {desc}"
+
+
+def cross_check(out, rng):
+    """The tiny models share weights: their "probs" must agree on the same images."""
+    import onnxruntime as ort
+
+    def run(fname, x):
+        sess = ort.InferenceSession(os.path.join(out, fname), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"input": x})
+
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    conv1, conv2, _, probs = run("tiny_nchw_outputs.onnx", x)
+    np.testing.assert_allclose(run("tiny_nchw.onnx", x)[0], probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run("tiny_nhwc.onnx", x.transpose(0, 2, 3, 1))[0], probs,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run("tiny_fixed1.onnx", x[:1])[0], probs[:1], rtol=1e-5, atol=1e-6)
+    print(f"cross-check ok: probs agree across tiny models; fraction > 0: "
+          f"conv1 {np.mean(conv1 > 0):.2f}, conv2 {np.mean(conv2 > 0):.2f}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    weights = make_weights()
+    models = {
+        "tiny_nchw.onnx": tiny_model("tiny_nchw", weights),
+        "tiny_nchw_outputs.onnx": tiny_model("tiny_nchw_outputs", weights, extra_outputs=True),
+        "tiny_nhwc.onnx": tiny_model("tiny_nhwc", weights, nhwc=True),
+        "tiny_fixed1.onnx": tiny_model("tiny_fixed1", weights, batch=1),
+        "identity_nchw.onnx": identity_model("identity_nchw", nhwc=False),
+        "identity_nhwc.onnx": identity_model("identity_nhwc", nhwc=True),
+    }
+    rng = np.random.default_rng(0)
+    for fname, model in models.items():
+        path = os.path.join(out, fname)
+        onnx.save(model, path)
+        print(smoke_test(path, rng))
+    cross_check(out, rng)
+
+
+if __name__ == "__main__":
+    main()
