@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
 };
-use crate::reduce::LayerReducer;
+use crate::reduce::{self, LayerReducer};
 use crate::runtime::{self, Runtime, SearchPath};
 use crate::session::Extractor;
 use crate::sink::{Sink, TableCounts};
@@ -218,10 +218,8 @@ impl<'a> Batcher<'a> {
         if !ok_ids.is_empty() {
             let reducers = self.reducers;
             self.extractor
-                .run(&self.input, ok_ids.len(), |views| {
-                    for r in reducers {
-                        r.reduce(&views[r.tensor_index], &ok_ids, rows);
-                    }
+                .run(&self.input, ok_ids.len(), |tensors| {
+                    reduce::reduce_batch(reducers, tensors, &ok_ids, rows)
                 })
                 .context("ONNX Runtime failed on a batch")?;
         }

@@ -629,7 +629,6 @@ dir = "/tmp/layerwise-plan-test-out"
             ("mean = [1.0, 2.0]", ONE_LAYER, "`preprocess.mean` has 2 values"),
             ("std = [1.0, 0.0, 1.0]", ONE_LAYER, "`preprocess.std[1]` must be a finite, non-zero"),
             ("size = [0, 224]", ONE_LAYER, "is fixed at 224 x 224"),
-            ("", "layers = []", "`layers` is empty"),
             (
                 "",
                 "[[layers]]\nname = \"a\"\ntensor = \"block1_conv1\"\n[[layers]]\nname = \"a\"\ntensor = \"block5_conv3\"",
@@ -650,5 +649,14 @@ dir = "/tmp/layerwise-plan-test-out"
             let err = plan(extra, layers, &m).unwrap_err();
             assert!(err.contains(expected), "{extra} {layers}: {err}");
         }
+        let mut no_layers = config("", ONE_LAYER);
+        no_layers.layers.clear();
+        let err = Plan::new(no_layers, &m, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config: `layers` is empty; add at least one"),
+            "{err}"
+        );
     }
 }

@@ -105,52 +105,91 @@ impl LayerReducer {
         &self.keep
     }
 
-    /// Appends the rows of `tensor` (one entry per image of `image_ids`) to `rows`.
-    pub fn reduce(&self, tensor: &ArrayViewD<'_, f32>, image_ids: &[u64], rows: &mut Rows) {
-        match self.shape {
-            LayerShape::Vector { .. } => {
-                for (i, id) in image_ids.iter().enumerate() {
-                    rows.vectors.push(
-                        *id,
-                        &self.name,
-                        tensor.index_axis(Axis(0), i).iter().copied(),
-                    );
-                }
-            }
-            LayerShape::Maps {
-                channels,
-                height,
-                width,
-            } => {
-                let mut axes = vec![0, self.channel_axis];
-                axes.extend((1..tensor.ndim()).filter(|a| *a != self.channel_axis));
-                let maps = tensor.view().permuted_axes(axes);
-                let map =
-                    |i: usize, c: usize| maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
-                let stats: Vec<MapStats> = (0..image_ids.len() * channels)
-                    .into_par_iter()
-                    .map_init(Vec::new, |scratch, k| {
-                        map_stats(contiguous(map(k / channels, k % channels), scratch), width)
-                    })
-                    .collect();
-                let mut scratch = Vec::new();
-                for (i, id) in image_ids.iter().enumerate() {
-                    let key = |channel: usize| MapKey {
-                        image_id: *id,
-                        layer: &self.name,
-                        channel: channel as u32,
-                        height: height as u32,
-                        width: width as u32,
-                    };
-                    for (c, s) in stats[i * channels..(i + 1) * channels].iter().enumerate() {
-                        rows.stats.push(key(c), s);
-                    }
-                    for &c in &self.keep {
-                        let values = contiguous(map(i, c as usize), &mut scratch);
-                        rows.maps.push(key(c as usize), values);
-                    }
-                }
-            }
+    /// The statistics of every map of `tensor`, image-major, computed in parallel
+    /// (empty for a vector layer).
+    pub fn stats(&self, tensor: &ArrayViewD<'_, f32>) -> Vec<MapStats> {
+        let LayerShape::Maps {
+            channels, width, ..
+        } = self.shape
+        else {
+            return Vec::new();
+        };
+        let maps = self.maps(tensor);
+        (0..tensor.len_of(Axis(0)) * channels)
+            .into_par_iter()
+            .map_init(Vec::new, |scratch, k| {
+                let map = maps
+                    .index_axis(Axis(0), k / channels)
+                    .index_axis_move(Axis(0), k % channels);
+                map_stats(contiguous(map, scratch), width)
+            })
+            .collect()
+    }
+
+    /// Appends the rows of image `i` of `tensor` (whose statistics are `stats`) to `rows`.
+    pub fn push_image(
+        &self,
+        tensor: &ArrayViewD<'_, f32>,
+        i: usize,
+        image_id: u64,
+        stats: &[MapStats],
+        rows: &mut Rows,
+    ) {
+        let image = tensor.index_axis(Axis(0), i);
+        let LayerShape::Maps {
+            channels,
+            height,
+            width,
+        } = self.shape
+        else {
+            rows.vectors
+                .push(image_id, &self.name, image.iter().copied());
+            return;
+        };
+        let key = |channel: usize| MapKey {
+            image_id,
+            layer: &self.name,
+            channel: channel as u32,
+            height: height as u32,
+            width: width as u32,
+        };
+        for (c, s) in stats[i * channels..(i + 1) * channels].iter().enumerate() {
+            rows.stats.push(key(c), s);
+        }
+        let maps = self.maps(tensor);
+        let mut scratch = Vec::new();
+        for &c in &self.keep {
+            let map = maps
+                .index_axis(Axis(0), i)
+                .index_axis_move(Axis(0), c as usize);
+            rows.maps
+                .push(key(c as usize), contiguous(map, &mut scratch));
+        }
+    }
+
+    /// The tensor with the channel axis moved next to the batch axis: `[N, C, map...]`.
+    fn maps<'a>(&self, tensor: &ArrayViewD<'a, f32>) -> ArrayViewD<'a, f32> {
+        let mut axes = vec![0, self.channel_axis];
+        axes.extend((1..tensor.ndim()).filter(|a| *a != self.channel_axis));
+        tensor.clone().permuted_axes(axes)
+    }
+}
+
+/// Reduces one batch: `tensors` holds the exposed tensors (one entry per image of
+/// `image_ids`); rows are appended ordered by image, then layer, then channel.
+pub fn reduce_batch(
+    reducers: &[LayerReducer],
+    tensors: &[ArrayViewD<'_, f32>],
+    image_ids: &[u64],
+    rows: &mut Rows,
+) {
+    let stats: Vec<Vec<MapStats>> = reducers
+        .iter()
+        .map(|r| r.stats(&tensors[r.tensor_index]))
+        .collect();
+    for (i, id) in image_ids.iter().enumerate() {
+        for (r, s) in reducers.iter().zip(&stats) {
+            r.push_image(&tensors[r.tensor_index], i, *id, s, rows);
         }
     }
 }
@@ -284,7 +323,7 @@ mod tests {
         });
         let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, 0, &[2, 3, 4]).unwrap();
         let mut rows = Rows::new(MapDtype::Float32);
-        r.reduce(&t.view(), &[7, 8], &mut rows);
+        reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows);
         let maps = rows.maps.finish();
         assert_eq!(maps.num_rows(), 2);
         let values = maps.column(5).as_list::<i32>();
@@ -293,7 +332,10 @@ mod tests {
         assert_eq!(got, [1002.0, 1012.0, 1022.0, 1102.0, 1112.0, 1122.0]);
         let stats = rows.stats.finish();
         assert_eq!(stats.num_rows(), 8);
-        let argmax_x = stats.column(9).as_primitive::<UInt32Type>();
+        let argmax_x = stats
+            .column_by_name("argmax_x")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
         assert_eq!(argmax_x.value(0), 2, "image 7, channel 0: max at y 1, x 2");
     }
 }

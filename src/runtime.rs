@@ -73,11 +73,13 @@ impl SearchPath {
                         source,
                     })
                 }
-                Some(p) => return Err(PlanError::Runtime(format!(
+                Some(p) => {
+                    return Err(PlanError::Runtime(format!(
                     "{source} is {}, which is not a file. Point it at libonnxruntime.so.<version> \
                          (or unset it, and provision one with: {PROVISION_COMMAND})",
                     p.display()
-                ))),
+                )))
+                }
                 None => looked.push(format!("{source}: not set")),
             }
         }

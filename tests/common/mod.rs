@@ -1,0 +1,127 @@
+//! Shared support for the integration tests: test models, images, configs, and reading tables.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arrow_array::{RecordBatch, RecordBatchReader};
+use layerwise::runtime::{Runtime, SearchPath};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sha2::{Digest, Sha256};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has `onnx` and `duckdb`: `LAYERWISE_PYTHON`, else the project's `.venv`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LAYERWISE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python tools: run scripts/python-env.sh (or set LAYERWISE_PYTHON)"
+    );
+    venv
+}
+
+/// The folder of test models made by `tests/models/make_models.py`, built once per version of
+/// the script (its hash names the folder) and shared by all test binaries.
+pub fn models() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = root().join("tests/models/make_models.py");
+        let hash = Sha256::digest(std::fs::read(&script).unwrap());
+        let tag: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let dir = root().join(format!("target/test-models-{tag}"));
+        if !dir.join("identity_nhwc.onnx").exists() {
+            let building = root().join(format!("target/test-models-{tag}.{}", std::process::id()));
+            let out = Command::new(python())
+                .arg(&script)
+                .arg(&building)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "make_models.py failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Another test binary may have finished first; either copy is the same.
+            if std::fs::rename(&building, &dir).is_err() {
+                std::fs::remove_dir_all(&building).unwrap();
+            }
+        }
+        dir
+    })
+}
+
+/// A test model's path.
+pub fn model(name: &str) -> PathBuf {
+    models().join(name)
+}
+
+/// The ONNX Runtime provisioned by `scripts/fetch-onnxruntime.sh`.
+pub fn runtime() -> &'static Runtime {
+    layerwise::runtime::load(&SearchPath::standard(None))
+        .expect("ONNX Runtime: run scripts/fetch-onnxruntime.sh")
+}
+
+/// A deterministic RGB image whose pixels depend on `seed`.
+pub fn test_image(width: u32, height: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let v = (x * 37 + y * 91 + seed * 53) ^ (x * y + seed);
+        image::Rgb([(v % 251) as u8, (v * 7 % 253) as u8, (v * 13 % 241) as u8])
+    })
+}
+
+/// Writes images at `relative` paths under `root` (format from the extension).
+pub fn write_images(root: &Path, files: &[(&str, u32, u32)]) {
+    for (i, (relative, w, h)) in files.iter().enumerate() {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        test_image(*w, *h, i as u32).save(&path).unwrap();
+    }
+}
+
+/// Writes a file that is an HTML page with a `.jpg` name.
+pub fn write_html_as_jpg(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, "<html><body>404 Not Found</body></html>").unwrap();
+}
+
+/// The `.parquet` files of a table, sorted.
+pub fn part_files(out: &Path, table: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out.join(table))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// All rows of a table, in part order, as one batch.
+pub fn read_table(out: &Path, table: &str) -> RecordBatch {
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for file in part_files(out, table) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        schema = Some(reader.schema());
+        for batch in reader {
+            batches.push(batch.unwrap());
+        }
+    }
+    arrow_select::concat::concat_batches(&schema.unwrap(), &batches).unwrap()
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
