@@ -15,12 +15,23 @@ cargo build --release --quiet
 target/release/layerwise run pipelines/demo.toml --overwrite
 .venv/bin/python - <<'PY'
 import duckdb
-print("\nThe channels of block1_conv1 that respond most, per class (DuckDB on out/demo):")
-print(duckdb.sql("""
-    SELECT i.label, s.channel, round(avg(s.mean), 2) AS mean_activation
+sql = lambda q: print(duckdb.sql(q))
+print("\nThe block1_conv1 channels that respond most, per class (DuckDB on out/demo):")
+sql("""
+    SELECT i.label, s.channel, round(avg(s.mean), 2) AS mean_activation,
+           round(avg(s.frac_positive), 3) AS frac_positive
     FROM 'out/demo/stats/*.parquet' s JOIN 'out/demo/images/*.parquet' i USING (image_id)
     WHERE s.layer = 'block1_conv1'
-    GROUP BY ALL QUALIFY row_number() OVER (PARTITION BY i.label ORDER BY avg(s.mean) DESC) <= 3
+    GROUP BY i.label, s.channel
+    QUALIFY row_number() OVER (PARTITION BY i.label ORDER BY avg(s.mean) DESC) <= 3
     ORDER BY i.label, mean_activation DESC
-"""))
+""")
+print("The block5_conv3 channels that differ most between the classes:")
+sql("""
+    PIVOT (SELECT i.label, s.channel, s.mean
+           FROM 'out/demo/stats/*.parquet' s JOIN 'out/demo/images/*.parquet' i USING (image_id)
+           WHERE s.layer = 'block5_conv3')
+    ON label USING round(avg(mean), 2)
+    ORDER BY abs(astronaut - cat) DESC LIMIT 5
+""")
 PY

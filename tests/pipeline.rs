@@ -197,12 +197,45 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-fn schema_of(batch: &RecordBatch) -> Vec<(String, DataType, bool)> {
+/// Column names, types and nullability, named as in `schemas/*.json`.
+fn schema_of(batch: &RecordBatch) -> Vec<(String, String, bool)> {
+    fn type_name(t: &DataType) -> String {
+        match t {
+            DataType::UInt64 => "uint64".into(),
+            DataType::UInt32 => "uint32".into(),
+            DataType::Float32 => "float32".into(),
+            DataType::Float16 => "float16".into(),
+            DataType::Utf8 => "string".into(),
+            DataType::List(item) if !item.is_nullable() => {
+                format!("list<{}>", type_name(item.data_type()))
+            }
+            other => format!("unexpected {other}"),
+        }
+    }
     batch
         .schema()
         .fields()
         .iter()
-        .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+        .map(|f| (f.name().clone(), type_name(f.data_type()), f.is_nullable()))
+        .collect()
+}
+
+/// The checked-in contract of a table: `schemas/<table>.json`.
+fn contract(table: &str) -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(root().join(format!("schemas/{table}.json"))).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap().to_owned();
+            (
+                field("name"),
+                field("type"),
+                c["nullable"].as_bool().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -340,51 +373,13 @@ fn tables_match_a_direct_session_run_and_a_reference() {
 fn tables_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
-    let list = |item| {
-        DataType::List(std::sync::Arc::new(arrow_schema::Field::new(
-            "item", item, false,
-        )))
-    };
-    let u32_ = || DataType::UInt32;
-    let id_layer = || {
-        vec![
-            ("image_id".into(), DataType::UInt64, false),
-            ("layer".into(), DataType::Utf8, false),
-        ]
-    };
-    let mut stats = id_layer();
-    for c in ["channel", "height", "width"] {
-        stats.push((c.into(), u32_(), false));
-    }
-    for c in ["mean", "std", "min", "max"] {
-        stats.push((c.into(), DataType::Float32, false));
-    }
-    stats.push(("argmax_y".into(), u32_(), false));
-    stats.push(("argmax_x".into(), u32_(), false));
-    stats.push(("frac_positive".into(), DataType::Float32, false));
-    let mut maps = id_layer();
-    for c in ["channel", "height", "width"] {
-        maps.push((c.into(), u32_(), false));
-    }
-    maps.push(("values".into(), list(DataType::Float32), false));
-    let mut vectors = id_layer();
-    vectors.push(("values".into(), list(DataType::Float32), false));
-    let images: Vec<(String, DataType, bool)> = vec![
-        ("image_id".into(), DataType::UInt64, false),
-        ("path".into(), DataType::Utf8, false),
-        ("label".into(), DataType::Utf8, true),
-        ("width".into(), u32_(), true),
-        ("height".into(), u32_(), true),
-        ("status".into(), DataType::Utf8, false),
-        ("error".into(), DataType::Utf8, true),
-    ];
-    for (table, want) in [
-        ("images", images),
-        ("stats", stats),
-        ("maps", maps),
-        ("vectors", vectors),
-    ] {
-        assert_eq!(schema_of(&read_table(&out, table)), want, "{table}");
+    for table in ["images", "stats", "maps", "vectors"] {
+        let written = read_table(&out, table);
+        assert_eq!(
+            schema_of(&written),
+            contract(table),
+            "{table} differs from schemas/{table}.json"
+        );
         // Two parts (5 + 4 images), and nothing else in the folder: no temporary files.
         let names: Vec<String> = part_files(&out, table)
             .iter()
@@ -628,4 +623,36 @@ fn an_existing_run_is_kept_unless_overwrite() {
         1,
         "the old second part is gone"
     );
+}
+
+#[test]
+fn float16_maps_round_the_float32_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, _) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
+    let out = dir.path().join("out-f16");
+    let text = tiny_config(
+        &dir.path().join("images"),
+        &model("tiny_nchw.onnx"),
+        &out,
+        "",
+    )
+    .replace("[output]\n", "[output]\nmap_dtype = \"float16\"\n");
+    let config = write_config(dir.path(), &text);
+    let quiet = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    layerwise::run(&config, &Overrides::default(), quiet).unwrap();
+    let half = read_table(&out, "maps");
+    let values = half.column_by_name("values").unwrap().as_list::<i32>();
+    assert_eq!(values.value_type(), DataType::Float16);
+    let want = lists(&read_table(&full, "maps"));
+    assert_eq!(values.len(), want.len());
+    for (i, want) in want.iter().enumerate() {
+        let got = values.value(i);
+        let got = got.as_primitive::<arrow_array::types::Float16Type>();
+        for (g, w) in got.values().iter().zip(want) {
+            assert_eq!(*g, half::f16::from_f32(*w), "row {i}");
+        }
+    }
 }
