@@ -6,6 +6,8 @@
 //! -> [`tables`] / [`sink`], driven by [`pipeline`]. The command line in `main.rs` is a thin
 //! layer over [`pipeline::run`].
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod listing;

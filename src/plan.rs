@@ -127,19 +127,12 @@ impl Plan {
             ));
         }
         let input = input_spec(&config, overrides)?;
-        let model_error = |problem: String| PlanError::Model {
-            path: model.path.clone(),
-            problem,
-        };
-        let image_input = image_input(&config, &model.graph).map_err(model_error)?;
-        let preprocess = preprocess(&config, image_input).map_err(|e| match e {
-            Misfit::Config(e) => e,
-            Misfit::Model(problem) => model_error(problem),
-        })?;
-        let layers = layers(&config, &model.graph).map_err(|e| match e {
-            Misfit::Config(e) => e,
-            Misfit::Model(problem) => model_error(problem),
-        })?;
+        let misfit = |e: Misfit| e.into_plan_error(&model.path);
+        let image_input = image_input(&config, &model.graph)
+            .map_err(Misfit::Model)
+            .map_err(misfit)?;
+        let preprocess = preprocess(&config, image_input).map_err(misfit)?;
+        let layers = layers(&config, &model.graph).map_err(misfit)?;
         let fixed_batch = image_input
             .shape
             .as_ref()
@@ -212,6 +205,19 @@ fn normalize(path: &Path) -> PathBuf {
 enum Misfit {
     Config(PlanError),
     Model(String),
+}
+
+impl Misfit {
+    /// The error to report, naming the model file for a model misfit.
+    fn into_plan_error(self, model: &Path) -> PlanError {
+        match self {
+            Misfit::Config(e) => e,
+            Misfit::Model(problem) => PlanError::Model {
+                path: model.to_owned(),
+                problem,
+            },
+        }
+    }
 }
 
 impl From<PlanError> for Misfit {

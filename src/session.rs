@@ -1,7 +1,7 @@
 //! The ONNX Runtime session, with the requested tensors exposed as outputs.
 
 use ndarray::ArrayViewD;
-use ort::session::{OutputSelector, RunOptions, Session};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 
 use crate::error::PlanError;
@@ -15,6 +15,7 @@ pub type ImageShape = Vec<usize>;
 /// Runs batches through the model and hands out the requested tensors.
 pub struct Extractor {
     session: Session,
+    options: RunOptions<HasSelectedOutputs>,
     input: String,
     tensors: Vec<String>,
     input_shape: Vec<usize>,
@@ -49,8 +50,15 @@ impl Extractor {
         let fixed_batch = plan.model.fixed_batch.is_some();
         let probe_batch = plan.model.fixed_batch.unwrap_or(1);
         let input_shape = plan.preprocess.tensor_shape(1)[1..].to_vec();
+        let selector = tensors
+            .iter()
+            .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
+        let options = RunOptions::new()
+            .map_err(|e| model_error(format!("ONNX Runtime cannot set up a run: {e}")))?
+            .with_outputs(selector);
         let mut extractor = Extractor {
             session,
+            options,
             input: plan.model.input.clone(),
             tensors,
             image_len: plan.preprocess.image_len(),
@@ -108,14 +116,9 @@ impl Extractor {
         shape.push(fed);
         shape.extend_from_slice(&self.input_shape);
         let tensor = TensorRef::from_array_view((shape, &input[..fed * self.image_len]))?;
-        let selector = self
-            .tensors
-            .iter()
-            .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
-        let options = RunOptions::new()?.with_outputs(selector);
         let outputs = self
             .session
-            .run_with_options(ort::inputs![self.input.as_str() => tensor], &options)?;
+            .run_with_options(ort::inputs![self.input.as_str() => tensor], &self.options)?;
         let mut views = Vec::with_capacity(self.tensors.len());
         for name in &self.tensors {
             let view = outputs[name.as_str()]

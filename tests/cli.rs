@@ -123,3 +123,40 @@ fn help_teaches_the_command() {
     let top = layerwise().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&top.stdout).contains("Exit codes: 0 done"));
 }
+
+#[test]
+fn a_wrong_runtime_path_names_itself_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_like_config(dir.path(), "conv1");
+    let out = layerwise()
+        .arg("run")
+        .arg(&config)
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: ORT_DYLIB_PATH is /nonexistent/libonnxruntime.so, which is not a file"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scripts/fetch-onnxruntime.sh"), "{stderr}");
+}
+
+#[test]
+fn the_runtime_is_found_in_a_python_package() {
+    let search = layerwise::runtime::SearchPath {
+        python: Some(python().display().to_string()),
+        ..Default::default()
+    };
+    let found = search.locate().unwrap();
+    assert_eq!(found.source, "the python3 onnxruntime package");
+    assert!(
+        found
+            .path
+            .ends_with("onnxruntime/capi/libonnxruntime.so.1.32.0"),
+        "{found:?}"
+    );
+}
