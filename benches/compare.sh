@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Compares, on the same images, models and layers: ONNX Runtime alone on pre-decoded batches
+# (the ceiling), `layerwise run`, and the Python peer (Pillow + numpy + onnxruntime + pyarrow).
+#
+# usage: benches/compare.sh [IMAGES]     (default 512 JPEGs; needs ../shared/bench)
+# Prints images/s and peak RSS of each, and the ratios layerwise/ceiling and layerwise/peer.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+count=${1:-512}
+bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
+data=target/bench
+
+scripts/fetch-onnxruntime.sh >/dev/null
+scripts/python-env.sh
+[[ -f $data/models/vgg16.onnx ]] || .venv/bin/python "$bench/make_models.py" $data/models
+if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
+  rm -rf $data/images
+  .venv/bin/python "$bench/make_images.py" $data/images "$count"
+fi
+cargo build --release --quiet
+
+# measure NAME COMMAND...: prints "NAME images/s peak-RSS-MiB"
+measure() {
+  local name=$1; shift
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f "rss_kib=%M" "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+  local rate rss
+  rate=$(grep -oE '(images_per_s=|, )[0-9.]+( images/s)?$' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
+  rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
+  printf '%-10s %10.1f images/s %8.0f MiB\n' "$name" "$rate" "$((rss / 1024))"
+  printf -v "${name}_rate" '%s' "$rate"
+  rm -f "$log"
+}
+
+workload() {
+  local config=$1 model=$2 outputs=$3 keep=$4 scale=$5
+  echo "== $config: $outputs"
+  measure ceiling .venv/bin/python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
+  measure layerwise target/release/layerwise run "pipelines/$config.toml" --overwrite --quiet
+  measure peer .venv/bin/python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
+  awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \
+    'BEGIN { printf "layerwise/ceiling %.2f   layerwise/peer %.2f\n", l / c, l / p }'
+}
+
+workload bench-vgg16 vgg16.onnx block1_conv1,block5_conv3 0,11,12,27,30,34 1
+workload bench-small small.onnx conv1,conv4 0,1,2,3,4 0.00392156862745098
