@@ -16,23 +16,8 @@ fn demo_like_config(dir: &std::path::Path, tensor: &str) -> std::path::PathBuf {
         &[("a/x.png", 9, 9), ("b/y.jpg", 8, 12)],
     );
     write_html_as_jpg(&dir.join("images/b/z.jpg"));
-    let text = format!(
-        r#"
-name = "cli"
-[input]
-root = "images"
-[model]
-path = "{}"
-[[layers]]
-name = "c"
-tensor = "{tensor}"
-keep = [0]
-[output]
-dir = "out"
-"#,
-        model("tiny_nchw.onnx").display()
-    );
-    write_config(dir, &text)
+    let layers = format!("[[layers]]\nname = \"c\"\ntensor = \"{tensor}\"\nkeep = [0]");
+    tiny_config_with_layers(dir, "cli", &layers)
 }
 
 #[test]

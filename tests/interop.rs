@@ -14,47 +14,14 @@ fn duckdb_reads_every_table() {
         &[("a/x.png", 9, 9), ("b/y.jpg", 8, 12), ("b/z.png", 8, 8)],
     );
     write_html_as_jpg(&dir.path().join("images/a/bad.jpg"));
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-name = "interop"
-[input]
-root = "images"
-[model]
-path = "{}"
-[[layers]]
-name = "conv1"
-tensor = "conv1"
-keep = [1, 3]
-[[layers]]
-name = "logits"
-tensor = "logits"
-[output]
-dir = "out"
-"#,
-            model("tiny_nchw.onnx").display()
-        ),
-    );
-    let record = layerwise::run(
-        &config,
-        &Default::default(),
-        layerwise::RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let layers = "[[layers]]\nname = \"conv1\"\ntensor = \"conv1\"\nkeep = [1, 3]\n\
+                  [[layers]]\nname = \"logits\"\ntensor = \"logits\"";
+    let config = tiny_config_with_layers(dir.path(), "interop", layers);
+    let record = run_quietly(&config).unwrap();
     let out = dir.path().join("out");
-    let rust_max: f32 = {
-        let stats = read_table(&out, "stats");
-        let max = stats.column_by_name("max").unwrap();
-        let max = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Float32Type>(max);
-        max.values()
-            .iter()
-            .cloned()
-            .fold(f32::NEG_INFINITY, f32::max)
-    };
+    let stats = read_table(&out, "stats");
+    let maxima = primitives::<arrow_array::types::Float32Type>(&stats, "max");
+    let rust_max = maxima.into_iter().fold(f32::NEG_INFINITY, f32::max);
     let script = r#"
 import json, sys, duckdb
 out = sys.argv[1]

@@ -84,15 +84,7 @@ fn run_tiny(dir: &Path, model_name: &str, extra: &str) -> (std::path::PathBuf, R
     }
     let out = dir.join(format!("out-{model_name}"));
     let config = write_config(dir, &tiny_config(&images, &model(model_name), &out, extra));
-    let record = layerwise::run(
-        &config,
-        &Overrides::default(),
-        RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let record = run_quietly(&config).unwrap();
     (out, record)
 }
 
@@ -147,30 +139,15 @@ fn reference_stats(map: &[f32], width: usize) -> [f64; 7] {
 }
 
 fn u64s(batch: &RecordBatch, column: &str) -> Vec<u64> {
-    batch
-        .column_by_name(column)
-        .unwrap()
-        .as_primitive::<UInt64Type>()
-        .values()
-        .to_vec()
+    primitives::<UInt64Type>(batch, column)
 }
 
 fn u32s(batch: &RecordBatch, column: &str) -> Vec<u32> {
-    batch
-        .column_by_name(column)
-        .unwrap()
-        .as_primitive::<UInt32Type>()
-        .values()
-        .to_vec()
+    primitives::<UInt32Type>(batch, column)
 }
 
 fn f32s(batch: &RecordBatch, column: &str) -> Vec<f32> {
-    batch
-        .column_by_name(column)
-        .unwrap()
-        .as_primitive::<Float32Type>()
-        .values()
-        .to_vec()
+    primitives::<Float32Type>(batch, column)
 }
 
 fn strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
@@ -477,15 +454,7 @@ dir = "out"
         model(model_name).display()
     );
     let config = write_config(dir.path(), &config);
-    layerwise::run(
-        &config,
-        &Overrides::default(),
-        RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    run_quietly(&config).unwrap();
     let maps = read_table(&dir.path().join("out"), "maps");
     assert_eq!(u32s(&maps, "height"), [5, 5, 5]);
     assert_eq!(u32s(&maps, "width"), [7, 7, 7]);
@@ -536,15 +505,7 @@ fn mistakes_stop_before_any_image_is_read() {
         let text = tiny_config(&images, &model(model_name), &out, preprocess)
             .replace(TINY_LAYERS, extra_layers);
         let config = write_config(dir.path(), &text);
-        let err = layerwise::run(
-            &config,
-            &Overrides::default(),
-            RunOptions {
-                quiet: true,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let err = run_quietly(&config).unwrap_err();
         assert!(
             err.chain().any(|e| e.is::<layerwise::PlanError>()),
             "{err:#}"
@@ -584,16 +545,7 @@ fn an_existing_run_is_kept_unless_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
     let config = dir.path().join("pipeline.toml");
-    let err = layerwise::run(
-        &config,
-        &Overrides::default(),
-        RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run_quietly(&config).unwrap_err().to_string();
     assert!(
         err.contains("already holds a run") && err.contains("pass --overwrite"),
         "{err}"

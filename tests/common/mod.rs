@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::{RecordBatch, RecordBatchReader};
 use layerwise::runtime::{Runtime, SearchPath};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -124,4 +126,31 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The values of a primitive column.
+pub fn primitives<T: ArrowPrimitiveType>(batch: &RecordBatch, column: &str) -> Vec<T::Native> {
+    let array = batch
+        .column_by_name(column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    array.as_primitive::<T>().values().to_vec()
+}
+
+/// Writes a config over `dir/images` and `tiny_nchw.onnx`, with these `[[layers]]`, writing
+/// to `dir/out`; returns its path.
+pub fn tiny_config_with_layers(dir: &Path, name: &str, layers: &str) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n{layers}\n[output]\ndir = \"out\"\n",
+        model("tiny_nchw.onnx").display()
+    );
+    write_config(dir, &text)
+}
+
+/// Runs a config with no overrides and no progress output.
+pub fn run_quietly(config: &Path) -> anyhow::Result<layerwise::provenance::RunRecord> {
+    let options = layerwise::RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    layerwise::run(config, &layerwise::Overrides::default(), options)
 }
