@@ -198,9 +198,10 @@ fn default_part_size() -> usize {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerConfig {
-    /// Name used in the output tables.
-    pub name: String,
-    /// Tensor name in the ONNX graph.
+    /// Name used in the output tables; `{tensor}` and `{index}` are filled in. Defaults to
+    /// the tensor's name.
+    pub name: Option<String>,
+    /// The tensor: an exact name, `op:Conv#0` / `op:Relu#-1`, or a glob such as `block*_conv*`.
     pub tensor: String,
     /// Channels whose whole maps are stored.
     #[serde(default)]

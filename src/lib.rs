@@ -19,6 +19,7 @@ pub mod progress;
 pub mod provenance;
 pub mod reduce;
 pub mod runtime;
+pub mod select;
 pub mod session;
 pub mod sink;
 pub mod tables;

@@ -6,7 +6,7 @@
 //! parses concatenated messages as their merge, and repeated fields concatenate, so the result
 //! is the original model with more outputs, and no full rewrite is needed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -74,7 +74,7 @@ pub struct TensorInfo {
 }
 
 /// A node of the graph: what it computes and the tensors it produces.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Node name (may be empty).
     pub name: String,
@@ -93,20 +93,48 @@ pub struct Graph {
     pub outputs: Vec<TensorInfo>,
     /// Nodes in graph order.
     pub nodes: Vec<Node>,
+    /// Types and shapes the exporter recorded for intermediate tensors (`graph.value_info`).
+    pub value_info: Vec<TensorInfo>,
+    /// Files holding external initializer data, relative to the model's folder.
+    pub external_files: BTreeSet<String>,
+}
+
+/// A tensor that can be extracted: the output of a node (constants excluded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extractable<'g> {
+    /// Position among the extractable tensors, in graph order.
+    pub index: usize,
+    /// Tensor name.
+    pub name: &'g str,
+    /// The producing node.
+    pub node: &'g Node,
 }
 
 impl Graph {
-    /// Every tensor a node produces, in graph order.
-    pub fn node_outputs(&self) -> impl Iterator<Item = (&Node, &str)> {
+    /// Every tensor a node other than `Constant` produces, in graph order, numbered.
+    pub fn extractable(&self) -> Vec<Extractable<'_>> {
         self.nodes
             .iter()
+            .filter(|n| n.op_type != "Constant")
             .flat_map(|n| n.outputs.iter().map(move |o| (n, o.as_str())))
             .filter(|(_, o)| !o.is_empty())
+            .enumerate()
+            .map(|(index, (node, name))| Extractable { index, name, node })
+            .collect()
     }
 
-    /// Whether a node produces this tensor.
+    /// Whether this tensor can be extracted.
     pub fn produces(&self, tensor: &str) -> bool {
-        self.node_outputs().any(|(_, o)| o == tensor)
+        self.extractable().iter().any(|t| t.name == tensor)
+    }
+
+    /// The declared type and shape of a tensor, if the file records them.
+    pub fn declared(&self, tensor: &str) -> Option<&TensorInfo> {
+        self.outputs
+            .iter()
+            .chain(&self.value_info)
+            .chain(&self.inputs)
+            .find(|t| t.name == tensor)
     }
 
     /// Whether the tensor is already a graph output.
@@ -117,8 +145,9 @@ impl Graph {
     /// Up to `n` tensor names closest to `wanted` (edit distance), best first.
     pub fn closest_tensors(&self, wanted: &str, n: usize) -> Vec<String> {
         let mut scored: Vec<(usize, &str)> = self
-            .node_outputs()
-            .map(|(_, o)| (strsim::levenshtein(wanted, o), o))
+            .extractable()
+            .into_iter()
+            .map(|t| (strsim::levenshtein(wanted, t.name), t.name))
             .collect();
         scored.sort();
         scored.dedup();
@@ -186,10 +215,14 @@ const GRAPH_NODE: u32 = 1;
 const GRAPH_INITIALIZER: u32 = 5;
 const GRAPH_INPUT: u32 = 11;
 const GRAPH_OUTPUT: u32 = 12;
+const GRAPH_VALUE_INFO: u32 = 13;
 const NODE_OUTPUT: u32 = 2;
 const NODE_NAME: u32 = 3;
 const NODE_OP_TYPE: u32 = 4;
 const TENSOR_NAME: u32 = 8;
+const TENSOR_EXTERNAL_DATA: u32 = 13;
+const ENTRY_KEY: u32 = 1;
+const ENTRY_VALUE: u32 = 2;
 const VALUE_INFO_NAME: u32 = 1;
 const VALUE_INFO_TYPE: u32 = 2;
 const TYPE_TENSOR: u32 = 1;
@@ -221,10 +254,13 @@ pub fn decode_model(bytes: &[u8]) -> Result<Graph, String> {
             match number {
                 GRAPH_NODE => graph.nodes.push(decode_node(value.bytes()?)?),
                 GRAPH_INITIALIZER => {
-                    initializers.insert(decode_string_field(value.bytes()?, TENSOR_NAME)?);
+                    let (name, location) = decode_initializer(value.bytes()?)?;
+                    initializers.insert(name);
+                    graph.external_files.extend(location);
                 }
                 GRAPH_INPUT => inputs.push(decode_value_info(value.bytes()?)?),
                 GRAPH_OUTPUT => graph.outputs.push(decode_value_info(value.bytes()?)?),
+                GRAPH_VALUE_INFO => graph.value_info.push(decode_value_info(value.bytes()?)?),
                 _ => {}
             }
         }
@@ -254,15 +290,32 @@ fn decode_node(bytes: &[u8]) -> Result<Node, String> {
     Ok(node)
 }
 
-fn decode_string_field(bytes: &[u8], wanted: u32) -> Result<String, String> {
-    let mut found = String::new();
+/// An initializer's name, and the file holding its data when that is external.
+fn decode_initializer(bytes: &[u8]) -> Result<(String, Option<String>), String> {
+    let mut name = String::new();
+    let mut location = None;
     for field in Fields::new(bytes) {
         let (number, value) = field?;
-        if number == wanted {
-            found = value.string()?;
+        match number {
+            TENSOR_NAME => name = value.string()?,
+            TENSOR_EXTERNAL_DATA => {
+                let (mut key, mut entry) = (String::new(), String::new());
+                for field in Fields::new(value.bytes()?) {
+                    let (number, value) = field?;
+                    match number {
+                        ENTRY_KEY => key = value.string()?,
+                        ENTRY_VALUE => entry = value.string()?,
+                        _ => {}
+                    }
+                }
+                if key == "location" {
+                    location = Some(entry);
+                }
+            }
+            _ => {}
         }
     }
-    Ok(found)
+    Ok((name, location))
 }
 
 fn decode_value_info(bytes: &[u8]) -> Result<TensorInfo, String> {

@@ -56,18 +56,25 @@ pub fn run_plan(
     let reducers = plan
         .layers
         .iter()
-        .enumerate()
-        .map(|(i, layer)| {
+        .map(|layer| {
             let index = extractor.tensor_index(&layer.tensor);
-            LayerReducer::new(layer, i, index, &extractor.shapes()[index])
+            LayerReducer::new(layer, index, &extractor.shapes()[index])
         })
         .collect::<Result<Vec<_>, _>>()?;
     let layers: Vec<LayerInfo> = reducers
         .iter()
         .zip(&plan.layers)
-        .map(|(r, l)| LayerInfo::of(r, &l.tensor))
+        .map(|(r, l)| LayerInfo::of(l, r))
         .collect();
     for l in &layers {
+        if l.selector != l.tensor {
+            tracing::info!(
+                "layer {}: selector `{}` picked tensor {}",
+                l.name,
+                l.selector,
+                l.tensor
+            );
+        }
         match l.kind {
             "maps" => tracing::info!(
                 "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",

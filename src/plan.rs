@@ -8,6 +8,7 @@ use crate::config::{Compression, Config, Keep, LabelSource, Layout, MapDtype};
 use crate::error::PlanError;
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
 use crate::preprocess::Preprocess;
+use crate::select::{self, Selector};
 
 /// What the command line may change in a config.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,10 @@ pub struct LayerSpec {
     pub name: String,
     /// Tensor in the graph.
     pub tensor: String,
+    /// The selector that picked it, as written in the config.
+    pub selector: String,
+    /// Index of its `[[layers]]` entry, for messages.
+    pub position: usize,
     /// Channels whose maps are stored.
     pub keep: Keep,
     /// Axis of the channels.
@@ -132,7 +137,7 @@ impl Plan {
             .map_err(Misfit::Model)
             .map_err(misfit)?;
         let preprocess = preprocess(&config, image_input).map_err(misfit)?;
-        let layers = layers(&config, &model.graph).map_err(misfit)?;
+        let layers = layers(&config, model).map_err(misfit)?;
         let fixed_batch = image_input
             .shape
             .as_ref()
@@ -386,38 +391,50 @@ fn preprocess(config: &Config, input: &TensorInfo) -> Result<Preprocess, Misfit>
     })
 }
 
-fn layers(config: &Config, graph: &Graph) -> Result<Vec<LayerSpec>, Misfit> {
+/// Expands every `[[layers]]` selector into layers, with their names, and checks them.
+fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> {
+    let graph = &model.graph;
     if config.layers.is_empty() {
         return Err(PlanError::invalid(
             "layers",
-            "is empty; add at least one [[layers]] entry with `name` and `tensor`",
+            "is empty; add at least one [[layers]] entry with a `tensor`",
         )
         .into());
     }
+    let tensors = graph.extractable();
     let mut names = HashSet::new();
     let mut specs = Vec::new();
     for (i, layer) in config.layers.iter().enumerate() {
         let key = |field: &str| format!("layers[{i}].{field}");
-        if layer.name.is_empty() {
-            return Err(PlanError::invalid(key("name"), "is empty").into());
-        }
-        if !names.insert(layer.name.as_str()) {
-            return Err(PlanError::invalid(
-                key("name"),
-                format!(
-                    "`{}` is used by an earlier layer; layer names must differ",
-                    layer.name
-                ),
-            )
-            .into());
-        }
-        if !graph.produces(&layer.tensor) {
-            let close = graph.closest_tensors(&layer.tensor, 5);
-            return Err(Misfit::Model(format!(
-                "has no tensor `{}` (layers[{i}].tensor); the closest names are: {}",
-                layer.tensor,
-                close.join(", ")
+        let selector =
+            Selector::parse(&layer.tensor).map_err(|e| PlanError::invalid(key("tensor"), e))?;
+        // A tensor literally named like a glob is still picked by its name.
+        let picked = match Selector::Exact(layer.tensor.clone()).select(&tensors) {
+            exact if !exact.is_empty() => exact,
+            _ => selector.select(&tensors),
+        };
+        if picked.is_empty() {
+            return Err(Misfit::Model(nothing_picked(
+                &selector,
+                &layer.tensor,
+                i,
+                model,
             )));
+        }
+        match layer.name.as_deref() {
+            Some("") => return Err(PlanError::invalid(key("name"), "is empty").into()),
+            Some(name) if picked.len() > 1 && !select::is_template(name) => {
+                return Err(PlanError::invalid(
+                    key("name"),
+                    format!(
+                        "is `{name}`, but `{}` picks {} tensors; use a template such as \"{{tensor}}\" or \"{name}_{{index}}\", or leave `name` out",
+                        layer.tensor,
+                        picked.len()
+                    ),
+                )
+                .into())
+            }
+            _ => {}
         }
         if layer.channel_axis == 0 {
             return Err(
@@ -432,14 +449,68 @@ fn layers(config: &Config, graph: &Graph) -> Result<Vec<LayerSpec>, Misfit> {
                 );
             }
         }
-        specs.push(LayerSpec {
-            name: layer.name.clone(),
-            tensor: layer.tensor.clone(),
-            keep: layer.keep.clone(),
-            channel_axis: layer.channel_axis,
-        });
+        for tensor in picked {
+            let name = select::layer_name(layer.name.as_deref(), &tensor);
+            if !names.insert(name.clone()) {
+                return Err(PlanError::invalid(
+                    key("name"),
+                    format!(
+                        "gives the name `{name}` (tensor `{}`), which an earlier layer has; \
+                         layer names must differ",
+                        tensor.name
+                    ),
+                )
+                .into());
+            }
+            specs.push(LayerSpec {
+                name,
+                tensor: tensor.name.to_owned(),
+                selector: layer.tensor.clone(),
+                position: i,
+                keep: layer.keep.clone(),
+                channel_axis: layer.channel_axis,
+            });
+        }
     }
     Ok(specs)
+}
+
+/// Says why a selector picked nothing, and how to see what there is.
+fn nothing_picked(selector: &Selector, text: &str, i: usize, model: &ModelFile) -> String {
+    let graph = &model.graph;
+    let see_all = format!(
+        "`layerwise layers {}` lists every tensor",
+        model.path.display()
+    );
+    match selector {
+        Selector::Exact(_) => format!(
+            "has no tensor `{text}` (layers[{i}].tensor); the closest names are: {}; {see_all}",
+            graph.closest_tensors(text, 5).join(", ")
+        ),
+        Selector::Op { op, .. } => {
+            let count = graph.nodes.iter().filter(|n| &n.op_type == op).count();
+            if count == 0 {
+                let mut ops: Vec<&str> = graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+                ops.sort_unstable();
+                ops.dedup();
+                format!(
+                    "`{text}` (layers[{i}].tensor) picks nothing: the model has no {op} node; \
+                     its operator types are {}",
+                    ops.join(", ")
+                )
+            } else {
+                format!(
+                    "`{text}` (layers[{i}].tensor) picks nothing: the model has {count} {op} \
+                     node(s), so the position runs from 0 to {} or from -1 to -{count}",
+                    count - 1
+                )
+            }
+        }
+        Selector::Glob(_) => format!(
+            "no tensor matches `{text}` (layers[{i}].tensor); {see_all}, and with \
+             `--match '{text}'` what a pattern matches"
+        ),
+    }
 }
 
 fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, PlanError> {
@@ -510,6 +581,7 @@ mod tests {
                         outputs: vec![t.to_string()],
                     })
                     .collect(),
+                ..Graph::default()
             },
         }
     }
@@ -624,7 +696,61 @@ dir = "/tmp/layerwise-plan-test-out"
         assert_eq!(
             err,
             "model m.onnx: has no tensor `block1_conv` (layers[0].tensor); \
-             the closest names are: block1_conv1, block5_conv3"
+             the closest names are: block1_conv1, block5_conv3; \
+             `layerwise layers m.onnx` lists every tensor"
+        );
+    }
+
+    fn picked(layers: &str) -> Vec<(String, String)> {
+        let p = plan("", layers, &nchw_224()).unwrap();
+        p.layers.into_iter().map(|l| (l.name, l.tensor)).collect()
+    }
+
+    fn pair(name: &str, tensor: &str) -> (String, String) {
+        (name.to_owned(), tensor.to_owned())
+    }
+
+    #[test]
+    fn selectors_expand_into_named_layers() {
+        let layers = "[[layers]]\ntensor = \"op:Relu#0\"\n[[layers]]\nname = \"last\"\ntensor = \"op:Relu#-1\"";
+        assert_eq!(
+            picked(layers),
+            [
+                pair("block1_conv1", "block1_conv1"),
+                pair("last", "block5_conv3")
+            ]
+        );
+        let layers = "[[layers]]\nname = \"L{index}_{tensor}\"\ntensor = \"block*\"";
+        assert_eq!(
+            picked(layers),
+            [
+                pair("L0_block1_conv1", "block1_conv1"),
+                pair("L1_block5_conv3", "block5_conv3")
+            ]
+        );
+        let p = plan("", "[[layers]]\ntensor = \"block?_conv3\"", &nchw_224()).unwrap();
+        assert_eq!(p.layers[0].selector, "block?_conv3");
+        assert_eq!(p.layers[0].name, "block5_conv3");
+    }
+
+    #[test]
+    fn selectors_that_pick_nothing_or_too_much_are_explained() {
+        let m = nchw_224();
+        let err = plan("", "[[layers]]\ntensor = \"op:Relu#2\"", &m).unwrap_err();
+        assert!(err.contains("`op:Relu#2` (layers[0].tensor) picks nothing: the model has 2 Relu node(s), so the position runs from 0 to 1 or from -1 to -2"), "{err}");
+        let err = plan("", "[[layers]]\ntensor = \"op:Conv#0\"", &m).unwrap_err();
+        assert!(
+            err.contains("the model has no Conv node; its operator types are Relu"),
+            "{err}"
+        );
+        let err = plan("", "[[layers]]\ntensor = \"conv*\"", &m).unwrap_err();
+        assert!(err.contains("no tensor matches `conv*` (layers[0].tensor); `layerwise layers m.onnx` lists every tensor, and with `--match 'conv*'` what a pattern matches"), "{err}");
+        let err = plan("", "[[layers]]\nname = \"b\"\ntensor = \"block*\"", &m).unwrap_err();
+        assert!(err.contains("`layers[0].name` is `b`, but `block*` picks 2 tensors; use a template such as \"{tensor}\""), "{err}");
+        let err = plan("", "[[layers]]\ntensor = \"op:Relu\"", &m).unwrap_err();
+        assert!(
+            err.contains("`layers[0].tensor` `op:Relu` needs a position"),
+            "{err}"
         );
     }
 
@@ -638,7 +764,7 @@ dir = "/tmp/layerwise-plan-test-out"
             (
                 "",
                 "[[layers]]\nname = \"a\"\ntensor = \"block1_conv1\"\n[[layers]]\nname = \"a\"\ntensor = \"block5_conv3\"",
-                "`layers[1].name` `a` is used by an earlier layer",
+                "`layers[1].name` gives the name `a` (tensor `block5_conv3`), which an earlier layer has",
             ),
             (
                 "",

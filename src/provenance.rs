@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::plan::LayerSpec;
 use crate::reduce::{LayerReducer, LayerShape};
 use crate::sink::TableCounts;
 use crate::tables::Table;
@@ -55,6 +56,8 @@ pub struct LayerInfo {
     pub name: String,
     /// Tensor in the graph.
     pub tensor: String,
+    /// The selector in the config that picked it.
+    pub selector: String,
     /// `maps` (statistics and maps per channel) or `vector`.
     pub kind: &'static str,
     /// Channels (or vector length).
@@ -68,8 +71,8 @@ pub struct LayerInfo {
 }
 
 impl LayerInfo {
-    /// Describes a layer from its reducer.
-    pub fn of(reducer: &LayerReducer, tensor: &str) -> LayerInfo {
+    /// Describes a layer from its spec and its reducer.
+    pub fn of(layer: &LayerSpec, reducer: &LayerReducer) -> LayerInfo {
         let (kind, channels, height, width) = match reducer.shape {
             LayerShape::Vector { len } => ("vector", len, 1, 1),
             LayerShape::Maps {
@@ -79,8 +82,9 @@ impl LayerInfo {
             } => ("maps", channels, height, width),
         };
         LayerInfo {
-            name: reducer.name.clone(),
-            tensor: tensor.to_owned(),
+            name: layer.name.clone(),
+            tensor: layer.tensor.clone(),
+            selector: layer.selector.clone(),
             kind,
             channels,
             height,

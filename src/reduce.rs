@@ -44,11 +44,10 @@ impl LayerReducer {
     /// Checks `layer` against the per-image shape its tensor has (batch axis removed).
     pub fn new(
         layer: &LayerSpec,
-        position: usize,
         tensor_index: usize,
         image_shape: &[usize],
     ) -> Result<LayerReducer, PlanError> {
-        let key = |field: &str| format!("layers[{position}].{field}");
+        let key = |field: &str| format!("layers[{}].{field}", layer.position);
         let rank = image_shape.len() + 1;
         let shape = if rank == 2 {
             LayerShape::Vector {
@@ -260,6 +259,8 @@ mod tests {
         LayerSpec {
             name: "l".into(),
             tensor: "t".into(),
+            selector: "t".into(),
+            position: 2,
             keep,
             channel_axis,
         }
@@ -278,7 +279,7 @@ mod tests {
 
     #[test]
     fn shapes_and_keep_are_checked() {
-        let r = LayerReducer::new(&layer(Keep::All, 1), 0, 0, &[4, 2, 3]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::All, 1), 0, &[4, 2, 3]).unwrap();
         assert_eq!(
             r.shape,
             LayerShape::Maps {
@@ -288,7 +289,7 @@ mod tests {
             }
         );
         assert_eq!(r.kept(), [0, 1, 2, 3]);
-        let r = LayerReducer::new(&layer(Keep::All, 2), 0, 0, &[7, 5]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::All, 2), 0, &[7, 5]).unwrap();
         assert_eq!(
             r.shape,
             LayerShape::Maps {
@@ -297,20 +298,20 @@ mod tests {
                 width: 1
             }
         );
-        let r = LayerReducer::new(&layer(Keep::Channels(vec![3]), 1), 0, 0, &[10]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![3]), 1), 0, &[10]).unwrap();
         assert_eq!(r.shape, LayerShape::Vector { len: 10 });
-        let err = LayerReducer::new(&layer(Keep::Channels(vec![0, 4]), 1), 2, 0, &[4, 2, 3])
+        let err = LayerReducer::new(&layer(Keep::Channels(vec![0, 4]), 1), 0, &[4, 2, 3])
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
             "config: `layers[2].keep` lists channel 4, but `t` has 4 channels (0 to 3)"
         );
-        let err = LayerReducer::new(&layer(Keep::All, 3), 0, 0, &[4, 2])
+        let err = LayerReducer::new(&layer(Keep::All, 3), 0, &[4, 2])
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`layers[0].channel_axis` is 3, but tensor `t` has rank 3"),
+            err.contains("`layers[2].channel_axis` is 3, but tensor `t` has rank 3"),
             "{err}"
         );
     }
@@ -321,7 +322,7 @@ mod tests {
         let t = Array::from_shape_fn(IxDyn(&[2, 2, 3, 4]), |ix| {
             (ix[0] * 1000 + ix[1] * 100 + ix[2] * 10 + ix[3]) as f32
         });
-        let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, 0, &[2, 3, 4]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, &[2, 3, 4]).unwrap();
         let mut rows = Rows::new(MapDtype::Float32);
         reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows);
         let maps = rows.maps.finish();
