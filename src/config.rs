@@ -75,8 +75,9 @@ pub struct ModelConfig {
     pub input: Option<String>,
 }
 
-/// `[preprocess]`: decode, resize and normalise.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[preprocess]`: decode, resize and normalise. `scale`, `mean` and `std` apply to float
+/// inputs; a `uint8` model input is fed the pixel bytes as they are.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessConfig {
     /// `[height, width]` of the model input; optional when the model's H and W are static.
@@ -90,41 +91,12 @@ pub struct PreprocessConfig {
     /// Order of the colour channels in the model input.
     #[serde(default)]
     pub channel_order: ChannelOrder,
-    /// Pixel values (0..255) are multiplied by this first.
-    #[serde(default = "default_scale")]
-    pub scale: f32,
-    /// Subtracted per channel (in `channel_order`) after scaling.
-    #[serde(default = "default_mean")]
-    pub mean: Vec<f32>,
-    /// Divides per channel (in `channel_order`) after the mean.
-    #[serde(default = "default_std")]
-    pub std: Vec<f32>,
-}
-
-impl Default for PreprocessConfig {
-    fn default() -> Self {
-        PreprocessConfig {
-            size: None,
-            resize: ResizeMode::default(),
-            layout: Layout::default(),
-            channel_order: ChannelOrder::default(),
-            scale: default_scale(),
-            mean: default_mean(),
-            std: default_std(),
-        }
-    }
-}
-
-fn default_scale() -> f32 {
-    1.0 / 255.0
-}
-
-fn default_mean() -> Vec<f32> {
-    vec![0.0; 3]
-}
-
-fn default_std() -> Vec<f32> {
-    vec![1.0; 3]
+    /// Pixel values (0..255) are multiplied by this first (default 1/255).
+    pub scale: Option<f32>,
+    /// Subtracted per channel (in `channel_order`) after scaling (default 0).
+    pub mean: Option<Vec<f32>>,
+    /// Divides per channel (in `channel_order`) after the mean (default 1).
+    pub std: Option<Vec<f32>>,
 }
 
 /// How an image is brought to the model's input size.
@@ -357,7 +329,8 @@ keep = "all"
         assert_eq!(c.input.label, LabelSource::Parent);
         assert_eq!(c.preprocess.channel_order, ChannelOrder::BGR);
         assert_eq!(c.preprocess.layout, Layout::NCHW);
-        assert_eq!(c.preprocess.std, vec![1.0; 3]);
+        assert_eq!(c.preprocess.std, None);
+        assert_eq!(c.preprocess.scale, Some(1.0));
         assert_eq!(c.run.batch_size, 16);
         assert_eq!(
             c.layers[0].keep,

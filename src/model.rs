@@ -18,6 +18,8 @@ pub struct ElementType(pub i32);
 impl ElementType {
     /// 32-bit float.
     pub const FLOAT: ElementType = ElementType(1);
+    /// Unsigned byte.
+    pub const UINT8: ElementType = ElementType(2);
 
     /// The ONNX name of the type, e.g. `float32`.
     pub fn name(self) -> &'static str {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::listing::{self, Entry};
 use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
-use crate::preprocess::SourceSize;
+use crate::preprocess::{InputElement, InputType, SourceSize};
 use crate::progress::Progress;
 use crate::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
@@ -170,12 +170,22 @@ struct Batcher<'a> {
     plan: &'a Plan,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
-    input: Vec<f32>,
+    input: InputBuffer,
+}
+
+/// The reused input tensor of a batch, in the model input's element type.
+enum InputBuffer {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
 }
 
 impl<'a> Batcher<'a> {
     fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
-        let input = vec![0.0; extractor.batch_size() * plan.preprocess.image_len()];
+        let len = extractor.batch_size() * plan.preprocess.image_len();
+        let input = match plan.preprocess.input_type {
+            InputType::Float32 => InputBuffer::F32(vec![0.0; len]),
+            InputType::Uint8 => InputBuffer::U8(vec![0; len]),
+        };
         Batcher {
             plan,
             extractor,
@@ -186,51 +196,69 @@ impl<'a> Batcher<'a> {
 
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
     fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
-        let len = self.plan.preprocess.image_len();
-        let preprocess = &self.plan.preprocess;
-        let decoded: Vec<Result<SourceSize, String>> = self.input[..batch.len() * len]
-            .par_chunks_mut(len)
-            .zip(batch.par_iter())
-            .map_init(Resizer::new, |resizer, (slot, entry)| {
-                match &entry.problem {
-                    Some(problem) => Err(problem.clone()),
-                    None => preprocess.load_into(&entry.path, resizer, slot),
-                }
-            })
-            .collect();
-        // Move the images that decoded to the front, so the model sees only them.
-        let mut ok_ids = Vec::with_capacity(batch.len());
-        for (slot, (entry, result)) in batch.iter().zip(&decoded).enumerate() {
-            let status = match result {
-                Ok(size) => {
-                    if slot != ok_ids.len() {
-                        self.input
-                            .copy_within(slot * len..(slot + 1) * len, ok_ids.len() * len);
-                    }
-                    ok_ids.push(entry.image_id);
-                    ImageStatus::Ok {
-                        width: size.width,
-                        height: size.height,
-                    }
-                }
-                Err(message) => ImageStatus::Error(message.clone()),
-            };
-            rows.images.push(
-                entry.image_id,
-                &entry.relative,
-                entry.label.as_deref(),
-                &status,
-            );
+        match &mut self.input {
+            InputBuffer::F32(input) => {
+                process_batch(self.plan, self.extractor, self.reducers, input, batch, rows)
+            }
+            InputBuffer::U8(input) => {
+                process_batch(self.plan, self.extractor, self.reducers, input, batch, rows)
+            }
         }
-        if !ok_ids.is_empty() {
-            let reducers = self.reducers;
-            self.extractor
-                .run(&self.input, ok_ids.len(), |tensors| {
-                    reduce::reduce_batch(reducers, tensors, &ok_ids, rows)
-                })
-                .context("ONNX Runtime failed on a batch")?;
-        }
-        let ok = ok_ids.len() as u64;
-        Ok((ok, batch.len() as u64 - ok))
     }
+}
+
+/// Decodes `batch` into `input` in parallel, runs the images that decoded, and reduces their
+/// tensors into `rows`; every file gets its `images` row. Returns the numbers ok and in error.
+fn process_batch<T: InputElement>(
+    plan: &Plan,
+    extractor: &mut Extractor,
+    reducers: &[LayerReducer],
+    input: &mut [T],
+    batch: &[Entry],
+    rows: &mut Rows,
+) -> Result<(u64, u64)> {
+    let len = plan.preprocess.image_len();
+    let preprocess = &plan.preprocess;
+    let decoded: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
+        .par_chunks_mut(len)
+        .zip(batch.par_iter())
+        .map_init(Resizer::new, |resizer, (slot, entry)| {
+            match &entry.problem {
+                Some(problem) => Err(problem.clone()),
+                None => preprocess.load_into(&entry.path, resizer, slot),
+            }
+        })
+        .collect();
+    // Move the images that decoded to the front, so the model sees only them.
+    let mut ok_ids = Vec::with_capacity(batch.len());
+    for (slot, (entry, result)) in batch.iter().zip(&decoded).enumerate() {
+        let status = match result {
+            Ok(size) => {
+                if slot != ok_ids.len() {
+                    input.copy_within(slot * len..(slot + 1) * len, ok_ids.len() * len);
+                }
+                ok_ids.push(entry.image_id);
+                ImageStatus::Ok {
+                    width: size.width,
+                    height: size.height,
+                }
+            }
+            Err(message) => ImageStatus::Error(message.clone()),
+        };
+        rows.images.push(
+            entry.image_id,
+            &entry.relative,
+            entry.label.as_deref(),
+            &status,
+        );
+    }
+    if !ok_ids.is_empty() {
+        extractor
+            .run(input, ok_ids.len(), |tensors| {
+                reduce::reduce_batch(reducers, tensors, &ok_ids, rows)
+            })
+            .context("ONNX Runtime failed on a batch")?;
+    }
+    let ok = ok_ids.len() as u64;
+    Ok((ok, batch.len() as u64 - ok))
 }

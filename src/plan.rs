@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Compression, Config, Keep, LabelSource, Layout, MapDtype};
+use crate::config::{Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig};
 use crate::error::PlanError;
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
-use crate::preprocess::Preprocess;
+use crate::preprocess::{InputType, Preprocess};
 use crate::select::{self, Selector};
 
 /// What the command line may change in a config.
@@ -188,6 +188,30 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
     config
 }
 
+/// Whether a declared input looks like an image batch: rank 4 with 3 channels first or last.
+fn looks_like_image(input: &TensorInfo) -> bool {
+    input
+        .shape
+        .as_deref()
+        .is_some_and(|s| s.len() == 4 && (s[1] == Dim::Fixed(3) || s[3] == Dim::Fixed(3)))
+}
+
+/// A declared shape as `[batch, 3, 224, 224]` (`?` for unknown dimensions).
+pub fn shape_text(shape: Option<&[Dim]>) -> String {
+    let Some(shape) = shape else {
+        return "[?]".into();
+    };
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic(s) => s.clone(),
+            Dim::Unknown => "?".into(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
 /// Removes `.` and `..` components without touching the file system (`base.join` keeps an
 /// absolute path as it is).
 fn normalize(path: &Path) -> PathBuf {
@@ -264,35 +288,51 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
 
 /// The graph input that receives images: the configured one, or the only one.
 fn image_input<'g>(config: &Config, graph: &'g Graph) -> Result<&'g TensorInfo, String> {
-    let names = || {
+    let describe = |i: &TensorInfo| {
+        let looks = if looks_like_image(i) {
+            ", image-like"
+        } else {
+            ""
+        };
+        format!("`{}` {}{looks}", i.name, shape_text(i.shape.as_deref()))
+    };
+    let all = || {
         graph
             .inputs
             .iter()
-            .map(|i| format!("`{}`", i.name))
+            .map(describe)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join("; ")
     };
     let input = match &config.model.input {
         Some(name) => graph
             .inputs
             .iter()
             .find(|i| &i.name == name)
-            .ok_or_else(|| format!("has no input `{name}`; its inputs are {}", names()))?,
+            .ok_or_else(|| format!("has no input `{name}`; its inputs are {}", all()))?,
         None => match graph.inputs.as_slice() {
             [only] => only,
             [] => return Err("has no graph input to feed images to".into()),
             _ => {
                 return Err(format!(
-                    "has several inputs ({}); set `model.input` to the one that takes images",
-                    names()
+                    "has several inputs ({}); set `model.input` in [model] to the one that \
+                     takes images",
+                    all()
                 ))
             }
         },
     };
+    if let Some(other) = graph.inputs.iter().find(|i| i.name != input.name) {
+        return Err(format!(
+            "needs input {} besides `{}`, and layerwise feeds only the images",
+            describe(other),
+            input.name
+        ));
+    }
     match input.element_type {
-        Some(ElementType::FLOAT) | None => Ok(input),
+        Some(ElementType::FLOAT) | Some(ElementType::UINT8) | None => Ok(input),
         Some(other) => Err(format!(
-            "input `{}` takes {} tensors; layerwise feeds float32 images",
+            "input `{}` takes {} tensors; layerwise feeds images as float32 or uint8",
             input.name,
             other.name()
         )),
@@ -354,41 +394,80 @@ fn preprocess(config: &Config, input: &TensorInfo) -> Result<Preprocess, Misfit>
     if height == 0 || width == 0 {
         return Err(PlanError::invalid("preprocess.size", "must be at least [1, 1]").into());
     }
-    let triple = |key: &str, values: &[f32]| -> Result<[f32; 3], PlanError> {
-        <[f32; 3]>::try_from(values).map_err(|_| {
-            PlanError::invalid(
-                format!("preprocess.{key}"),
-                format!(
-                    "has {} values; give one per colour channel (3)",
-                    values.len()
-                ),
-            )
-        })
+    let input_type = match input.element_type {
+        Some(ElementType::UINT8) => InputType::Uint8,
+        _ => InputType::Float32,
     };
-    let mean = triple("mean", &p.mean)?;
-    let std = triple("std", &p.std)?;
-    if let Some(i) = std.iter().position(|s| *s == 0.0 || !s.is_finite()) {
-        return Err(PlanError::invalid(
-            format!("preprocess.std[{i}]"),
-            "must be a finite, non-zero number (it divides)",
-        )
-        .into());
-    }
-    if !p.scale.is_finite() || p.scale == 0.0 {
-        return Err(
-            PlanError::invalid("preprocess.scale", "must be a finite, non-zero number").into(),
-        );
-    }
+    let (scale, mean, std) = normalisation(p, input_type, &input.name)?;
     Ok(Preprocess {
+        input_type,
         height,
         width,
         resize: p.resize,
         layout,
         channel_order: p.channel_order,
-        scale: p.scale,
+        scale,
         mean,
         std,
     })
+}
+
+/// `scale`, `mean` and `std` with their defaults, checked; a `uint8` input takes none of them.
+fn normalisation(
+    p: &PreprocessConfig,
+    input_type: InputType,
+    input: &str,
+) -> Result<(f32, [f32; 3], [f32; 3]), PlanError> {
+    if input_type == InputType::Uint8 {
+        if let Some(key) = [
+            ("scale", p.scale.is_some()),
+            ("mean", p.mean.is_some()),
+            ("std", p.std.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(PlanError::invalid(
+                format!("preprocess.{key}"),
+                format!(
+                    "is set, but model input `{input}` takes uint8 pixel bytes as they are; \
+                     remove `{key}` (the model normalises inside)"
+                ),
+            ));
+        }
+        return Ok((1.0, [0.0; 3], [1.0; 3]));
+    }
+    let triple =
+        |key: &str, values: &Option<Vec<f32>>, default: f32| -> Result<[f32; 3], PlanError> {
+            let Some(values) = values else {
+                return Ok([default; 3]);
+            };
+            <[f32; 3]>::try_from(values.as_slice()).map_err(|_| {
+                PlanError::invalid(
+                    format!("preprocess.{key}"),
+                    format!(
+                        "has {} values; give one per colour channel (3)",
+                        values.len()
+                    ),
+                )
+            })
+        };
+    let mean = triple("mean", &p.mean, 0.0)?;
+    let std = triple("std", &p.std, 1.0)?;
+    if let Some(i) = std.iter().position(|s| *s == 0.0 || !s.is_finite()) {
+        return Err(PlanError::invalid(
+            format!("preprocess.std[{i}]"),
+            "must be a finite, non-zero number (it divides)",
+        ));
+    }
+    let scale = p.scale.unwrap_or(1.0 / 255.0);
+    if !scale.is_finite() || scale == 0.0 {
+        return Err(PlanError::invalid(
+            "preprocess.scale",
+            "must be a finite, non-zero number",
+        ));
+    }
+    Ok((scale, mean, std))
 }
 
 /// Expands every `[[layers]]` selector into layers, with their names, and checks them.
@@ -641,6 +720,30 @@ dir = "/tmp/layerwise-plan-test-out"
         assert_eq!(p.model.input, "input");
         assert_eq!(p.model.fixed_batch, None);
         assert_eq!(p.run.batch_size, 16);
+    }
+
+    #[test]
+    fn several_inputs_need_model_input_and_only_one_can_be_fed() {
+        let mut m = nchw_224();
+        let mut second = m.graph.inputs[0].clone();
+        second.name = "right".into();
+        m.graph.inputs.push(second);
+        let err = plan("", ONE_LAYER, &m).unwrap_err();
+        assert_eq!(
+            err,
+            "model m.onnx: has several inputs (`input` [batch, 3, 224, 224], image-like; \
+             `right` [batch, 3, 224, 224], image-like); set `model.input` in [model] to the one \
+             that takes images"
+        );
+        let mut c = config("", ONE_LAYER);
+        c.model.input = Some("right".into());
+        let err = Plan::new(c, &m, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs input `input` [batch, 3, 224, 224], image-like besides `right`, and layerwise feeds only the images"),
+            "{err}"
+        );
     }
 
     #[test]

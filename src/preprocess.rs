@@ -9,9 +9,41 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::config::{ChannelOrder, Layout, ResizeMode};
 
+/// The element type of the model's image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// `float32`: scaled and normalised pixels.
+    Float32,
+    /// `uint8`: the pixel bytes, unscaled.
+    Uint8,
+}
+
+/// An element type that image input tensors are made of.
+pub trait InputElement:
+    ort::value::PrimitiveTensorElementType + Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    /// The tensor value for pixel value `v`, given `v * a + b` normalisation.
+    fn from_pixel(v: u8, a: f32, b: f32) -> Self;
+}
+
+impl InputElement for f32 {
+    fn from_pixel(v: u8, a: f32, b: f32) -> f32 {
+        f32::from(v) * a + b
+    }
+}
+
+impl InputElement for u8 {
+    fn from_pixel(v: u8, _: f32, _: f32) -> u8 {
+        v
+    }
+}
+
 /// How a decoded image becomes model input, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preprocess {
+    /// Element type of the input tensor.
+    pub input_type: InputType,
     /// Model input height.
     pub height: u32,
     /// Model input width.
@@ -40,7 +72,7 @@ pub struct SourceSize {
 }
 
 impl Preprocess {
-    /// Number of `f32` values one image occupies in the input tensor.
+    /// Number of values one image occupies in the input tensor.
     pub fn image_len(&self) -> usize {
         3 * self.height as usize * self.width as usize
     }
@@ -55,11 +87,11 @@ impl Preprocess {
     }
 
     /// Decodes `path`, resizes it and writes its tensor values into `out` (`image_len()` long).
-    pub fn load_into(
+    pub fn load_into<T: InputElement>(
         &self,
         path: &Path,
         resizer: &mut Resizer,
-        out: &mut [f32],
+        out: &mut [T],
     ) -> Result<SourceSize, String> {
         let image = decode(path)?;
         let size = SourceSize {
@@ -93,8 +125,8 @@ impl Preprocess {
     }
 
     /// Writes a `height` x `width` RGB image into `out` in the model's layout, channel order
-    /// and normalisation: `(pixel * scale - mean[c]) / std[c]`.
-    pub fn write_tensor(&self, image: &RgbImage, out: &mut [f32]) {
+    /// and normalisation: `(pixel * scale - mean[c]) / std[c]` (bytes as they are for `u8`).
+    pub fn write_tensor<T: InputElement>(&self, image: &RgbImage, out: &mut [T]) {
         assert_eq!(image.dimensions(), (self.width, self.height));
         assert_eq!(out.len(), self.image_len());
         let source_channel = |c: usize| match self.channel_order {
@@ -112,14 +144,14 @@ impl Preprocess {
                     let s = source_channel(c);
                     let dst = &mut out[c * plane..(c + 1) * plane];
                     for (d, px) in dst.iter_mut().zip(pixels.clone()) {
-                        *d = f32::from(px[s]) * a[c] + b[c];
+                        *d = T::from_pixel(px[s], a[c], b[c]);
                     }
                 }
             }
             Layout::NHWC => {
                 for (d, px) in out.chunks_exact_mut(3).zip(pixels) {
                     for c in 0..3 {
-                        d[c] = f32::from(px[source_channel(c)]) * a[c] + b[c];
+                        d[c] = T::from_pixel(px[source_channel(c)], a[c], b[c]);
                     }
                 }
             }
@@ -167,6 +199,7 @@ mod tests {
 
     fn spec(layout: Layout, channel_order: ChannelOrder) -> Preprocess {
         Preprocess {
+            input_type: InputType::Float32,
             height: 1,
             width: 2,
             resize: ResizeMode::Stretch,
@@ -187,6 +220,13 @@ mod tests {
         let mut out = vec![0.0; p.image_len()];
         p.write_tensor(&two_pixels(), &mut out);
         out
+    }
+
+    #[test]
+    fn uint8_input_gets_the_bytes_in_layout_and_order() {
+        let mut out = vec![0u8; 6];
+        spec(Layout::NCHW, ChannelOrder::BGR).write_tensor(&two_pixels(), &mut out);
+        assert_eq!(out, [30, 60, 20, 50, 10, 40]);
     }
 
     #[test]

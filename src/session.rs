@@ -1,12 +1,15 @@
 //! The ONNX Runtime session, with the requested tensors exposed as outputs.
 
+use std::path::Path;
+
 use ndarray::ArrayViewD;
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
-use ort::value::TensorRef;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::value::{TensorElementType, TensorRef};
 
 use crate::error::PlanError;
 use crate::model::ModelFile;
 use crate::plan::Plan;
+use crate::preprocess::{InputElement, InputType};
 use crate::runtime::Runtime;
 
 /// The shape of one image's slice of an extracted tensor (the batch axis removed).
@@ -25,9 +28,96 @@ pub struct Extractor {
     shapes: Vec<ImageShape>,
 }
 
+/// The session option that tells ONNX Runtime where external initializer files are when the
+/// model is loaded from memory.
+const EXTERNAL_DATA_FOLDER: &str = "session.model_external_initializers_file_folder_path";
+
+/// Creates a session over `model` with `tensors` exposed as graph outputs, and run options
+/// that fetch exactly those outputs. External initializer files resolve against the model's folder.
+pub fn open_session(
+    runtime: &Runtime,
+    model: ModelFile,
+    tensors: &[String],
+    threads: usize,
+) -> Result<(Session, RunOptions<HasSelectedOutputs>), PlanError> {
+    let path = model.path.clone();
+    let folder = path.parent().unwrap_or(Path::new(".")).to_owned();
+    let missing: Vec<&String> = model
+        .graph
+        .external_files
+        .iter()
+        .filter(|f| !folder.join(f).is_file())
+        .collect();
+    if let Some(file) = missing.first() {
+        return Err(PlanError::Model {
+            path,
+            problem: format!(
+                "keeps its weights in the external file `{file}`, which is not in {}; \
+                 keep the .onnx file and its data files together",
+                folder.display()
+            ),
+        });
+    }
+    let bytes = model.with_outputs(tensors.iter().map(String::as_str));
+    let session = (|| -> Result<Session, String> {
+        let builder = Session::builder(&runtime.environment).map_err(|e| e.to_string())?;
+        let mut builder = builder
+            .with_intra_threads(threads)
+            .and_then(|b| b.with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy()))
+            .map_err(|e| e.to_string())?;
+        builder
+            .commit_from_memory(&bytes)
+            .map_err(|e| e.to_string())
+    })();
+    let session = session.map_err(|e| PlanError::Model {
+        path: path.clone(),
+        problem: format!("ONNX Runtime cannot load it: {e}"),
+    })?;
+    let selector = tensors
+        .iter()
+        .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
+    let options = RunOptions::new()
+        .map(|o| o.with_outputs(selector))
+        .map_err(|e| PlanError::Model {
+            path,
+            problem: format!("ONNX Runtime cannot set up a run: {e}"),
+        })?;
+    Ok((session, options))
+}
+
+/// Runs `session` once on an all-zero input of `shape` and the given element type.
+pub fn zero_input_run<R>(
+    session: &mut Session,
+    options: &RunOptions<HasSelectedOutputs>,
+    input: &str,
+    shape: Vec<usize>,
+    input_type: InputType,
+    read: impl FnOnce(&SessionOutputs<'_>) -> R,
+) -> Result<R, ort::Error> {
+    let len = shape.iter().product();
+    let outputs = match input_type {
+        InputType::Float32 => {
+            let zeros = vec![0f32; len];
+            let tensor = TensorRef::from_array_view((shape, &zeros[..]))?;
+            session.run_with_options(ort::inputs![input => tensor], options)?
+        }
+        InputType::Uint8 => {
+            let zeros = vec![0u8; len];
+            let tensor = TensorRef::from_array_view((shape, &zeros[..]))?;
+            session.run_with_options(ort::inputs![input => tensor], options)?
+        }
+    };
+    Ok(read(&outputs))
+}
+
+/// The ONNX name of an element type, e.g. `int64`.
+pub fn element_name(t: TensorElementType) -> String {
+    format!("{t:?}").to_lowercase()
+}
+
 impl Extractor {
-    /// Creates the session with `plan.tensors()` exposed, then makes one probe run on a zero
-    /// input to learn each tensor's real shape and check it is a float32 tensor with a batch axis.
+    /// Creates the session with `plan.tensors()` exposed, checks that each is a float32 tensor,
+    /// then makes one probe run on a zero input to learn each tensor's real shape.
     pub fn open(runtime: &Runtime, plan: &Plan, model: ModelFile) -> Result<Extractor, PlanError> {
         let path = model.path.clone();
         let model_error = |problem: String| PlanError::Model {
@@ -35,28 +125,56 @@ impl Extractor {
             problem,
         };
         let tensors: Vec<String> = plan.tensors().into_iter().map(String::from).collect();
-        let bytes = model.with_outputs(tensors.iter().map(String::as_str));
-        let session = (|| -> Result<Session, String> {
-            let builder = Session::builder(&runtime.environment).map_err(|e| e.to_string())?;
-            let mut builder = builder
-                .with_intra_threads(plan.run.threads)
-                .map_err(|e| e.to_string())?;
-            builder
-                .commit_from_memory(&bytes)
-                .map_err(|e| e.to_string())
-        })()
-        .map_err(|e| model_error(format!("ONNX Runtime cannot load it: {e}")))?;
-        drop(bytes);
+        let (mut session, options) = open_session(runtime, model, &tensors, plan.run.threads)?;
+        for outlet in session.outputs() {
+            match outlet.dtype().tensor_type() {
+                Some(TensorElementType::Float32) => {}
+                other => {
+                    let kind = other.map_or("non-tensor".to_owned(), element_name);
+                    return Err(model_error(format!(
+                        "tensor `{}` holds {kind} values; layerwise extracts float32 activations. \
+                         Pick another tensor: `layerwise layers {}` shows each tensor's type",
+                        outlet.name(),
+                        path.display()
+                    )));
+                }
+            }
+        }
         let fixed_batch = plan.model.fixed_batch.is_some();
         let probe_batch = plan.model.fixed_batch.unwrap_or(1);
         let input_shape = plan.preprocess.tensor_shape(1)[1..].to_vec();
-        let selector = tensors
-            .iter()
-            .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
-        let options = RunOptions::new()
-            .map_err(|e| model_error(format!("ONNX Runtime cannot set up a run: {e}")))?
-            .with_outputs(selector);
-        let mut extractor = Extractor {
+        let probe = zero_input_run(
+            &mut session,
+            &options,
+            &plan.model.input,
+            plan.preprocess.tensor_shape(probe_batch).to_vec(),
+            plan.preprocess.input_type,
+            |outputs| {
+                tensors
+                    .iter()
+                    .map(|t| {
+                        let shape = outputs[t.as_str()].dtype().tensor_shape().cloned();
+                        shape.map(|s| s.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>())
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .map_err(|e| model_error(format!("the probe run on a zero input failed: {e}")))?;
+        let mut shapes = Vec::with_capacity(tensors.len());
+        for (tensor, shape) in tensors.iter().zip(probe) {
+            match shape {
+                Some(shape) if shape.len() >= 2 && shape[0] == probe_batch => {
+                    shapes.push(shape[1..].to_vec())
+                }
+                other => {
+                    return Err(model_error(format!(
+                        "tensor `{tensor}` has shape {other:?} on a batch of {probe_batch}: \
+                         it has no batch axis, so it cannot be split per image"
+                    )))
+                }
+            }
+        }
+        Ok(Extractor {
             session,
             options,
             input: plan.model.input.clone(),
@@ -65,19 +183,8 @@ impl Extractor {
             input_shape,
             batch: plan.run.batch_size,
             fixed_batch,
-            shapes: Vec::new(),
-        };
-        let zeros = vec![0.0; probe_batch * extractor.image_len];
-        let shapes = extractor
-            .run(&zeros, probe_batch, |views| {
-                views
-                    .iter()
-                    .map(|v| v.shape()[1..].to_vec())
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|e| model_error(format!("the probe run on a zero input failed: {e}")))?;
-        extractor.shapes = shapes;
-        Ok(extractor)
+            shapes,
+        })
     }
 
     /// Images per model call (the model's own, when it fixes one).
@@ -101,9 +208,9 @@ impl Extractor {
     /// Runs `images` images whose input values fill the start of `input`, then gives `reduce`
     /// one view per exposed tensor, cut to those images. With a fixed batch size, `input` must
     /// hold a whole batch (the rest zero padding).
-    pub fn run<R>(
+    pub fn run<T: InputElement, R>(
         &mut self,
-        input: &[f32],
+        input: &[T],
         images: usize,
         reduce: impl FnOnce(&[ArrayViewD<'_, f32>]) -> R,
     ) -> Result<R, ort::Error> {

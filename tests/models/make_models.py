@@ -15,6 +15,14 @@ Writes into OUT_DIR (created if missing), all opset 17 / IR version 8:
   tiny_nhwc.onnx          input [batch,8,8,3] -> Transpose(perm 0,3,1,2) "to_nchw" -> same body
                           (like Keras models exported with tf2onnx).
   tiny_fixed1.onnx        the tiny_nchw graph with a fixed batch of 1: input [1,3,8,8], probs [1,5].
+  tiny_symbolic.onnx      the tiny_nchw graph with input [batch,3,height,width] (symbolic H and W).
+  tiny_uint8.onnx         input "input" uint8 [batch,8,8,3] (raw bytes, NHWC) -> Cast -> Mul(1/255)
+                          -> Transpose -> the tiny body.
+  tiny_rank3.onnx         the tiny body plus Reshape(conv2) "seq" [batch,6,16] (rank 3),
+                          Transpose(seq) "tokens" [batch,16,6] (token-like) and Shape(input)
+                          "input_shape" (int64); graph outputs "probs" and "tokens".
+  tiny_external.onnx      tiny_nchw with every initializer in tiny_external.onnx.data
+                          (external data, as exported for models over 2 GB).
   identity_nchw.onnx      input [batch,3,height,width] -> Identity -> "pixels".
   identity_nhwc.onnx      input [batch,height,width,3] -> Identity -> "pixels".
 
@@ -78,21 +86,58 @@ def finish(graph):
     return model
 
 
-def tiny_model(name, weights, batch="batch", nhwc=False, extra_outputs=False):
-    """The tiny CNN; NHWC input gets a leading Transpose, extra_outputs exposes inner tensors."""
+def tiny_model(name, weights, batch="batch", nhwc=False, extra_outputs=False, size=(8, 8)):
+    """The tiny CNN; NHWC input gets a leading Transpose, extra_outputs exposes inner tensors,
+    size gives the input's H and W (ints, or names for symbolic dimensions)."""
+    h, w = size
     if nhwc:
-        inp = helper.make_tensor_value_info("input", FLOAT, [batch, 8, 8, 3])
+        inp = helper.make_tensor_value_info("input", FLOAT, [batch, h, w, 3])
         pre = [helper.make_node("Transpose", ["input"], ["to_nchw"], name="to_nchw", perm=[0, 3, 1, 2])]
         x = "to_nchw"
     else:
-        inp = helper.make_tensor_value_info("input", FLOAT, [batch, 3, 8, 8])
+        inp = helper.make_tensor_value_info("input", FLOAT, [batch, 3, h, w])
         pre, x = [], "input"
     nodes, inits = tiny_body(x, weights)
-    shapes = {"conv1": [batch, 4, 8, 8], "conv2": [batch, 6, 4, 4],
-              "logits": [batch, 5], "probs": [batch, 5]}
     names = ["conv1", "conv2", "logits", "probs"] if extra_outputs else ["probs"]
-    outputs = [helper.make_tensor_value_info(n, FLOAT, shapes[n]) for n in names]
+    outputs = [helper.make_tensor_value_info(n, FLOAT, TINY_SHAPES[n](batch)) for n in names]
     return finish(helper.make_graph(pre + nodes, name, [inp], outputs, inits))
+
+
+TINY_SHAPES = {
+    "conv1": lambda n: [n, 4, 8, 8],
+    "conv2": lambda n: [n, 6, 4, 4],
+    "logits": lambda n: [n, 5],
+    "probs": lambda n: [n, 5],
+}
+
+
+def uint8_model(name, weights):
+    """Raw NHWC bytes in, scaled to 0..1 inside the graph (as some TF image models do)."""
+    inp = helper.make_tensor_value_info("input", TensorProto.UINT8, ["batch", 8, 8, 3])
+    scale = numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "scale")
+    pre = [
+        helper.make_node("Cast", ["input"], ["as_float"], name="cast", to=FLOAT),
+        helper.make_node("Mul", ["as_float", "scale"], ["scaled"], name="scale"),
+        helper.make_node("Transpose", ["scaled"], ["to_nchw"], name="to_nchw", perm=[0, 3, 1, 2]),
+    ]
+    nodes, inits = tiny_body("to_nchw", weights)
+    out = helper.make_tensor_value_info("probs", FLOAT, ["batch", 5])
+    return finish(helper.make_graph(pre + nodes, name, [inp], [out], inits + [scale]))
+
+
+def rank3_model(name, weights):
+    """The tiny body with rank-3 tensors after it and an int64 tensor; two graph outputs."""
+    inp = helper.make_tensor_value_info("input", FLOAT, ["batch", 3, 8, 8])
+    nodes, inits = tiny_body("input", weights)
+    inits.append(numpy_helper.from_array(np.array([0, 6, 16], dtype=np.int64), "seq_shape"))
+    nodes += [
+        helper.make_node("Reshape", ["conv2", "seq_shape"], ["seq"], name="to_seq"),
+        helper.make_node("Transpose", ["seq"], ["tokens"], name="to_tokens", perm=[0, 2, 1]),
+        helper.make_node("Shape", ["input"], ["input_shape"], name="shape"),
+    ]
+    outputs = [helper.make_tensor_value_info("probs", FLOAT, ["batch", 5]),
+               helper.make_tensor_value_info("tokens", FLOAT, ["batch", 16, 6])]
+    return finish(helper.make_graph(nodes, name, [inp], outputs, inits))
 
 
 def identity_model(name, nhwc):
@@ -117,7 +162,10 @@ def smoke_test(path, rng):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (inp,) = sess.get_inputs()
     shape = concrete(inp.shape, {"batch": 2, "height": 5, "width": 7})
-    x = rng.standard_normal(shape).astype(np.float32)
+    if inp.type == "tensor(uint8)":
+        x = rng.integers(0, 256, shape).astype(np.uint8)
+    else:
+        x = rng.standard_normal(shape).astype(np.float32)
     outs = sess.run(None, {inp.name: x})
     desc = ", ".join(f"{o.name}{list(v.shape)}" for o, v in zip(sess.get_outputs(), outs))
     return f"{os.path.basename(path)}: input{list(x.shape)} -> {desc}"
@@ -152,6 +200,9 @@ def main():
         "tiny_nchw_outputs.onnx": tiny_model("tiny_nchw_outputs", weights, extra_outputs=True),
         "tiny_nhwc.onnx": tiny_model("tiny_nhwc", weights, nhwc=True),
         "tiny_fixed1.onnx": tiny_model("tiny_fixed1", weights, batch=1),
+        "tiny_symbolic.onnx": tiny_model("tiny_symbolic", weights, size=("height", "width")),
+        "tiny_uint8.onnx": uint8_model("tiny_uint8", weights),
+        "tiny_rank3.onnx": rank3_model("tiny_rank3", weights),
         "identity_nchw.onnx": identity_model("identity_nchw", nhwc=False),
         "identity_nhwc.onnx": identity_model("identity_nhwc", nhwc=True),
     }
@@ -160,6 +211,10 @@ def main():
         path = os.path.join(out, fname)
         onnx.save(model, path)
         print(smoke_test(path, rng))
+    external = tiny_model("tiny_external", weights)
+    onnx.save(external, os.path.join(out, "tiny_external.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="tiny_external.onnx.data", size_threshold=0)
+    print(smoke_test(os.path.join(out, "tiny_external.onnx"), rng))
     cross_check(out, rng)
 
 
