@@ -61,9 +61,11 @@ pub fn open_session(
     let bytes = model.with_outputs(tensors.iter().map(String::as_str));
     let session = (|| -> Result<Session, String> {
         let builder = Session::builder(&runtime.environment).map_err(|e| e.to_string())?;
-        let mut builder = builder
+        let builder = builder
             .with_intra_threads(threads)
-            .and_then(|b| b.with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy()))
+            .map_err(|e| e.to_string())?;
+        let mut builder = builder
+            .with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy())
             .map_err(|e| e.to_string())?;
         builder
             .commit_from_memory(&bytes)
