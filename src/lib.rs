@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod listing;
 pub mod model;
 pub mod pipeline;

@@ -1,7 +1,7 @@
 //! The `layerwise` command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +27,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the tensors of a model that can be extracted, in graph order.
+    ///
+    /// Each row: index (what `op:Type#n` and a name's `{index}` count), tensor name, producing
+    /// operator, element type and shape; graph inputs and outputs are marked. Given a config,
+    /// the shapes are the real ones from one probe run on a zero input built from its
+    /// [preprocess]; given a model, they are as declared in the file unless --shapes.
+    #[command(
+        after_help = "Examples:\n  layerwise layers model.onnx --shapes --match 'block*_conv*'\n  \
+        layerwise layers pipelines/demo.toml --json"
+    )]
+    Layers {
+        /// An ONNX model, or a pipeline config.
+        target: PathBuf,
+        /// Probe the real shapes (for a model with a static input; a config always does).
+        #[arg(long)]
+        shapes: bool,
+        /// Only tensors whose names match this glob, e.g. 'block*_conv*'.
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a pipeline config: images in, Parquet tables and run.json out.
     ///
     /// Writes OUT/images, OUT/stats, OUT/maps and OUT/vectors (folders of part-NNNNN.parquet
@@ -62,24 +85,53 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Layers {
+            target,
+            shapes,
+            pattern,
+            json,
+        } => report(layers(&target, shapes, pattern.as_deref(), json)),
         Command::Run {
             config,
             out,
             limit,
             overwrite,
             quiet,
-        } => {
-            let overrides = Overrides { out, limit };
-            match layerwise::run(&config, &overrides, RunOptions { overwrite, quiet }) {
-                Ok(record) => {
-                    print_summary(&record);
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    ExitCode::from(exit_code(&err))
-                }
-            }
+        } => report(
+            layerwise::run(
+                &config,
+                &Overrides { out, limit },
+                RunOptions { overwrite, quiet },
+            )
+            .map(|record| print_summary(&record)),
+        ),
+    }
+}
+
+/// Prints the tensors of a model or config.
+fn layers(target: &Path, shapes: bool, pattern: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let mut listing = layerwise::inspect::for_path(target, shapes)?;
+    if let Some(pattern) = pattern {
+        let glob = glob::Pattern::new(pattern).map_err(|e| {
+            PlanError::invalid("--match", format!("`{pattern}` is not a valid glob: {e}"))
+        })?;
+        listing.retain_matching(&glob);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else {
+        print!("{}", listing.to_table());
+    }
+    Ok(())
+}
+
+/// Exit status for a command's result, printing the error.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
         }
     }
 }

@@ -108,13 +108,8 @@ pub struct OutputSpec {
 impl Plan {
     /// Reads a config file and its model, and validates both.
     pub fn load(config_path: &Path, overrides: &Overrides) -> Result<(Plan, ModelFile), PlanError> {
-        let config = Config::from_file(config_path)?;
-        let base = config_path.parent().unwrap_or(Path::new("."));
-        let config = resolve_paths(config, base);
-        let model = ModelFile::read(&config.model.path).map_err(|problem| PlanError::Model {
-            path: config.model.path.clone(),
-            problem,
-        })?;
+        let config = read_config(config_path)?;
+        let model = read_model(&config)?;
         let plan = Plan::new(config, &model, overrides)?;
         Ok((plan, model))
     }
@@ -132,27 +127,13 @@ impl Plan {
             ));
         }
         let input = input_spec(&config, overrides)?;
-        let misfit = |e: Misfit| e.into_plan_error(&model.path);
-        let image_input = image_input(&config, &model.graph)
-            .map_err(Misfit::Model)
-            .map_err(misfit)?;
-        let preprocess = preprocess(&config, image_input).map_err(misfit)?;
-        let layers = layers(&config, model).map_err(misfit)?;
-        let fixed_batch = image_input
-            .shape
-            .as_ref()
-            .and_then(|s| s.first())
-            .and_then(Dim::fixed);
-        let run = run_spec(&config, fixed_batch)?;
+        let (model_spec, preprocess) = ModelSpec::resolve(&config, model)?;
+        let layers = layers(&config, model).map_err(|e| e.into_plan_error(&model.path))?;
+        let run = run_spec(&config, model_spec.fixed_batch)?;
         let output = output_spec(&config, overrides)?;
         Ok(Plan {
             name: config.name.clone(),
-            model: ModelSpec {
-                path: model.path.clone(),
-                sha256: model.sha256.clone(),
-                input: image_input.name.clone(),
-                fixed_batch,
-            },
+            model: model_spec,
             input,
             preprocess,
             layers,
@@ -171,6 +152,50 @@ impl Plan {
             .filter(|t| seen.insert(*t))
             .collect()
     }
+}
+
+impl ModelSpec {
+    /// The model's image input and how images become its tensor, from a config's `[model]`
+    /// and `[preprocess]` (its layers are not looked at).
+    pub fn resolve(
+        config: &Config,
+        model: &ModelFile,
+    ) -> Result<(ModelSpec, Preprocess), PlanError> {
+        let misfit = |e: Misfit| e.into_plan_error(&model.path);
+        let input = image_input(config, &model.graph)
+            .map_err(Misfit::Model)
+            .map_err(misfit)?;
+        let preprocess = preprocess(config, input).map_err(misfit)?;
+        let fixed_batch = input
+            .shape
+            .as_ref()
+            .and_then(|s| s.first())
+            .and_then(Dim::fixed);
+        let spec = ModelSpec {
+            path: model.path.clone(),
+            sha256: model.sha256.clone(),
+            input: input.name.clone(),
+            fixed_batch,
+        };
+        Ok((spec, preprocess))
+    }
+}
+
+/// Reads a config file with its relative paths resolved against the config's folder.
+pub fn read_config(path: &Path) -> Result<Config, PlanError> {
+    let config = Config::from_file(path)?;
+    Ok(resolve_paths(
+        config,
+        path.parent().unwrap_or(Path::new(".")),
+    ))
+}
+
+/// Reads the model a config names.
+pub fn read_model(config: &Config) -> Result<ModelFile, PlanError> {
+    ModelFile::read(&config.model.path).map_err(|problem| PlanError::Model {
+        path: config.model.path.clone(),
+        problem,
+    })
 }
 
 /// Relative paths in a config resolve against the config file's folder.

@@ -145,3 +145,132 @@ fn the_runtime_is_found_in_a_python_package() {
         "{found:?}"
     );
 }
+
+#[test]
+fn layers_lists_the_13_conv_layers_of_vgg16_with_real_shapes() {
+    let vgg = model("vgg16.onnx");
+    let out = layerwise()
+        .arg("layers")
+        .arg(&vgg)
+        .args(["--shapes", "--match", "block*_conv?"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains(" Relu ")).collect();
+    assert_eq!(rows.len(), 13, "{table}");
+    assert!(
+        rows[0].contains("block1_conv1") && rows[0].ends_with("[1, 64, 224, 224]"),
+        "{table}"
+    );
+    assert!(
+        rows[12].contains("block5_conv3") && rows[12].ends_with("[1, 512, 14, 14]"),
+        "{table}"
+    );
+    assert!(
+        table.contains("input  float32  [batch, 3, 224, 224] input"),
+        "{table}"
+    );
+    assert!(table.ends_with("shapes from a probe run on a zero input of shape [1, 3, 224, 224]\n"));
+
+    // JSON: every extractable tensor, numbered in graph order, without --shapes as declared.
+    let out = layerwise()
+        .arg("layers")
+        .arg(&vgg)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tensors = doc["tensors"].as_array().unwrap();
+    // 13 x (Conv, Relu) + 5 pools + gap, flatten, logits, predictions.
+    assert_eq!(tensors.len(), 13 * 2 + 5 + 4);
+    assert_eq!(tensors[1]["name"], "block1_conv1");
+    assert_eq!(tensors[1]["op"], "Relu");
+    assert_eq!(tensors[1]["index"], 1);
+    assert_eq!(tensors[1]["shape"], "?");
+    let last = &tensors[tensors.len() - 1];
+    assert_eq!(
+        (&last["name"], &last["output"], &last["shape"]),
+        (&"predictions".into(), &true.into(), &"[batch, 10]".into())
+    );
+    assert_eq!(doc["inputs"][0]["name"], "input");
+    assert_eq!(doc["probe_input"], serde_json::Value::Null);
+}
+
+#[test]
+fn first_and_last_relu_of_vgg16_by_selector() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(
+        &dir.path().join("images"),
+        &[("a/x.jpg", 300, 200), ("b/y.png", 224, 224)],
+    );
+    let text = format!(
+        "name = \"classic\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n\
+         [[layers]]\ntensor = \"op:Relu#0\"\nkeep = [0, 11, 12, 27, 30, 34]\n\
+         [[layers]]\ntensor = \"op:Relu#-1\"\nkeep = \"all\"\n[output]\ndir = \"out\"\n",
+        model("vgg16.onnx").display()
+    );
+    let config = write_config(dir.path(), &text);
+    let out = layerwise().arg("run").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("layer block1_conv1: selector `op:Relu#0` picked tensor block1_conv1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("layer block5_conv3: selector `op:Relu#-1` picked tensor block5_conv3"),
+        "{stderr}"
+    );
+    let out_dir = dir.path().join("out");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    let layers = run["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    assert_eq!(
+        (
+            &layers[0]["tensor"],
+            &layers[0]["channels"],
+            &layers[0]["height"]
+        ),
+        (&"block1_conv1".into(), &64.into(), &224.into())
+    );
+    assert_eq!(
+        (
+            &layers[1]["tensor"],
+            &layers[1]["channels"],
+            &layers[1]["height"]
+        ),
+        (&"block5_conv3".into(), &512.into(), &14.into())
+    );
+    assert_eq!(read_table(&out_dir, "stats").num_rows(), 2 * (64 + 512));
+    assert_eq!(read_table(&out_dir, "maps").num_rows(), 2 * (6 + 512));
+}
+
+#[test]
+fn layers_errors_say_what_to_do() {
+    let out = layerwise()
+        .arg("layers")
+        .arg(model("identity_nchw.onnx"))
+        .arg("--shapes")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("input `input` has shape [batch, 3, height, width], which is not fixed; to probe shapes, give a config"),
+        "{stderr}"
+    );
+    let out = layerwise()
+        .arg("layers")
+        .arg(model("tiny_nchw.onnx"))
+        .args(["--match", "conv[1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`--match` `conv[1` is not a valid glob"));
+}

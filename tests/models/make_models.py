@@ -23,6 +23,10 @@ Writes into OUT_DIR (created if missing), all opset 17 / IR version 8:
                           "input_shape" (int64); graph outputs "probs" and "tokens".
   tiny_external.onnx      tiny_nchw with every initializer in tiny_external.onnx.data
                           (external data, as exported for models over 2 GB).
+  vgg16.onnx              the VGG16 conv stack of the Keras application: 13 Conv/Relu layers
+                          whose Relu outputs are named block1_conv1 .. block5_conv3, 5 MaxPools,
+                          GlobalAveragePool, MatMul, Softmax "predictions"; input [batch,3,224,224];
+                          random He weights (seed 7), about 59 MB.
   identity_nchw.onnx      input [batch,3,height,width] -> Identity -> "pixels".
   identity_nhwc.onnx      input [batch,height,width,3] -> Identity -> "pixels".
 
@@ -140,6 +144,39 @@ def rank3_model(name, weights):
     return finish(helper.make_graph(nodes, name, [inp], outputs, inits))
 
 
+def vgg16_model(name):
+    """The VGG16 convolutional stack with Keras' layer names and random He weights."""
+    rng = np.random.default_rng(7)
+    nodes, inits, x, cin = [], [], "input", 3
+    for b, (convs, cout) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], start=1):
+        for i in range(1, convs + 1):
+            layer = f"block{b}_conv{i}"
+            w = rng.standard_normal((cout, cin, 3, 3), dtype=np.float32) * np.float32(np.sqrt(2 / (cin * 9)))
+            inits += [numpy_helper.from_array(w, layer + "/kernel"),
+                      numpy_helper.from_array(np.zeros(cout, np.float32), layer + "/bias")]
+            nodes += [
+                helper.make_node("Conv", [x, layer + "/kernel", layer + "/bias"], [layer + "/conv"],
+                                 name=layer + "/Conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", [layer + "/conv"], [layer], name=layer + "/Relu"),
+            ]
+            x, cin = layer, cout
+        nodes.append(helper.make_node("MaxPool", [x], [f"block{b}_pool"], name=f"block{b}_pool",
+                                      kernel_shape=[2, 2], strides=[2, 2]))
+        x = f"block{b}_pool"
+    fc = rng.standard_normal((512, 10), dtype=np.float32) * np.float32(0.05)
+    inits.append(numpy_helper.from_array(fc, "fc/kernel"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "fc/kernel"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["predictions"], name="predictions", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("input", FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("predictions", FLOAT, ["batch", 10])], inits)
+    return finish(graph)
+
+
 def identity_model(name, nhwc):
     """Identity over a float image batch with symbolic batch/height/width."""
     shape = ["batch", "height", "width", 3] if nhwc else ["batch", 3, "height", "width"]
@@ -203,6 +240,7 @@ def main():
         "tiny_symbolic.onnx": tiny_model("tiny_symbolic", weights, size=("height", "width")),
         "tiny_uint8.onnx": uint8_model("tiny_uint8", weights),
         "tiny_rank3.onnx": rank3_model("tiny_rank3", weights),
+        "vgg16.onnx": vgg16_model("vgg16"),
         "identity_nchw.onnx": identity_model("identity_nchw", nhwc=False),
         "identity_nhwc.onnx": identity_model("identity_nhwc", nhwc=True),
     }
