@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod inspect;

@@ -50,6 +50,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a config without running it: what a run validates, then what it will take.
+    ///
+    /// Validates the config, the model, the runtime, the layer selectors and kept channels,
+    /// lists the images, and runs a sample batch through the real pipeline into a scratch
+    /// folder to measure bytes per image of each table. Prints each layer's shape and bytes,
+    /// the estimated output size of the whole run and its peak memory.
+    #[command(after_help = "Example: layerwise check pipelines/demo.toml")]
+    Check {
+        /// The pipeline config (TOML).
+        config: PathBuf,
+        /// Only the first N images of the sorted listing, as `run --limit`.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a pipeline config: images in, Parquet tables and run.json out.
     ///
     /// Writes OUT/images, OUT/stats, OUT/maps and OUT/vectors (folders of part-NNNNN.parquet
@@ -85,6 +102,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Check {
+            config,
+            limit,
+            json,
+        } => report(check(&config, limit, json)),
         Command::Layers {
             target,
             shapes,
@@ -106,6 +128,18 @@ fn main() -> ExitCode {
             .map(|record| print_summary(&record)),
         ),
     }
+}
+
+/// Prints what a run of a config will take.
+fn check(config: &Path, limit: Option<usize>, json: bool) -> anyhow::Result<()> {
+    let overrides = Overrides { out: None, limit };
+    let report = layerwise::check::check(config, &overrides)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 /// Prints the tensors of a model or config.
@@ -163,18 +197,10 @@ fn print_summary(record: &RunRecord) {
     for table in Table::ALL.map(Table::name) {
         let rows = c.rows[table].as_u64().unwrap_or(0);
         let bytes = c.bytes[table].as_u64().unwrap_or(0);
-        println!("  {table:<8} {rows:>10} rows {:>12}", human_bytes(bytes));
+        println!(
+            "  {table:<8} {rows:>10} rows {:>12}",
+            layerwise::progress::bytes(bytes)
+        );
     }
     println!("  written to {dir}");
-}
-
-fn human_bytes(bytes: u64) -> String {
-    let mut value = bytes as f64;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if value < 1024.0 {
-            return format!("{value:.1} {unit}");
-        }
-        value /= 1024.0;
-    }
-    format!("{value:.1} TiB")
 }

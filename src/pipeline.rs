@@ -8,7 +8,6 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::listing::{self, Entry};
-use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
 use crate::preprocess::{InputElement, InputType, SourceSize};
 use crate::progress::Progress;
@@ -30,84 +29,126 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
+/// A plan made ready to process images: its session, and its layers' reducers.
+pub struct Prepared {
+    /// The validated plan.
+    pub plan: Plan,
+    /// The ONNX Runtime library in use.
+    pub runtime: &'static Runtime,
+    /// The session with the plan's tensors exposed.
+    pub extractor: Extractor,
+    /// One reducer per layer, in plan order.
+    pub reducers: Vec<LayerReducer>,
+    /// The layers with their real shapes, as recorded in `run.json`.
+    pub layers: Vec<LayerInfo>,
+}
+
+impl Prepared {
+    /// Validates a config against its model and runtime, opens the session and checks every
+    /// layer against its tensor's real shape; nothing is read from the input folder.
+    pub fn load(config: &Path, overrides: &Overrides) -> Result<Prepared> {
+        let (plan, model) = Plan::load(config, overrides)?;
+        let runtime = runtime::load(&SearchPath::standard(plan.config.run.onnxruntime.clone()))?;
+        tracing::info!(
+            "ONNX Runtime {} from {} ({})",
+            runtime.version,
+            runtime.located.path.display(),
+            runtime.located.source
+        );
+        let extractor = Extractor::open(runtime, &plan, model)?;
+        let reducers = plan
+            .layers
+            .iter()
+            .map(|layer| {
+                let index = extractor.tensor_index(&layer.tensor);
+                LayerReducer::new(layer, index, &extractor.shapes()[index])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let layers: Vec<LayerInfo> = plan
+            .layers
+            .iter()
+            .zip(&reducers)
+            .map(|(l, r)| LayerInfo::of(l, r))
+            .collect();
+        layers.iter().for_each(log_layer);
+        Ok(Prepared {
+            plan,
+            runtime,
+            extractor,
+            reducers,
+            layers,
+        })
+    }
+
+    /// What produced the dataset, as of now.
+    pub fn provenance(&self) -> Provenance {
+        Provenance {
+            name: self.plan.name.clone(),
+            tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
+            onnxruntime: RuntimeInfo {
+                version: self.runtime.version.clone(),
+                library: self.runtime.located.path.display().to_string(),
+            },
+            model: ModelInfo {
+                path: self.plan.model.path.display().to_string(),
+                sha256: self.plan.model.sha256.clone(),
+            },
+            layers: self.layers.clone(),
+            config: self.plan.config.clone(),
+            started_at: provenance::now_rfc3339(),
+        }
+    }
+
+    /// The worker threads for decoding and reduction.
+    pub fn pool(&self) -> Result<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.plan.run.threads)
+            .build()
+            .context("cannot start the worker threads")
+    }
+}
+
+fn log_layer(l: &LayerInfo) {
+    if l.selector != l.tensor {
+        tracing::info!(
+            "layer {}: selector `{}` picked tensor {}",
+            l.name,
+            l.selector,
+            l.tensor
+        );
+    }
+    match l.kind {
+        "maps" => tracing::info!(
+            "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",
+            l.name,
+            l.tensor,
+            l.channels,
+            l.height,
+            l.width,
+            l.kept.len()
+        ),
+        _ => tracing::info!(
+            "layer {} (tensor {}): a vector of {} values",
+            l.name,
+            l.tensor,
+            l.channels
+        ),
+    }
+}
+
 /// Runs a config file end to end and returns what `run.json` records.
 pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<RunRecord> {
     let started = Instant::now();
-    let (plan, model) = Plan::load(config, overrides)?;
-    let runtime = runtime::load(&SearchPath::standard(plan.config.run.onnxruntime.clone()))?;
-    tracing::info!(
-        "ONNX Runtime {} from {} ({})",
-        runtime.version,
-        runtime.located.path.display(),
-        runtime.located.source
-    );
-    run_plan(&plan, model, runtime, options, started)
-}
-
-/// Runs a validated plan: `started` is when setup began, for the timings.
-pub fn run_plan(
-    plan: &Plan,
-    model: ModelFile,
-    runtime: &Runtime,
-    options: RunOptions,
-    started: Instant,
-) -> Result<RunRecord> {
-    let mut extractor = Extractor::open(runtime, plan, model)?;
-    let reducers = plan
-        .layers
-        .iter()
-        .map(|layer| {
-            let index = extractor.tensor_index(&layer.tensor);
-            LayerReducer::new(layer, index, &extractor.shapes()[index])
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let layers: Vec<LayerInfo> = reducers
-        .iter()
-        .zip(&plan.layers)
-        .map(|(r, l)| LayerInfo::of(l, r))
-        .collect();
-    for l in &layers {
-        if l.selector != l.tensor {
-            tracing::info!(
-                "layer {}: selector `{}` picked tensor {}",
-                l.name,
-                l.selector,
-                l.tensor
-            );
-        }
-        match l.kind {
-            "maps" => tracing::info!(
-                "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",
-                l.name,
-                l.tensor,
-                l.channels,
-                l.height,
-                l.width,
-                l.kept.len()
-            ),
-            _ => tracing::info!(
-                "layer {} (tensor {}): a vector of {} values",
-                l.name,
-                l.tensor,
-                l.channels
-            ),
-        }
-    }
-    let provenance = Provenance {
-        name: plan.name.clone(),
-        tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
-        onnxruntime: RuntimeInfo {
-            version: runtime.version.clone(),
-            library: runtime.located.path.display().to_string(),
-        },
-        model: ModelInfo {
-            path: plan.model.path.display().to_string(),
-            sha256: plan.model.sha256.clone(),
-        },
-        layers,
-        config: plan.config.clone(),
-        started_at: provenance::now_rfc3339(),
-    };
+    let prepared = Prepared::load(config, overrides)?;
+    let provenance = prepared.provenance();
+    let pool = prepared.pool()?;
+    let Prepared {
+        plan,
+        mut extractor,
+        reducers,
+        ..
+    } = prepared;
+    let plan = &plan;
     let sink = Sink::create(
         &plan.output,
         serde_json::to_string(&provenance)?,
@@ -127,10 +168,6 @@ pub fn run_plan(
     );
 
     let running = Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(plan.run.threads)
-        .build()
-        .context("cannot start the worker threads")?;
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
     let mut progress = Progress::new(entries.len() as u64, options.quiet);
     let mut tables = TableCounts::default();
@@ -138,7 +175,7 @@ pub fn run_plan(
     let mut parts = 0;
     for (part, images) in entries.chunks(plan.run.part_size).enumerate() {
         let mut writer = sink.begin_part(part)?;
-        for batch in images.chunks(batcher.extractor.batch_size()) {
+        for batch in images.chunks(batcher.batch_size()) {
             let mut rows = Rows::new(plan.output.map_dtype);
             let (batch_ok, batch_error) = pool.install(|| batcher.process(batch, &mut rows))?;
             writer.write(&mut rows)?;
@@ -166,7 +203,7 @@ pub fn run_plan(
 }
 
 /// Turns batches of listed files into rows: decode in parallel, run, reduce.
-struct Batcher<'a> {
+pub(crate) struct Batcher<'a> {
     plan: &'a Plan,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
@@ -180,7 +217,11 @@ enum InputBuffer {
 }
 
 impl<'a> Batcher<'a> {
-    fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
+    pub(crate) fn new(
+        plan: &'a Plan,
+        extractor: &'a mut Extractor,
+        reducers: &'a [LayerReducer],
+    ) -> Self {
         let len = extractor.batch_size() * plan.preprocess.image_len();
         let input = match plan.preprocess.input_type {
             InputType::Float32 => InputBuffer::F32(vec![0.0; len]),
@@ -194,8 +235,13 @@ impl<'a> Batcher<'a> {
         }
     }
 
+    /// Images per batch.
+    pub(crate) fn batch_size(&self) -> usize {
+        self.extractor.batch_size()
+    }
+
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
-    fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
+    pub(crate) fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
         match &mut self.input {
             InputBuffer::F32(input) => {
                 process_batch(self.plan, self.extractor, self.reducers, input, batch, rows)

@@ -89,6 +89,24 @@ impl Progress {
     }
 }
 
+/// Bytes as `512 B`, `12.3 MiB`.
+pub fn bytes(n: u64) -> String {
+    let mut value = n as f64;
+    let mut unit = "B";
+    for next in ["KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "B" {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
 /// Seconds as `1h02m03s`, `2m03s` or `3s`.
 fn clock(secs: f64) -> String {
     let s = secs.round() as u64;
@@ -102,6 +120,13 @@ fn clock(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_formats() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
 
     #[test]
     fn clock_formats() {

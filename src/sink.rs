@@ -22,7 +22,7 @@ use crate::tables::{Rows, Table};
 pub const PROVENANCE_KEY: &str = "layerwise.provenance";
 
 /// A row group is closed once its encoded data passes this size, bounding memory.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+pub const ROW_GROUP_BYTES: usize = 64 << 20;
 
 /// Rows and bytes written per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -274,3 +274,100 @@ fn layers_errors_say_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`--match` `conv[1` is not a valid glob"));
 }
+
+#[test]
+fn check_estimates_the_output_of_the_run_within_a_quarter() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, u32, u32)> = (0..40)
+        .map(|i| {
+            (
+                format!("{}/{i:02}.{}", ["a", "b"][i % 2], ["png", "jpg"][i % 3 % 2]),
+                8 + i as u32,
+                30 - i as u32 / 2,
+            )
+        })
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(p, w, h)| (p.as_str(), *w, *h)).collect();
+    write_images(&dir.path().join("images"), &files);
+    write_html_as_jpg(&dir.path().join("images/a/zz.jpg"));
+    let layers = "[[layers]]\ntensor = \"op:Relu#0\"\nkeep = \"all\"\n[[layers]]\ntensor = \"conv2\"\nkeep = [1, 2]\n\
+                  [[layers]]\ntensor = \"logits\"\n[run]\nbatch_size = 4\npart_size = 16";
+    let config = tiny_config_with_layers(dir.path(), "estimate", layers);
+    let out = layerwise()
+        .arg("check")
+        .arg(&config)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"], 41);
+    assert_eq!(report["parts"], 3);
+    assert_eq!(report["sample"], 8, "two batches of 4");
+    assert_eq!(report["layers"][0]["name"], "conv1");
+    assert_eq!(report["layers"][0]["kept"].as_array().unwrap().len(), 4);
+    assert!(report["measured_peak_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        !dir.path().join("out").exists(),
+        "check writes nothing into the output folder"
+    );
+
+    let run = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/run.json")).unwrap())
+            .unwrap();
+    let written: u64 = record["counts"]["bytes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let estimated = report["estimated_bytes"].as_u64().unwrap();
+    let ratio = estimated as f64 / written as f64;
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "estimated {estimated} bytes, the run wrote {written}"
+    );
+
+    let text = layerwise().arg("check").arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("estimate: the config, model ("), "{text}");
+    assert!(
+        text.contains("conv1            4 channels of 8 x 8, 4 kept"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "41 images, 3 part(s), batches of 4; estimated output, measured on 8 sample image(s):"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("peak memory: about "), "{text}");
+}
+
+#[test]
+fn check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_like_config(dir.path(), "conv1");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("keep = [0]", "keep = [4]");
+    std::fs::write(&config, text).unwrap();
+    let out = layerwise().arg("check").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`layers[0].keep` lists channel 4, but `conv1` has 4 channels (0 to 3)"),
+        "{stderr}"
+    );
+}
