@@ -102,12 +102,28 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         pool.install(|| batcher.process(batch, &mut rows))?;
         part.write(&mut rows)?;
     }
+    let mut rows = Rows::new(plan.output.map_dtype);
+    batcher.drain_top(&mut rows);
+    part.write(&mut rows)?;
     let measured_peak_bytes = peak_resident_bytes();
     let sampled = part.commit()?;
 
     let images = entries.len();
     let parts = images.div_ceil(plan.run.part_size);
-    let tables = estimate_tables(&empty, &sampled, sample.len(), images, parts);
+    let top_k = plan
+        .layers
+        .iter()
+        .filter_map(|l| l.top.map(|(k, _)| k))
+        .max()
+        .unwrap_or(0);
+    let tables = estimate_tables(
+        &empty,
+        &sampled,
+        sample.len(),
+        images,
+        plan.run.part_size,
+        top_k,
+    );
     let estimated_bytes = tables.iter().map(|t| t.estimated_bytes).sum();
     let part_images = plan.run.part_size.min(images) as f64;
     let row_group_bytes = tables
@@ -138,28 +154,51 @@ fn sample(entries: &[listing::Entry], n: usize) -> Vec<listing::Entry> {
         .collect()
 }
 
+/// Per table: the bytes of an empty part, plus the bytes per image the sample added. The `top`
+/// table grows per part, not per image: a part holds up to k maps per channel.
 fn estimate_tables(
     empty: &TableCounts,
     sampled: &TableCounts,
     sample: usize,
     images: usize,
-    parts: usize,
+    part_size: usize,
+    top_k: usize,
 ) -> Vec<TableEstimate> {
+    let parts = images.div_ceil(part_size);
     Table::ALL
         .iter()
         .enumerate()
         .map(|(i, table)| {
             let per_part = empty.bytes[i];
-            let per_image = if sample == 0 {
-                0.0
+            let added = sampled.bytes[i].saturating_sub(per_part) as f64;
+            let (bytes_per_image, estimated) = if *table == Table::Top {
+                let kept_in_sample = top_k.min(sample);
+                let scale = if kept_in_sample == 0 {
+                    0.0
+                } else {
+                    top_k.min(part_size).min(images) as f64 / kept_in_sample as f64
+                };
+                let per_part_total = per_part as f64 + added * scale;
+                (
+                    per_part_total / part_size.min(images).max(1) as f64,
+                    per_part_total * parts as f64,
+                )
             } else {
-                sampled.bytes[i].saturating_sub(per_part) as f64 / sample as f64
+                let per_image = if sample == 0 {
+                    0.0
+                } else {
+                    added / sample as f64
+                };
+                (
+                    per_image,
+                    per_part as f64 * parts as f64 + per_image * images as f64,
+                )
             };
             TableEstimate {
                 table: table.name(),
-                bytes_per_image: per_image,
+                bytes_per_image,
                 bytes_per_part: per_part,
-                estimated_bytes: per_part * parts as u64 + (per_image * images as f64) as u64,
+                estimated_bytes: estimated as u64,
             }
         })
         .collect()
@@ -195,7 +234,8 @@ fn estimate_layers(
         .collect()
 }
 
-/// Bytes a layer's rows of one image hold before encoding, in `stats`, `maps` and `vectors`.
+/// Bytes a layer's rows of one image hold before encoding, in `stats`, `maps` and `vectors`
+/// (the `top` table is estimated as a whole).
 fn raw_bytes_per_image(layer: &LayerInfo, dtype: MapDtype) -> [f64; 3] {
     let key = 8.0 + layer.name.len() as f64;
     let element = match dtype {

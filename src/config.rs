@@ -181,6 +181,22 @@ pub struct LayerConfig {
     /// Axis of the channels in the tensor.
     #[serde(default = "default_channel_axis")]
     pub channel_axis: usize,
+    /// Keep, for every channel, the maps of the k images that excite it most (the `top` table).
+    pub top_k: Option<usize>,
+    /// What "excite most" means for `top_k`.
+    #[serde(default)]
+    pub top_by: TopBy,
+}
+
+/// The score that ranks images for `top_k`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopBy {
+    /// The map's largest value (the peak response).
+    #[default]
+    Max,
+    /// The map's mean (the overall response).
+    Mean,
 }
 
 fn default_channel_axis() -> usize {

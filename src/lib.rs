@@ -25,6 +25,7 @@ pub mod select;
 pub mod session;
 pub mod sink;
 pub mod tables;
+pub mod top;
 
 pub use error::PlanError;
 pub use pipeline::{run, RunOptions};

@@ -19,6 +19,7 @@ use crate::runtime::{self, Runtime, SearchPath};
 use crate::session::Extractor;
 use crate::sink::{Sink, TableCounts};
 use crate::tables::{ImageStatus, Rows};
+use crate::top::LayerTop;
 
 /// How a run behaves, beyond what the plan says.
 #[derive(Debug, Clone, Copy, Default)]
@@ -183,6 +184,9 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             error += batch_error;
             progress.advance(batch.len() as u64, error);
         }
+        let mut rows = Rows::new(plan.output.map_dtype);
+        batcher.drain_top(&mut rows);
+        writer.write(&mut rows)?;
         tables.add(&writer.commit()?);
         parts += 1;
     }
@@ -204,10 +208,16 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
 
 /// Turns batches of listed files into rows: decode in parallel, run, reduce.
 pub(crate) struct Batcher<'a> {
+    stage: Stage<'a>,
+    input: InputBuffer,
+}
+
+/// What a batch goes through, besides its input buffer.
+struct Stage<'a> {
     plan: &'a Plan,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
-    input: InputBuffer,
+    tops: Vec<Option<LayerTop>>,
 }
 
 /// The reused input tensor of a batch, in the model input's element type.
@@ -227,27 +237,34 @@ impl<'a> Batcher<'a> {
             InputType::Float32 => InputBuffer::F32(vec![0.0; len]),
             InputType::Uint8 => InputBuffer::U8(vec![0; len]),
         };
-        Batcher {
+        let stage = Stage {
             plan,
             extractor,
             reducers,
-            input,
-        }
+            tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
+        };
+        Batcher { stage, input }
     }
 
     /// Images per batch.
     pub(crate) fn batch_size(&self) -> usize {
-        self.extractor.batch_size()
+        self.stage.extractor.batch_size()
     }
 
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
     pub(crate) fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
         match &mut self.input {
-            InputBuffer::F32(input) => {
-                process_batch(self.plan, self.extractor, self.reducers, input, batch, rows)
-            }
-            InputBuffer::U8(input) => {
-                process_batch(self.plan, self.extractor, self.reducers, input, batch, rows)
+            InputBuffer::F32(input) => process_batch(&mut self.stage, input, batch, rows),
+            InputBuffer::U8(input) => process_batch(&mut self.stage, input, batch, rows),
+        }
+    }
+
+    /// Moves the best maps kept since the last call into `rows.top`, ending a part.
+    pub(crate) fn drain_top(&mut self, rows: &mut Rows) {
+        let stage = &mut self.stage;
+        for (r, top) in stage.reducers.iter().zip(&mut stage.tops) {
+            if let Some(top) = top {
+                top.drain_into(&r.name, &mut rows.top);
             }
         }
     }
@@ -256,13 +273,12 @@ impl<'a> Batcher<'a> {
 /// Decodes `batch` into `input` in parallel, runs the images that decoded, and reduces their
 /// tensors into `rows`; every file gets its `images` row. Returns the numbers ok and in error.
 fn process_batch<T: InputElement>(
-    plan: &Plan,
-    extractor: &mut Extractor,
-    reducers: &[LayerReducer],
+    stage: &mut Stage,
     input: &mut [T],
     batch: &[Entry],
     rows: &mut Rows,
 ) -> Result<(u64, u64)> {
+    let plan = stage.plan;
     let len = plan.preprocess.image_len();
     let preprocess = &plan.preprocess;
     let decoded: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
@@ -299,9 +315,11 @@ fn process_batch<T: InputElement>(
         );
     }
     if !ok_ids.is_empty() {
-        extractor
+        let (reducers, tops) = (stage.reducers, &mut stage.tops);
+        stage
+            .extractor
             .run(input, ok_ids.len(), |tensors| {
-                reduce::reduce_batch(reducers, tensors, &ok_ids, rows)
+                reduce::reduce_batch(reducers, tensors, &ok_ids, rows, tops)
             })
             .context("ONNX Runtime failed on a batch")?;
     }

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig};
+use crate::config::{
+    Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig, TopBy,
+};
 use crate::error::PlanError;
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
 use crate::preprocess::{InputType, Preprocess};
@@ -81,6 +83,8 @@ pub struct LayerSpec {
     pub keep: Keep,
     /// Axis of the channels.
     pub channel_axis: usize,
+    /// Images kept per channel in the `top` table, and how they are ranked.
+    pub top: Option<(usize, TopBy)>,
 }
 
 /// Batching and threads, resolved.
@@ -573,6 +577,7 @@ fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> 
                 position: i,
                 keep: layer.keep.clone(),
                 channel_axis: layer.channel_axis,
+                top: layer.top_k.map(|k| (k, layer.top_by)),
             });
         }
     }

@@ -126,7 +126,7 @@ pub struct Counts {
 impl Counts {
     /// Counts from image totals and the tables' counts.
     pub fn new(ok: u64, error: u64, parts: usize, tables: &TableCounts) -> Counts {
-        let per_table = |values: &[u64; 4]| {
+        let per_table = |values: &[u64; Table::COUNT]| {
             Table::ALL
                 .iter()
                 .zip(values)

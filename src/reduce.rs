@@ -3,10 +3,11 @@
 use ndarray::{ArrayViewD, Axis};
 use rayon::prelude::*;
 
-use crate::config::Keep;
+use crate::config::{Keep, TopBy};
 use crate::error::PlanError;
 use crate::plan::LayerSpec;
 use crate::tables::{MapKey, MapStats, Rows};
+use crate::top::LayerTop;
 
 /// How a layer's tensor is cut up, learned from its real shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,7 @@ pub struct LayerReducer {
     pub shape: LayerShape,
     channel_axis: usize,
     keep: Vec<u32>,
+    top: Option<(usize, TopBy)>,
 }
 
 impl LayerReducer {
@@ -90,13 +92,38 @@ impl LayerReducer {
             }
             (_, LayerShape::Vector { .. }) => Vec::new(),
         };
+        if layer.top.is_some() && matches!(shape, LayerShape::Vector { .. }) {
+            return Err(PlanError::invalid(
+                key("top_k"),
+                format!(
+                    "needs maps, but `{}` is a vector per image (rank 2); remove `top_k`",
+                    layer.tensor
+                ),
+            ));
+        }
         Ok(LayerReducer {
             name: layer.name.clone(),
             tensor_index,
             shape,
             channel_axis: layer.channel_axis,
             keep,
+            top: layer.top,
         })
+    }
+
+    /// A fresh tracker of this layer's best maps per channel, when it has `top_k`.
+    pub fn top_tracker(&self) -> Option<LayerTop> {
+        match (self.top, &self.shape) {
+            (
+                Some((k, by)),
+                LayerShape::Maps {
+                    channels,
+                    height,
+                    width,
+                },
+            ) => Some(LayerTop::new(k, by, *channels, *height, *width)),
+            _ => None,
+        }
     }
 
     /// The channels whose maps are stored.
@@ -125,7 +152,8 @@ impl LayerReducer {
             .collect()
     }
 
-    /// Appends the rows of image `i` of `tensor` (whose statistics are `stats`) to `rows`.
+    /// Appends the rows of image `i` of `tensor` (whose statistics are `stats`) to `rows`,
+    /// and offers its maps to the layer's `top` tracker.
     pub fn push_image(
         &self,
         tensor: &ArrayViewD<'_, f32>,
@@ -133,6 +161,7 @@ impl LayerReducer {
         image_id: u64,
         stats: &[MapStats],
         rows: &mut Rows,
+        top: Option<&mut LayerTop>,
     ) {
         let image = tensor.index_axis(Axis(0), i);
         let LayerShape::Maps {
@@ -152,11 +181,20 @@ impl LayerReducer {
             height: height as u32,
             width: width as u32,
         };
-        for (c, s) in stats[i * channels..(i + 1) * channels].iter().enumerate() {
+        let image_stats = &stats[i * channels..(i + 1) * channels];
+        for (c, s) in image_stats.iter().enumerate() {
             rows.stats.push(key(c), s);
         }
         let maps = self.maps(tensor);
         let mut scratch = Vec::new();
+        if let Some(top) = top {
+            for (c, s) in image_stats.iter().enumerate() {
+                top.offer(c, image_id, s, || {
+                    let map = maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
+                    contiguous(map, &mut scratch).to_vec()
+                });
+            }
+        }
         for &c in &self.keep {
             let map = maps
                 .index_axis(Axis(0), i)
@@ -175,20 +213,22 @@ impl LayerReducer {
 }
 
 /// Reduces one batch: `tensors` holds the exposed tensors (one entry per image of
-/// `image_ids`); rows are appended ordered by image, then layer, then channel.
+/// `image_ids`); rows are appended ordered by image, then layer, then channel. `tops` holds
+/// each reducer's `top` tracker, if any.
 pub fn reduce_batch(
     reducers: &[LayerReducer],
     tensors: &[ArrayViewD<'_, f32>],
     image_ids: &[u64],
     rows: &mut Rows,
+    tops: &mut [Option<LayerTop>],
 ) {
     let stats: Vec<Vec<MapStats>> = reducers
         .iter()
         .map(|r| r.stats(&tensors[r.tensor_index]))
         .collect();
     for (i, id) in image_ids.iter().enumerate() {
-        for (r, s) in reducers.iter().zip(&stats) {
-            r.push_image(&tensors[r.tensor_index], i, *id, s, rows);
+        for ((r, s), top) in reducers.iter().zip(&stats).zip(tops.iter_mut()) {
+            r.push_image(&tensors[r.tensor_index], i, *id, s, rows, top.as_mut());
         }
     }
 }
@@ -261,6 +301,7 @@ mod tests {
             tensor: "t".into(),
             selector: "t".into(),
             position: 2,
+            top: None,
             keep,
             channel_axis,
         }
@@ -324,7 +365,7 @@ mod tests {
         });
         let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, &[2, 3, 4]).unwrap();
         let mut rows = Rows::new(MapDtype::Float32);
-        reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows);
+        reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows, &mut [None]);
         let maps = rows.maps.finish();
         assert_eq!(maps.num_rows(), 2);
         let values = maps.column(5).as_list::<i32>();

@@ -28,15 +28,15 @@ pub const ROW_GROUP_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableCounts {
     /// Rows per table, in [`Table::ALL`] order.
-    pub rows: [u64; 4],
+    pub rows: [u64; Table::COUNT],
     /// File bytes per table, in [`Table::ALL`] order.
-    pub bytes: [u64; 4],
+    pub bytes: [u64; Table::COUNT],
 }
 
 impl TableCounts {
     /// Adds another count to this one.
     pub fn add(&mut self, other: &TableCounts) {
-        for i in 0..4 {
+        for i in 0..Table::COUNT {
             self.rows[i] += other.rows[i];
             self.bytes[i] += other.bytes[i];
         }

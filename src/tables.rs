@@ -23,11 +23,22 @@ pub enum Table {
     Maps,
     /// One row per image and rank-2 layer.
     Vectors,
+    /// Per part, one row per channel of a `top_k` layer and rank.
+    Top,
 }
 
 impl Table {
+    /// How many tables there are.
+    pub const COUNT: usize = 5;
+
     /// Every table.
-    pub const ALL: [Table; 4] = [Table::Images, Table::Stats, Table::Maps, Table::Vectors];
+    pub const ALL: [Table; Table::COUNT] = [
+        Table::Images,
+        Table::Stats,
+        Table::Maps,
+        Table::Vectors,
+        Table::Top,
+    ];
 
     /// The table's folder name.
     pub fn name(self) -> &'static str {
@@ -36,6 +47,7 @@ impl Table {
             Table::Stats => "stats",
             Table::Maps => "maps",
             Table::Vectors => "vectors",
+            Table::Top => "top",
         }
     }
 
@@ -49,6 +61,7 @@ impl Table {
                 MapDtype::Float16 => MAPS_F16.clone(),
             },
             Table::Vectors => VECTORS.clone(),
+            Table::Top => TOP.clone(),
         }
     }
 }
@@ -106,6 +119,19 @@ static VECTORS: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = id_layer().to_vec();
     fields.push(Field::new("values", list_of(DataType::Float32), false));
     Arc::new(Schema::new(fields))
+});
+
+static TOP: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("layer", DataType::Utf8, false),
+        Field::new("channel", DataType::UInt32, false),
+        Field::new("rank", DataType::UInt32, false),
+        Field::new("image_id", DataType::UInt64, false),
+        Field::new("score", DataType::Float32, false),
+        Field::new("height", DataType::UInt32, false),
+        Field::new("width", DataType::UInt32, false),
+        Field::new("values", list_of(DataType::Float32), false),
+    ]))
 });
 
 fn f32_list() -> ListBuilder<Float32Builder> {
@@ -392,6 +418,87 @@ impl VectorRows {
     }
 }
 
+/// One row of the `top` table.
+#[derive(Debug, Clone, Copy)]
+pub struct TopRow<'a> {
+    /// The layer's name.
+    pub layer: &'a str,
+    /// The channel.
+    pub channel: u32,
+    /// 0 for the image that scores highest.
+    pub rank: u32,
+    /// The image.
+    pub image_id: u64,
+    /// Its score (the map's max or mean, as `top_by` says).
+    pub score: f32,
+    /// Map height.
+    pub height: u32,
+    /// Map width.
+    pub width: u32,
+    /// The map, row-major.
+    pub values: &'a [f32],
+}
+
+/// Rows of the `top` table.
+#[derive(Debug)]
+pub struct TopRows {
+    layer: StringBuilder,
+    channel: UInt32Builder,
+    rank: UInt32Builder,
+    image_id: UInt64Builder,
+    score: Float32Builder,
+    height: UInt32Builder,
+    width: UInt32Builder,
+    values: ListBuilder<Float32Builder>,
+}
+
+impl Default for TopRows {
+    fn default() -> Self {
+        TopRows {
+            layer: StringBuilder::new(),
+            channel: UInt32Builder::new(),
+            rank: UInt32Builder::new(),
+            image_id: UInt64Builder::new(),
+            score: Float32Builder::new(),
+            height: UInt32Builder::new(),
+            width: UInt32Builder::new(),
+            values: f32_list(),
+        }
+    }
+}
+
+impl TopRows {
+    /// Adds one row.
+    pub fn push(&mut self, row: TopRow) {
+        self.layer.append_value(row.layer);
+        self.channel.append_value(row.channel);
+        self.rank.append_value(row.rank);
+        self.image_id.append_value(row.image_id);
+        self.score.append_value(row.score);
+        self.height.append_value(row.height);
+        self.width.append_value(row.width);
+        self.values.values().append_slice(row.values);
+        self.values.append(true);
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        batch(
+            TOP.clone(),
+            vec![
+                Arc::new(self.layer.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.rank.finish()),
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.score.finish()),
+                Arc::new(self.height.finish()),
+                Arc::new(self.width.finish()),
+                Arc::new(self.values.finish()),
+            ],
+        )
+    }
+}
+
 /// The rows of every table produced by one batch of images.
 #[derive(Debug)]
 pub struct Rows {
@@ -403,6 +510,8 @@ pub struct Rows {
     pub maps: MapRows,
     /// `vectors` rows.
     pub vectors: VectorRows,
+    /// `top` rows (filled at the end of a part).
+    pub top: TopRows,
 }
 
 impl Rows {
@@ -413,16 +522,18 @@ impl Rows {
             stats: StatsRows::default(),
             maps: MapRows::new(map_dtype),
             vectors: VectorRows::default(),
+            top: TopRows::default(),
         }
     }
 
     /// Takes every table's rows out, in [`Table::ALL`] order.
-    pub fn finish(&mut self) -> [(Table, RecordBatch); 4] {
+    pub fn finish(&mut self) -> [(Table, RecordBatch); Table::COUNT] {
         [
             (Table::Images, self.images.finish()),
             (Table::Stats, self.stats.finish()),
             (Table::Maps, self.maps.finish()),
             (Table::Vectors, self.vectors.finish()),
+            (Table::Top, self.top.finish()),
         ]
     }
 }

@@ -27,7 +27,7 @@ import json, sys, duckdb
 out = sys.argv[1]
 q = lambda sql: duckdb.sql(sql.replace("OUT", out)).fetchall()
 print(json.dumps({
-    "rows": {t: q(f"SELECT count(*) FROM 'OUT/{t}/*.parquet'")[0][0] for t in ["images", "stats", "maps", "vectors"]},
+    "rows": {t: q(f"SELECT count(*) FROM 'OUT/{t}/*.parquet'")[0][0] for t in ["images", "stats", "maps", "vectors", "top"]},
     "errors": q("SELECT path, error FROM 'OUT/images/*.parquet' WHERE status = 'error'"),
     "max": q("SELECT max(max) FROM 'OUT/stats/*.parquet'")[0][0],
     "map_len": q("SELECT DISTINCT len(values) FROM 'OUT/maps/*.parquet'"),

@@ -281,3 +281,75 @@ fn a_tensor_that_is_already_an_output_and_several_outputs() {
     // tokens [N, 16, 6] with the default channel_axis 1: 16 channels of 6 x 1; conv1: 4.
     assert_eq!(read_table(&out, "stats").num_rows(), 5 * (16 + 4));
 }
+
+#[test]
+fn top_k_keeps_the_best_maps_of_each_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[run]\npart_size = 3\n[[layers]]\nname = \"conv1\"\ntensor = \"conv1\"\nkeep = \"all\"\ntop_k = 2\n\
+                  [[layers]]\nname = \"conv2\"\ntensor = \"conv2\"\ntop_k = 1\ntop_by = \"mean\"\n";
+    let out = run(dir.path(), "top", "tiny_nchw.onnx", "", layers);
+    let stats = read_table(&out, "stats");
+    let maps_table = read_table(&out, "maps");
+    let top = read_table(&out, "top");
+    let column = |b: &RecordBatch, c: &str| -> Vec<String> {
+        let a = b.column_by_name(c).unwrap().as_string::<i32>();
+        (0..a.len()).map(|i| a.value(i).to_owned()).collect()
+    };
+    let (s_layer, s_id, s_channel) = (
+        column(&stats, "layer"),
+        primitives::<arrow_array::types::UInt64Type>(&stats, "image_id"),
+        primitives::<UInt32Type>(&stats, "channel"),
+    );
+    let (s_max, s_mean) = (stat(&stats, "max"), stat(&stats, "mean"));
+    let m_values = maps(&maps_table);
+    let (m_id, m_channel) = (
+        primitives::<arrow_array::types::UInt64Type>(&maps_table, "image_id"),
+        primitives::<UInt32Type>(&maps_table, "channel"),
+    );
+    // The reference: per part (images 0-2, 3-4), layer and channel, rank the stats rows.
+    let mut want = Vec::new();
+    for part in [0..3u64, 3..5] {
+        for (layer, channels, k, by_mean) in [("conv1", 4u32, 2, false), ("conv2", 6, 1, true)] {
+            for c in 0..channels {
+                let mut scored: Vec<(f32, u64)> = (0..s_id.len())
+                    .filter(|&r| {
+                        s_layer[r] == layer && s_channel[r] == c && part.contains(&s_id[r])
+                    })
+                    .map(|r| (if by_mean { s_mean[r] } else { s_max[r] }, s_id[r]))
+                    .collect();
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                for (rank, (score, id)) in scored.into_iter().take(k).enumerate() {
+                    want.push((layer.to_owned(), c, rank as u32, id, score));
+                }
+            }
+        }
+    }
+    let got: Vec<(String, u32, u32, u64, f32)> = (0..top.num_rows())
+        .map(|r| {
+            (
+                column(&top, "layer")[r].clone(),
+                primitives::<UInt32Type>(&top, "channel")[r],
+                primitives::<UInt32Type>(&top, "rank")[r],
+                primitives::<arrow_array::types::UInt64Type>(&top, "image_id")[r],
+                stat(&top, "score")[r],
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    // The kept maps are the stored maps of those images (conv1 keeps every channel).
+    let top_values = maps(&top);
+    for (r, (layer, c, _, id, _)) in got.iter().enumerate() {
+        if layer == "conv1" {
+            let m = (0..m_id.len())
+                .find(|&m| m_id[m] == *id && m_channel[m] == *c && m_values[m].len() == 64)
+                .unwrap();
+            assert_eq!(
+                top_values[r], m_values[m],
+                "top map of image {id} channel {c}"
+            );
+        } else {
+            assert_eq!(top_values[r].len(), 16, "conv2 maps are 4 x 4");
+        }
+    }
+    assert_eq!(part_files(&out, "top").len(), 2);
+}

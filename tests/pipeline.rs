@@ -351,7 +351,7 @@ fn tables_match_a_direct_session_run_and_a_reference() {
 fn tables_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
-    for table in ["images", "stats", "maps", "vectors"] {
+    for table in ["images", "stats", "maps", "vectors", "top"] {
         let written = read_table(&out, table);
         assert_eq!(
             schema_of(&written),
