@@ -67,6 +67,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw feature maps as PNG grids in viridis, from a run (or on the fly from a config).
+    #[command(subcommand)]
+    Plot(Figure),
     /// Run a pipeline config: images in, Parquet tables and run.json out.
     ///
     /// Writes OUT/images, OUT/stats, OUT/maps and OUT/vectors (folders of part-NNNNN.parquet
@@ -91,6 +94,98 @@ enum Command {
     },
 }
 
+/// The figures of `layerwise plot`.
+#[derive(Debug, Subcommand)]
+enum Figure {
+    /// One image, many channels of a layer, each cell titled `filter: i`.
+    #[command(
+        after_help = "Examples:\n  layerwise plot channels --run out/demo --layer block1_conv1 --image 0\n  \
+        layerwise plot channels --config pipelines/demo.toml --image photo.jpg --layer block1_conv1 --channels 0..49"
+    )]
+    Channels {
+        /// A finished run's output folder.
+        #[arg(
+            long,
+            value_name = "OUT",
+            required_unless_present = "config",
+            conflicts_with = "config"
+        )]
+        run: Option<PathBuf>,
+        /// Compute the maps on the fly for one image with this config, without a run.
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
+        /// The layer's name.
+        #[arg(long)]
+        layer: String,
+        /// With --run: an image_id or a path as the images table has it; with --config: a file.
+        #[arg(long, value_name = "ID|PATH")]
+        image: String,
+        /// Channels: 0..49 (half-open), 0,11,12 or 5 (default: the stored ones, up to 49).
+        #[arg(long, value_name = "LIST")]
+        channels: Option<String>,
+        #[command(flatten)]
+        look: Look,
+    },
+    /// One channel across many images, each cell titled `image: i` with its label.
+    #[command(
+        after_help = "Example: layerwise plot images --run out/demo --layer block1_conv1 --channel 11 --images label=cat"
+    )]
+    Images {
+        /// A finished run's output folder.
+        #[arg(long, value_name = "OUT")]
+        run: PathBuf,
+        /// The layer's name.
+        #[arg(long)]
+        layer: String,
+        /// The channel.
+        #[arg(long)]
+        channel: u32,
+        /// Images: 0..49 (image_ids, half-open) or label=NAME (default: the first 49).
+        #[arg(long, value_name = "RANGE|label=NAME")]
+        images: Option<String>,
+        #[command(flatten)]
+        look: Look,
+    },
+    /// The images that excite a channel most, each under its map (from `top_k`, or from stats
+    /// and stored maps).
+    #[command(
+        after_help = "Example: layerwise plot top --run out/demo --layer block5_conv3 --channel 7 --k 16"
+    )]
+    Top {
+        /// A finished run's output folder.
+        #[arg(long, value_name = "OUT")]
+        run: PathBuf,
+        /// The layer's name.
+        #[arg(long)]
+        layer: String,
+        /// The channel.
+        #[arg(long)]
+        channel: u32,
+        /// How many images.
+        #[arg(long, default_value_t = 16)]
+        k: usize,
+        #[command(flatten)]
+        look: Look,
+    },
+}
+
+/// How a figure looks, and where it goes.
+#[derive(Debug, clap::Args)]
+struct Look {
+    /// Cells per row.
+    #[arg(long, default_value_t = 7)]
+    cols: usize,
+    /// Band each map into N levels, like contourf(..., N).
+    #[arg(long, value_name = "N")]
+    levels: Option<u32>,
+    /// One colour range for the whole grid instead of one per map.
+    #[arg(long)]
+    shared_scale: bool,
+    /// The PNG to write (default: OUT/plots/..., or plots/... with --config).
+    #[arg(long, value_name = "PATH")]
+    png: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -102,6 +197,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Plot(figure) => report(plot(figure)),
         Command::Check {
             config,
             limit,
@@ -128,6 +224,102 @@ fn main() -> ExitCode {
             .map(|record| print_summary(&record)),
         ),
     }
+}
+
+/// Draws a figure and says where it went.
+fn plot(figure: Figure) -> anyhow::Result<()> {
+    use layerwise::plot::{self as p, ImageRef, ImageSet};
+    let (cells, look, default) = match figure {
+        Figure::Channels {
+            run,
+            config,
+            layer,
+            image,
+            channels,
+            look,
+        } => {
+            let channels = channels.as_deref().map(p::parse_channels).transpose()?;
+            match (run, config) {
+                (Some(run), _) => {
+                    let stored = layerwise::read::StoredRun::open(&run)?;
+                    let cells = p::channels_from_run(
+                        &stored,
+                        &layer,
+                        &ImageRef::parse(&image),
+                        channels.as_deref(),
+                    )?;
+                    (
+                        cells,
+                        look,
+                        p::default_png(&run, &format!("channels-{layer}-{image}")),
+                    )
+                }
+                (None, Some(config)) => {
+                    let cells = p::channels_from_config(
+                        &config,
+                        Path::new(&image),
+                        &layer,
+                        channels.as_deref(),
+                    )?;
+                    let stem = Path::new(&image)
+                        .file_stem()
+                        .map_or("image".into(), |s| s.to_string_lossy());
+                    (
+                        cells,
+                        look,
+                        PathBuf::from(format!("plots/channels-{layer}-{stem}.png")),
+                    )
+                }
+                (None, None) => unreachable!("clap requires --run or --config"),
+            }
+        }
+        Figure::Images {
+            run,
+            layer,
+            channel,
+            images,
+            look,
+        } => {
+            let which = images.as_deref().map(ImageSet::parse).transpose()?;
+            let stored = layerwise::read::StoredRun::open(&run)?;
+            let cells = p::images_from_run(&stored, &layer, channel, which.as_ref())?;
+            (
+                cells,
+                look,
+                p::default_png(&run, &format!("images-{layer}-{channel}")),
+            )
+        }
+        Figure::Top {
+            run,
+            layer,
+            channel,
+            k,
+            look,
+        } => {
+            let stored = layerwise::read::StoredRun::open(&run)?;
+            let cells = p::top_from_run(&stored, &layer, channel, k)?;
+            (
+                cells,
+                look,
+                p::default_png(&run, &format!("top-{layer}-{channel}")),
+            )
+        }
+    };
+    let path = look.png.unwrap_or(default);
+    let style = layerwise::render::Style {
+        cols: look.cols,
+        levels: look.levels,
+        shared_scale: look.shared_scale,
+    };
+    let image = p::write_png(&cells, style, &path)?;
+    println!(
+        "wrote {} ({} cells, {} x {} px)",
+        path.display(),
+        cells.len(),
+        image.width(),
+        image.height()
+    );
+    Ok(())
 }
 
 /// Prints what a run of a config will take.

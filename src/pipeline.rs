@@ -8,6 +8,7 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::listing::{self, Entry};
+use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
 use crate::preprocess::{InputElement, InputType, SourceSize};
 use crate::progress::Progress;
@@ -49,6 +50,11 @@ impl Prepared {
     /// layer against its tensor's real shape; nothing is read from the input folder.
     pub fn load(config: &Path, overrides: &Overrides) -> Result<Prepared> {
         let (plan, model) = Plan::load(config, overrides)?;
+        Prepared::new(plan, model)
+    }
+
+    /// Prepares a validated plan over its model.
+    pub fn new(plan: Plan, model: ModelFile) -> Result<Prepared> {
         let runtime = runtime::load(&SearchPath::standard(plan.config.run.onnxruntime.clone()))?;
         tracing::info!(
             "ONNX Runtime {} from {} ({})",
@@ -207,7 +213,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
 }
 
 /// Turns batches of listed files into rows: decode in parallel, run, reduce.
-pub(crate) struct Batcher<'a> {
+pub struct Batcher<'a> {
     stage: Stage<'a>,
     input: InputBuffer,
 }
@@ -227,11 +233,8 @@ enum InputBuffer {
 }
 
 impl<'a> Batcher<'a> {
-    pub(crate) fn new(
-        plan: &'a Plan,
-        extractor: &'a mut Extractor,
-        reducers: &'a [LayerReducer],
-    ) -> Self {
+    /// A batcher over a prepared session.
+    pub fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
         let len = extractor.batch_size() * plan.preprocess.image_len();
         let input = match plan.preprocess.input_type {
             InputType::Float32 => InputBuffer::F32(vec![0.0; len]),
@@ -247,12 +250,12 @@ impl<'a> Batcher<'a> {
     }
 
     /// Images per batch.
-    pub(crate) fn batch_size(&self) -> usize {
+    pub fn batch_size(&self) -> usize {
         self.stage.extractor.batch_size()
     }
 
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
-    pub(crate) fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
+    pub fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
         match &mut self.input {
             InputBuffer::F32(input) => process_batch(&mut self.stage, input, batch, rows),
             InputBuffer::U8(input) => process_batch(&mut self.stage, input, batch, rows),
@@ -260,7 +263,7 @@ impl<'a> Batcher<'a> {
     }
 
     /// Moves the best maps kept since the last call into `rows.top`, ending a part.
-    pub(crate) fn drain_top(&mut self, rows: &mut Rows) {
+    pub fn drain_top(&mut self, rows: &mut Rows) {
         let stage = &mut self.stage;
         for (r, top) in stage.reducers.iter().zip(&mut stage.tops) {
             if let Some(top) = top {

@@ -1,0 +1,397 @@
+//! The classic study's figures, from a stored run (or computed on the fly from a config):
+//! one image's channels, one channel across images, and the images that excite a channel most.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::Array;
+use fast_image_resize::Resizer;
+use image::RgbImage;
+
+use crate::config::Keep;
+use crate::listing::Entry;
+use crate::pipeline::{Batcher, Prepared};
+use crate::plan::{self, Overrides, Plan};
+use crate::preprocess::{self, InputType, Preprocess};
+use crate::read::{MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::render::{self, Cell};
+use crate::tables::Rows;
+
+/// At most this many cells are drawn by default (a 7 x 7 grid).
+pub const DEFAULT_CELLS: usize = 49;
+
+/// Which image: its `image_id`, or its path as the `images` table records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// By id.
+    Id(u64),
+    /// By path relative to the input root.
+    Path(String),
+}
+
+impl ImageRef {
+    /// A number is an id; anything else is a path.
+    pub fn parse(text: &str) -> ImageRef {
+        text.parse()
+            .map_or_else(|_| ImageRef::Path(text.to_owned()), ImageRef::Id)
+    }
+}
+
+/// Which images to show across: a range of ids, or those with a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSet {
+    /// `image_id`s in this half-open range.
+    Range(u64, u64),
+    /// The ok images with this label.
+    Label(String),
+}
+
+impl ImageSet {
+    /// Parses `0..49` or `label=NAME`.
+    pub fn parse(text: &str) -> Result<ImageSet> {
+        if let Some(label) = text.strip_prefix("label=") {
+            return Ok(ImageSet::Label(label.to_owned()));
+        }
+        let (a, b) = parse_range(text).with_context(|| {
+            format!("`--images {text}`: write a range such as 0..49, or label=NAME")
+        })?;
+        Ok(ImageSet::Range(a, b))
+    }
+}
+
+/// Parses a channel list: `0..49` (half-open), `0,11,12`, or one number.
+pub fn parse_channels(text: &str) -> Result<Vec<u32>> {
+    if let Some((a, b)) = parse_range(text) {
+        return Ok((a as u32..b as u32).collect());
+    }
+    text.split(',')
+        .map(|c| c.trim().parse::<u32>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("`{text}`: write channels as 0..49 (half-open), 0,11,12 or 5"))
+}
+
+fn parse_range(text: &str) -> Option<(u64, u64)> {
+    let (a, b) = text.split_once("..")?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a < b).then_some((a, b))
+}
+
+/// One image, many channels of a layer, from a run: the classic study's first and third figures.
+pub fn channels_from_run(
+    run: &StoredRun,
+    layer: &str,
+    image: &ImageRef,
+    channels: Option<&[u32]>,
+) -> Result<Vec<Cell>> {
+    let stored = run.layer(layer)?;
+    let images = run.images()?;
+    let image = find_image(&images, image)?;
+    let channels = wanted_channels(stored, channels, &run.dir)?;
+    let query = MapQuery {
+        layer: layer.to_owned(),
+        channels: Some(channels.iter().copied().collect()),
+        images: Some([image.image_id].into()),
+    };
+    let mut maps = run.maps(&query)?;
+    maps.sort_by_key(|m| channels.iter().position(|c| *c == m.channel));
+    Ok(maps
+        .into_iter()
+        .map(|m| cell(format!("filter: {}", m.channel), m))
+        .collect())
+}
+
+/// One channel across images, from a run: the classic study's second figure.
+pub fn images_from_run(
+    run: &StoredRun,
+    layer: &str,
+    channel: u32,
+    which: Option<&ImageSet>,
+) -> Result<Vec<Cell>> {
+    let stored = run.layer(layer)?;
+    wanted_channels(stored, Some(&[channel]), &run.dir)?;
+    let images = run.images()?;
+    let chosen: Vec<&StoredImage> = images
+        .iter()
+        .filter(|i| i.ok)
+        .filter(|i| match which {
+            Some(ImageSet::Range(a, b)) => (*a..*b).contains(&i.image_id),
+            Some(ImageSet::Label(label)) => i.label.as_deref() == Some(label.as_str()),
+            None => true,
+        })
+        .take(DEFAULT_CELLS.max(match which {
+            Some(ImageSet::Range(a, b)) => (b - a) as usize,
+            _ => 0,
+        }))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no ok image of the run matches {which:?}");
+    }
+    let query = MapQuery {
+        layer: layer.to_owned(),
+        channels: Some([channel].into()),
+        images: Some(chosen.iter().map(|i| i.image_id).collect()),
+    };
+    let maps = run.maps(&query)?;
+    Ok(maps
+        .into_iter()
+        .map(|m| {
+            let image = chosen
+                .iter()
+                .find(|i| i.image_id == m.image_id)
+                .expect("queried");
+            cell(image_title(image), m)
+        })
+        .collect())
+}
+
+/// The `k` images that excite a channel most, each as the input image under its map: from the
+/// `top` table, or from `stats` and the stored maps when the layer has no `top_k`.
+pub fn top_from_run(run: &StoredRun, layer: &str, channel: u32, k: usize) -> Result<Vec<Cell>> {
+    let stored = run.layer(layer)?;
+    if channel as usize >= stored.channels {
+        bail!(
+            "`{layer}` has {} channels (0 to {}); there is no channel {channel}",
+            stored.channels,
+            stored.channels - 1
+        );
+    }
+    let mut maps = run.top(layer, channel, k)?;
+    if maps.is_empty() {
+        wanted_channels(stored, Some(&[channel]), &run.dir).context(
+            "the layer has no `top_k` either; add `top_k = 16` to the layer to keep the best maps of every channel",
+        )?;
+        let mut maxima = run.maxima(layer, channel)?;
+        maxima.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        maxima.truncate(k);
+        let query = MapQuery {
+            layer: layer.to_owned(),
+            channels: Some([channel].into()),
+            images: Some(maxima.iter().map(|m| m.0).collect()),
+        };
+        maps = run.maps(&query)?;
+        maps.sort_by_key(|m| maxima.iter().position(|x| x.0 == m.image_id));
+    }
+    let images = run.images()?;
+    let zoom = render::magnification(stored.height, stored.width);
+    let size = (stored.width as u32 * zoom, stored.height as u32 * zoom);
+    let mut resizer = Resizer::new();
+    Ok(maps
+        .into_iter()
+        .map(|m| {
+            let image = images.iter().find(|i| i.image_id == m.image_id);
+            let title = image.map_or(format!("image: {}", m.image_id), image_title);
+            let under = image.and_then(|i| underlay(run, i, size, &mut resizer));
+            Cell {
+                under,
+                ..cell(title, m)
+            }
+        })
+        .collect())
+}
+
+/// One image's channels computed on the fly from a config, without a run.
+pub fn channels_from_config(
+    config: &Path,
+    image: &Path,
+    layer: &str,
+    channels: Option<&[u32]>,
+) -> Result<Vec<Cell>> {
+    let mut config = plan::read_config(config)?;
+    for l in &mut config.layers {
+        l.keep = Keep::All;
+        l.top_k = None;
+    }
+    let model = plan::read_model(&config)?;
+    let overrides = Overrides {
+        out: Some(std::env::temp_dir()),
+        limit: None,
+    };
+    let plan = Plan::new(config, &model, &overrides)?;
+    if !plan.layers.iter().any(|l| l.name == layer) {
+        let names: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
+        bail!(
+            "the config has no layer `{layer}`; its layers are {}",
+            names.join(", ")
+        );
+    }
+    let mut prepared = Prepared::new(plan, model)?;
+    let entry = Entry {
+        image_id: 0,
+        path: image.to_owned(),
+        relative: image.display().to_string(),
+        label: None,
+        problem: None,
+    };
+    let mut rows = Rows::new(prepared.plan.output.map_dtype);
+    let pool = prepared.pool()?;
+    let mut batcher = Batcher::new(&prepared.plan, &mut prepared.extractor, &prepared.reducers);
+    pool.install(|| batcher.process(&[entry], &mut rows))?;
+    let images = rows.images.finish();
+    let errors = images
+        .column_by_name("error")
+        .expect("images has error")
+        .as_string::<i32>();
+    if errors.is_valid(0) {
+        bail!("{}: {}", image.display(), errors.value(0));
+    }
+    let maps = rows.maps.finish();
+    let layers = maps
+        .column_by_name("layer")
+        .expect("maps has layer")
+        .as_string::<i32>();
+    let channel = maps
+        .column_by_name("channel")
+        .expect("maps has channel")
+        .as_primitive::<UInt32Type>();
+    let heights = maps
+        .column_by_name("height")
+        .expect("maps has height")
+        .as_primitive::<UInt32Type>();
+    let widths = maps
+        .column_by_name("width")
+        .expect("maps has width")
+        .as_primitive::<UInt32Type>();
+    let values = maps
+        .column_by_name("values")
+        .expect("maps has values")
+        .as_list::<i32>();
+    let wanted: Option<BTreeSet<u32>> = channels.map(|c| c.iter().copied().collect());
+    let mut cells: Vec<Cell> = (0..maps.num_rows())
+        .filter(|&r| layers.value(r) == layer)
+        .filter(|&r| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(&channel.value(r)))
+        })
+        .map(|r| Cell {
+            title: format!("filter: {}", channel.value(r)),
+            height: heights.value(r) as usize,
+            width: widths.value(r) as usize,
+            values: values
+                .value(r)
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec(),
+            under: None,
+        })
+        .collect();
+    if channels.is_none() {
+        cells.truncate(DEFAULT_CELLS);
+    }
+    Ok(cells)
+}
+
+/// Draws the cells and writes the PNG, creating its folder.
+pub fn write_png(cells: &[Cell], style: render::Style, path: &Path) -> Result<RgbImage> {
+    if cells.is_empty() {
+        bail!("nothing to draw");
+    }
+    let image = render::grid(cells, style);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    image
+        .save(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(image)
+}
+
+/// The default file of a figure of a run: `OUT/plots/NAME.png`.
+pub fn default_png(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir
+        .join("plots")
+        .join(format!("{}.png", name.replace(['/', ' '], "_")))
+}
+
+fn cell(title: String, m: StoredMap) -> Cell {
+    Cell {
+        title,
+        height: m.height,
+        width: m.width,
+        values: m.values,
+        under: None,
+    }
+}
+
+fn image_title(image: &StoredImage) -> String {
+    match &image.label {
+        Some(label) => format!("image: {} ({label})", image.image_id),
+        None => format!("image: {}", image.image_id),
+    }
+}
+
+fn find_image<'a>(images: &'a [StoredImage], wanted: &ImageRef) -> Result<&'a StoredImage> {
+    let found = images.iter().find(|i| match wanted {
+        ImageRef::Id(id) => i.image_id == *id,
+        ImageRef::Path(p) => &i.path == p,
+    });
+    match found {
+        Some(i) if i.ok => Ok(i),
+        Some(i) => bail!("image {} ({}) could not be read in this run, so it has no maps", i.image_id, i.path),
+        None => bail!("the run has no image {wanted:?}; give an image_id (0 to {}) or a path as the images table records it", images.len().saturating_sub(1)),
+    }
+}
+
+/// The requested channels, all stored; by default the stored ones, up to 49.
+fn wanted_channels(layer: &StoredLayer, wanted: Option<&[u32]>, run: &Path) -> Result<Vec<u32>> {
+    let Some(wanted) = wanted else {
+        if layer.kept.is_empty() {
+            bail!("{}", not_stored(layer, None, run));
+        }
+        return Ok(layer.kept.iter().copied().take(DEFAULT_CELLS).collect());
+    };
+    if let Some(missing) = wanted.iter().find(|c| !layer.kept.contains(c)) {
+        bail!("{}", not_stored(layer, Some(*missing), run));
+    }
+    Ok(wanted.to_vec())
+}
+
+fn not_stored(layer: &StoredLayer, channel: Option<u32>, run: &Path) -> String {
+    let stored = if layer.kept.is_empty() {
+        "no channel's maps are stored".to_owned()
+    } else {
+        let list: Vec<String> = layer.kept.iter().map(u32::to_string).collect();
+        format!("maps are stored for channels {}", list.join(", "))
+    };
+    let what = channel.map_or("its maps".to_owned(), |c| format!("channel {c}"));
+    format!(
+        "{what} of `{}` is not stored in {}: {stored}. Store more with `keep = [...]` or \
+         `keep = \"all\"` for the layer and run again, or draw it on the fly with `layerwise plot \
+         channels --config CONFIG --image PATH --layer {}`",
+        layer.name,
+        run.display(),
+        layer.name
+    )
+}
+
+/// The input image of `image`, brought to `size` as the run's preprocessing did.
+fn underlay(
+    run: &StoredRun,
+    image: &StoredImage,
+    size: (u32, u32),
+    resizer: &mut Resizer,
+) -> Option<RgbImage> {
+    let path = run.config.input.root.join(&image.path);
+    let decoded = match preprocess::decode(&path) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("{}: {e}; drawing its map alone", path.display());
+            return None;
+        }
+    };
+    let fit = Preprocess {
+        input_type: InputType::Float32,
+        height: size.1,
+        width: size.0,
+        resize: run.config.preprocess.resize,
+        layout: run.config.preprocess.layout,
+        channel_order: run.config.preprocess.channel_order,
+        scale: 1.0,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
+    fit.resize(decoded, resizer).ok()
+}

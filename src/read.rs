@@ -1,0 +1,359 @@
+//! Reading a finished run back: its `run.json`, and the rows of its tables that a question
+//! needs, with column projection and row-group pruning rather than whole tables.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::arrow::ProjectionMask;
+use parquet::file::statistics::Statistics;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::tables::Table;
+
+/// A finished run: its folder and what its `run.json` says.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    /// The output folder.
+    pub dir: PathBuf,
+    /// The config it ran, with paths resolved.
+    pub config: Config,
+    /// Its layers.
+    pub layers: Vec<StoredLayer>,
+}
+
+/// A layer of a run, as `run.json` records it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredLayer {
+    /// Name in the tables.
+    pub name: String,
+    /// `maps` or `vector`.
+    pub kind: String,
+    /// Channels.
+    pub channels: usize,
+    /// Map height.
+    pub height: usize,
+    /// Map width.
+    pub width: usize,
+    /// Channels whose maps are stored.
+    pub kept: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct RunJson {
+    config: Config,
+    layers: Vec<StoredLayer>,
+}
+
+/// An image of the `images` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredImage {
+    /// Its id.
+    pub image_id: u64,
+    /// Path relative to the input root.
+    pub path: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// Whether it went through the model.
+    pub ok: bool,
+}
+
+/// One stored map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMap {
+    /// The image.
+    pub image_id: u64,
+    /// The channel.
+    pub channel: u32,
+    /// Height.
+    pub height: usize,
+    /// Width.
+    pub width: usize,
+    /// Row-major values.
+    pub values: Vec<f32>,
+    /// The `top` score, for maps from the `top` table.
+    pub score: Option<f32>,
+}
+
+/// Which maps to read: one layer, and optionally only some channels and images.
+#[derive(Debug, Clone)]
+pub struct MapQuery {
+    /// The layer's name.
+    pub layer: String,
+    /// Only these channels.
+    pub channels: Option<BTreeSet<u32>>,
+    /// Only these images.
+    pub images: Option<BTreeSet<u64>>,
+}
+
+impl StoredRun {
+    /// Opens a finished run.
+    pub fn open(dir: &Path) -> Result<StoredRun> {
+        let path = dir.join("run.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is not a finished layerwise run (no readable run.json)",
+                dir.display()
+            )
+        })?;
+        let json: RunJson = serde_json::from_str(&text)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(StoredRun {
+            dir: dir.to_owned(),
+            config: json.config,
+            layers: json.layers,
+        })
+    }
+
+    /// A layer by name, or an error listing the layers there are.
+    pub fn layer(&self, name: &str) -> Result<&StoredLayer> {
+        self.layers.iter().find(|l| l.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
+            anyhow::anyhow!(
+                "the run has no layer `{name}`; its layers are {}",
+                names.join(", ")
+            )
+        })
+    }
+
+    /// Every row of the `images` table.
+    pub fn images(&self) -> Result<Vec<StoredImage>> {
+        let mut images = Vec::new();
+        for batch in self.read(
+            Table::Images,
+            &["image_id", "path", "label", "status"],
+            None,
+        )? {
+            let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
+            let paths = column(&batch, "path").as_string::<i32>();
+            let labels = column(&batch, "label").as_string::<i32>();
+            let status = column(&batch, "status").as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                images.push(StoredImage {
+                    image_id: ids.value(i),
+                    path: paths.value(i).to_owned(),
+                    label: labels.is_valid(i).then(|| labels.value(i).to_owned()),
+                    ok: status.value(i) == "ok",
+                });
+            }
+        }
+        Ok(images)
+    }
+
+    /// The stored maps that `query` asks for, in table order.
+    pub fn maps(&self, query: &MapQuery) -> Result<Vec<StoredMap>> {
+        let columns = ["image_id", "channel", "height", "width", "values"];
+        let mut maps = Vec::new();
+        for batch in self.read(Table::Maps, &columns, Some(query))? {
+            maps.extend(to_maps(&batch, None));
+        }
+        Ok(maps)
+    }
+
+    /// The `k` best maps of a channel from the `top` table, merged over the parts.
+    pub fn top(&self, layer: &str, channel: u32, k: usize) -> Result<Vec<StoredMap>> {
+        let query = MapQuery {
+            layer: layer.to_owned(),
+            channels: Some([channel].into()),
+            images: None,
+        };
+        let columns = ["image_id", "channel", "height", "width", "values", "score"];
+        let mut maps = Vec::new();
+        for batch in self.read(Table::Top, &columns, Some(&query))? {
+            let scores = column(&batch, "score").as_primitive::<Float32Type>();
+            maps.extend(to_maps(&batch, Some(scores.values())));
+        }
+        let score = |m: &StoredMap| m.score.unwrap_or(f32::NEG_INFINITY);
+        maps.sort_by(|a, b| {
+            score(b)
+                .total_cmp(&score(a))
+                .then(a.image_id.cmp(&b.image_id))
+        });
+        maps.truncate(k);
+        Ok(maps)
+    }
+
+    /// `(image_id, max)` of one channel of a layer, from the `stats` table.
+    pub fn maxima(&self, layer: &str, channel: u32) -> Result<Vec<(u64, f32)>> {
+        let query = MapQuery {
+            layer: layer.to_owned(),
+            channels: Some([channel].into()),
+            images: None,
+        };
+        let mut maxima = Vec::new();
+        for batch in self.read(Table::Stats, &["image_id", "max"], Some(&query))? {
+            let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
+            let max = column(&batch, "max").as_primitive::<Float32Type>();
+            maxima.extend(
+                ids.values()
+                    .iter()
+                    .copied()
+                    .zip(max.values().iter().copied()),
+            );
+        }
+        Ok(maxima)
+    }
+
+    /// The `columns` of a table's rows that match `query`, part by part. Row groups whose
+    /// statistics rule the layer or the images out are skipped; the rest are filtered row by row
+    /// on `layer`, `channel` and `image_id` before the other columns are decoded.
+    fn read(
+        &self,
+        table: Table,
+        columns: &[&str],
+        query: Option<&MapQuery>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        for path in part_files(&self.dir.join(table.name()))? {
+            let file =
+                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let arrow_schema = builder.schema().clone();
+            let roots = |names: &[&str]| -> Result<Vec<usize>> {
+                names
+                    .iter()
+                    .map(|n| {
+                        arrow_schema
+                            .index_of(n)
+                            .with_context(|| format!("{} has no column {n}", path.display()))
+                    })
+                    .collect()
+            };
+            let projection = ProjectionMask::roots(builder.parquet_schema(), roots(columns)?);
+            if let Some(query) = query {
+                let groups = row_groups(&builder, query);
+                let filter_columns = ["layer", "channel", "image_id"];
+                let mask = ProjectionMask::roots(builder.parquet_schema(), roots(&filter_columns)?);
+                let query = query.clone();
+                let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+                    Ok(matches(&batch, &query))
+                });
+                builder = builder
+                    .with_row_groups(groups)
+                    .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            }
+            for batch in builder.with_projection(projection).build()? {
+                batches.push(batch?);
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// The row groups whose statistics do not rule out `query`'s layer and images.
+fn row_groups(builder: &ParquetRecordBatchReaderBuilder<File>, query: &MapQuery) -> Vec<usize> {
+    let leaves = builder.parquet_schema().columns();
+    let leaf = |name: &str| leaves.iter().position(|c| c.path().string() == name);
+    let (layer_leaf, id_leaf) = (leaf("layer"), leaf("image_id"));
+    let image_range = query
+        .images
+        .as_ref()
+        .and_then(|s| Some((*s.first()?, *s.last()?)));
+    builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, group)| {
+            let stats = |leaf: Option<usize>| leaf.and_then(|l| group.column(l).statistics());
+            let layer_possible = match stats(layer_leaf) {
+                Some(s) => match (s.min_bytes_opt(), s.max_bytes_opt()) {
+                    (Some(lo), Some(hi)) => {
+                        lo <= query.layer.as_bytes() && query.layer.as_bytes() <= hi
+                    }
+                    _ => true,
+                },
+                None => true,
+            };
+            let images_possible = match (stats(id_leaf), image_range) {
+                (Some(Statistics::Int64(s)), Some((first, last))) => {
+                    match (s.min_opt(), s.max_opt()) {
+                        (Some(&lo), Some(&hi)) => (lo as u64) <= last && first <= (hi as u64),
+                        _ => true,
+                    }
+                }
+                _ => true,
+            };
+            layer_possible && images_possible
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Which rows of a batch with `layer`, `channel` and `image_id` match the query.
+fn matches(batch: &RecordBatch, query: &MapQuery) -> BooleanArray {
+    let layers = column(batch, "layer").as_string::<i32>();
+    let channels = column(batch, "channel").as_primitive::<UInt32Type>();
+    let ids = column(batch, "image_id").as_primitive::<UInt64Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            Some(
+                layers.value(i) == query.layer
+                    && query
+                        .channels
+                        .as_ref()
+                        .is_none_or(|c| c.contains(&channels.value(i)))
+                    && query
+                        .images
+                        .as_ref()
+                        .is_none_or(|s| s.contains(&ids.value(i))),
+            )
+        })
+        .collect()
+}
+
+/// Maps from a batch with `image_id`, `channel`, `height`, `width` and `values`.
+fn to_maps(batch: &RecordBatch, scores: Option<&[f32]>) -> Vec<StoredMap> {
+    let ids = column(batch, "image_id").as_primitive::<UInt64Type>();
+    let channels = column(batch, "channel").as_primitive::<UInt32Type>();
+    let heights = column(batch, "height").as_primitive::<UInt32Type>();
+    let widths = column(batch, "width").as_primitive::<UInt32Type>();
+    let values = column(batch, "values").as_list::<i32>();
+    (0..batch.num_rows())
+        .map(|i| {
+            let list = values.value(i);
+            let values = match list.data_type() {
+                arrow_schema::DataType::Float16 => list
+                    .as_primitive::<arrow_array::types::Float16Type>()
+                    .values()
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .collect(),
+                _ => list.as_primitive::<Float32Type>().values().to_vec(),
+            };
+            StoredMap {
+                image_id: ids.value(i),
+                channel: channels.value(i),
+                height: heights.value(i) as usize,
+                width: widths.value(i) as usize,
+                values,
+                score: scores.map(|s| s[i]),
+            }
+        })
+        .collect()
+}
+
+/// A column that the projection is known to hold.
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow_array::ArrayRef {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("the projection holds `{name}`"))
+}
+
+/// The `.parquet` files of a table folder, sorted (temporary files are not listed).
+fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

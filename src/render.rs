@@ -1,0 +1,211 @@
+//! Rendering feature maps: a grid of titled cells, each a map in viridis (optionally banded into
+//! levels, optionally over the input image), upsampled with nearest neighbour, as a PNG.
+
+use font8x8::UnicodeFonts;
+use image::{Rgb, RgbImage};
+
+/// Height of the title band above each cell, in pixels.
+pub const TITLE_BAND: u32 = 20;
+/// Gap between cells and around the grid, in pixels.
+pub const GAP: u32 = 6;
+/// Small maps are magnified (by a whole factor) until their longer side reaches this.
+pub const MIN_CELL: u32 = 160;
+/// The background colour.
+pub const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
+/// The title colour.
+pub const INK: Rgb<u8> = Rgb([20, 20, 20]);
+/// How much of an overlaid cell's colour comes from the map (the rest from the image).
+pub const OVERLAY_ALPHA: f32 = 0.6;
+
+/// One cell of a grid: a map, its title, and optionally an image to lay it over.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Written above the map.
+    pub title: String,
+    /// Map height.
+    pub height: usize,
+    /// Map width.
+    pub width: usize,
+    /// Row-major values.
+    pub values: Vec<f32>,
+    /// The input image, already at the cell's pixel size, to show under the map.
+    pub under: Option<RgbImage>,
+}
+
+/// How a grid is drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// Cells per row.
+    pub cols: usize,
+    /// Quantize each map into this many bands (like `contourf(..., levels)`).
+    pub levels: Option<u32>,
+    /// One value range for the whole grid instead of one per map.
+    pub shared_scale: bool,
+}
+
+/// The magnification of a `height` x `width` map in a cell.
+pub fn magnification(height: usize, width: usize) -> u32 {
+    let side = height.max(width).max(1) as u32;
+    MIN_CELL.div_ceil(side).max(1)
+}
+
+/// Draws `cells` (all maps the same size) in a grid.
+pub fn grid(cells: &[Cell], style: Style) -> RgbImage {
+    let (h, w) = cells.first().map_or((1, 1), |c| (c.height, c.width));
+    let zoom = magnification(h, w);
+    let (cell_w, cell_h) = (w as u32 * zoom, h as u32 * zoom);
+    let cols = style.cols.clamp(1, cells.len().max(1));
+    let rows = cells.len().div_ceil(cols).max(1);
+    let width = GAP + cols as u32 * (cell_w + GAP);
+    let height = GAP + rows as u32 * (TITLE_BAND + cell_h + GAP);
+    let mut canvas = RgbImage::from_pixel(width, height, BACKGROUND);
+    let shared = style
+        .shared_scale
+        .then(|| range(cells.iter().flat_map(|c| c.values.iter())));
+    for (i, cell) in cells.iter().enumerate() {
+        let x0 = GAP + (i % cols) as u32 * (cell_w + GAP);
+        let y0 = GAP + (i / cols) as u32 * (TITLE_BAND + cell_h + GAP);
+        draw_text(&mut canvas, &cell.title, x0, y0 + 2, cell_w);
+        let (lo, hi) = shared.unwrap_or_else(|| range(cell.values.iter()));
+        for y in 0..cell_h {
+            for x in 0..cell_w {
+                let v = cell.values[(y / zoom) as usize * cell.width + (x / zoom) as usize];
+                let colour = viridis(normalise(v, lo, hi, style.levels));
+                let colour = match &cell.under {
+                    Some(image) => blend(colour, *image.get_pixel(x, y)),
+                    None => colour,
+                };
+                canvas.put_pixel(x0 + x, y0 + TITLE_BAND + y, colour);
+            }
+        }
+    }
+    canvas
+}
+
+/// The smallest and largest finite value.
+fn range<'a>(values: impl Iterator<Item = &'a f32>) -> (f32, f32) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// `v` in `[lo, hi]` as `0..=1`, banded into `levels` steps when asked.
+pub fn normalise(v: f32, lo: f32, hi: f32, levels: Option<u32>) -> f32 {
+    let t = if hi > lo {
+        ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    match levels {
+        Some(n) if n >= 2 => (t * n as f32).floor().min(n as f32 - 1.0) / (n as f32 - 1.0),
+        _ => t,
+    }
+}
+
+/// The viridis colour of `t` in `0..=1`.
+pub fn viridis(t: f32) -> Rgb<u8> {
+    let c = colorous::VIRIDIS.eval_continuous(f64::from(t));
+    Rgb([c.r, c.g, c.b])
+}
+
+fn blend(map: Rgb<u8>, image: Rgb<u8>) -> Rgb<u8> {
+    Rgb(std::array::from_fn(|i| {
+        (OVERLAY_ALPHA * f32::from(map[i]) + (1.0 - OVERLAY_ALPHA) * f32::from(image[i])).round()
+            as u8
+    }))
+}
+
+/// Writes `text` at (x, y) with the built-in 8 x 8 font, twice the size when it fits in
+/// `max_width`, cut to fit otherwise.
+pub fn draw_text(canvas: &mut RgbImage, text: &str, x: u32, y: u32, max_width: u32) {
+    let chars = text.chars().count() as u32;
+    let scale = if chars * 16 <= max_width { 2 } else { 1 };
+    let fit = (max_width / (8 * scale)) as usize;
+    for (i, ch) in text.chars().take(fit).enumerate() {
+        let glyph = font8x8::BASIC_FONTS
+            .get(ch)
+            .unwrap_or(font8x8::BASIC_FONTS.get('?').unwrap_or([0; 8]));
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let px = x + i as u32 * 8 * scale + col * scale + dx;
+                        let py = y + row as u32 * scale + dy;
+                        if px < canvas.width() && py < canvas.height() {
+                            canvas.put_pixel(px, py, INK);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_band_the_range() {
+        assert_eq!(normalise(5.0, 0.0, 10.0, None), 0.5);
+        assert_eq!(normalise(5.0, 5.0, 5.0, None), 0.0, "a flat map is dark");
+        let bands: Vec<f32> = [0.0, 0.2, 0.49, 0.51, 0.99, 1.0]
+            .iter()
+            .map(|v| normalise(*v, 0.0, 1.0, Some(2)))
+            .collect();
+        assert_eq!(bands, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(normalise(0.5, 0.0, 1.0, Some(7)), 3.0 / 6.0);
+    }
+
+    #[test]
+    fn viridis_runs_from_purple_to_yellow() {
+        assert_eq!(viridis(0.0), Rgb([68, 1, 84]));
+        assert_eq!(viridis(1.0), Rgb([253, 231, 37]));
+    }
+
+    #[test]
+    fn a_grid_has_its_cells_titles_and_maxima_in_place() {
+        // Two 4 x 2 maps whose maxima sit at (y 1, x 3) and (y 0, x 0).
+        let mut a = vec![0.0; 8];
+        a[7] = 9.0;
+        let mut b = vec![1.0; 8];
+        b[0] = 5.0;
+        let cell = |values: Vec<f32>, title: &str| Cell {
+            title: title.into(),
+            height: 2,
+            width: 4,
+            values,
+            under: None,
+        };
+        let style = Style {
+            cols: 7,
+            levels: None,
+            shared_scale: false,
+        };
+        let img = grid(&[cell(a, "filter: 0"), cell(b, "filter: 1")], style);
+        let zoom = magnification(2, 4);
+        assert_eq!(zoom, 40);
+        let (cw, ch) = (4 * zoom, 2 * zoom);
+        assert_eq!(
+            img.dimensions(),
+            (GAP + 2 * (cw + GAP), GAP + TITLE_BAND + ch + GAP)
+        );
+        let yellow = Rgb([253, 231, 37]);
+        let origin = |i: u32| (GAP + i * (cw + GAP), GAP + TITLE_BAND);
+        let (x0, y0) = origin(0);
+        assert_eq!(*img.get_pixel(x0 + 3 * zoom + 1, y0 + zoom + 1), yellow);
+        assert_ne!(*img.get_pixel(x0 + 1, y0 + 1), yellow);
+        let (x1, y1) = origin(1);
+        assert_eq!(*img.get_pixel(x1 + 1, y1 + 1), yellow);
+        let ink = (x0..x0 + cw)
+            .flat_map(|x| (GAP..GAP + TITLE_BAND).map(move |y| (x, y)))
+            .filter(|&(x, y)| *img.get_pixel(x, y) == INK)
+            .count();
+        assert!(ink > 20, "the title is drawn");
+    }
+}
