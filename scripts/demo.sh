@@ -13,6 +13,12 @@ if [[ ! -f demo/models/demo_vgg.onnx ]]; then
 fi
 cargo build --release --quiet
 target/release/layerwise run pipelines/demo.toml --overwrite
+# The classic study's figures, into out/demo/plots/.
+target/release/layerwise plot channels --config pipelines/demo.toml --layer block1_conv1 \
+  --image demo/images/astronaut/astronaut_000.jpg --channels 0..49 --png out/demo/plots/block1_conv1-channels.png
+target/release/layerwise plot images --run out/demo --layer block1_conv1 --channel 11 --images 0..49
+target/release/layerwise plot channels --run out/demo --layer block5_conv3 --image 0 --channels 0..49
+target/release/layerwise plot top --run out/demo --layer block5_conv3 --channel 164 --k 8 --cols 4
 .venv/bin/python - <<'PY'
 import duckdb
 sql = lambda q: print(duckdb.sql(q))
