@@ -290,7 +290,7 @@ fn check_estimates_the_output_of_the_run_within_a_quarter() {
     let files: Vec<(&str, u32, u32)> = files.iter().map(|(p, w, h)| (p.as_str(), *w, *h)).collect();
     write_images(&dir.path().join("images"), &files);
     write_html_as_jpg(&dir.path().join("images/a/zz.jpg"));
-    let layers = "[[layers]]\ntensor = \"op:Relu#0\"\nkeep = \"all\"\n[[layers]]\ntensor = \"conv2\"\nkeep = [1, 2]\n\
+    let layers = "[[layers]]\ntensor = \"op:Relu#0\"\nkeep = \"all\"\ntop_k = 4\n[[layers]]\ntensor = \"conv2\"\nkeep = [1, 2]\n\
                   [[layers]]\ntensor = \"logits\"\n[run]\nbatch_size = 4\npart_size = 16";
     let config = tiny_config_with_layers(dir.path(), "estimate", layers);
     let out = layerwise()
