@@ -131,15 +131,8 @@ enum Figure {
         after_help = "Example: layerwise plot images --run out/demo --layer block1_conv1 --channel 11 --images label=cat"
     )]
     Images {
-        /// A finished run's output folder.
-        #[arg(long, value_name = "OUT")]
-        run: PathBuf,
-        /// The layer's name.
-        #[arg(long)]
-        layer: String,
-        /// The channel.
-        #[arg(long)]
-        channel: u32,
+        #[command(flatten)]
+        of: ChannelOf,
         /// Images: 0..49 (image_ids, half-open) or label=NAME (default: the first 49).
         #[arg(long, value_name = "RANGE|label=NAME")]
         images: Option<String>,
@@ -152,21 +145,28 @@ enum Figure {
         after_help = "Example: layerwise plot top --run out/demo --layer block5_conv3 --channel 7 --k 16"
     )]
     Top {
-        /// A finished run's output folder.
-        #[arg(long, value_name = "OUT")]
-        run: PathBuf,
-        /// The layer's name.
-        #[arg(long)]
-        layer: String,
-        /// The channel.
-        #[arg(long)]
-        channel: u32,
+        #[command(flatten)]
+        of: ChannelOf,
         /// How many images.
         #[arg(long, default_value_t = 16)]
         k: usize,
         #[command(flatten)]
         look: Look,
     },
+}
+
+/// One channel of a layer of a run.
+#[derive(Debug, clap::Args)]
+struct ChannelOf {
+    /// A finished run's output folder.
+    #[arg(long, value_name = "OUT")]
+    run: PathBuf,
+    /// The layer's name.
+    #[arg(long)]
+    layer: String,
+    /// The channel.
+    #[arg(long)]
+    channel: u32,
 }
 
 /// How a figure looks, and where it goes.
@@ -273,13 +273,12 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
                 (None, None) => unreachable!("clap requires --run or --config"),
             }
         }
-        Figure::Images {
-            run,
-            layer,
-            channel,
-            images,
-            look,
-        } => {
+        Figure::Images { of, images, look } => {
+            let ChannelOf {
+                run,
+                layer,
+                channel,
+            } = of;
             let which = images.as_deref().map(ImageSet::parse).transpose()?;
             let stored = layerwise::read::StoredRun::open(&run)?;
             let cells = p::images_from_run(&stored, &layer, channel, which.as_ref())?;
@@ -289,13 +288,12 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
                 p::default_png(&run, &format!("images-{layer}-{channel}")),
             )
         }
-        Figure::Top {
-            run,
-            layer,
-            channel,
-            k,
-            look,
-        } => {
+        Figure::Top { of, k, look } => {
+            let ChannelOf {
+                run,
+                layer,
+                channel,
+            } = of;
             let stored = layerwise::read::StoredRun::open(&run)?;
             let cells = p::top_from_run(&stored, &layer, channel, k)?;
             (

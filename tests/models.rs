@@ -71,16 +71,6 @@ fn maps(batch: &RecordBatch) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-            "{what}[{i}]: {g} != {w}"
-        );
-    }
-}
-
 /// The stats columns of two runs agree.
 fn assert_same_stats(a: &Path, b: &Path) {
     let (a, b) = (read_table(a, "stats"), read_table(b, "stats"));

@@ -165,16 +165,6 @@ fn lists(batch: &RecordBatch) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-            "{what}[{i}]: {g} != {w}"
-        );
-    }
-}
-
 /// Column names, types and nullability, named as in `schemas/*.json`.
 fn schema_of(batch: &RecordBatch) -> Vec<(String, String, bool)> {
     fn type_name(t: &DataType) -> String {

@@ -154,3 +154,14 @@ pub fn run_quietly(config: &Path) -> anyhow::Result<layerwise::provenance::RunRe
     };
     layerwise::run(config, &layerwise::Overrides::default(), options)
 }
+
+/// Asserts two float slices agree to 1e-5 (relative, or absolute near 0).
+pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}[{i}]: {g} != {w}"
+        );
+    }
+}
