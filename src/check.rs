@@ -90,7 +90,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         dir: scratch.0.clone(),
         ..plan.output.clone()
     };
-    let sink = Sink::create(&output, provenance, false)?;
+    let sink = Sink::new(&output, provenance)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.commit()?;
     let mut batcher = Batcher::new(&plan, &mut extractor, &reducers);

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod inspect;
 pub mod listing;
@@ -26,6 +27,7 @@ pub mod render;
 pub mod runtime;
 pub mod select;
 pub mod session;
+pub mod shard;
 pub mod sink;
 pub mod tables;
 pub mod top;

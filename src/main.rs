@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use layerwise::provenance::RunRecord;
+use layerwise::shard::Shard;
 use layerwise::tables::Table;
 use layerwise::{Overrides, PlanError, RunOptions};
 
@@ -18,7 +19,7 @@ use layerwise::{Overrides, PlanError, RunOptions};
 #[command(name = "layerwise", version, about, long_about)]
 #[command(
     after_help = "Exit codes: 0 done; 1 failed (I/O, runtime: may succeed when retried); \
-2 wrong usage, config or model (retrying will not help)."
+2 wrong usage, config or model (retrying will not help); 3 (status) the run is not complete."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,6 +92,22 @@ enum Command {
         /// No progress bar or progress lines.
         #[arg(long, short)]
         quiet: bool,
+        /// Do shard I of N: the parts p with p % N == I (default: from SLURM_ARRAY_TASK_* or
+        /// JOB_COMPLETION_INDEX, else the whole run).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// The number of shards of a Kubernetes Indexed Job (else LAYERWISE_SHARDS).
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+    },
+    /// Report a run's progress: parts committed and missing, images, rows and bytes.
+    ///
+    /// Exits 0 only when every part is committed; otherwise prints the command that finishes
+    /// the missing parts and exits 3.
+    #[command(after_help = "Example: layerwise status out/demo")]
+    Status {
+        /// The run's output folder.
+        out: PathBuf,
     },
 }
 
@@ -215,15 +232,60 @@ fn main() -> ExitCode {
             limit,
             overwrite,
             quiet,
-        } => report(
-            layerwise::run(
-                &config,
-                &Overrides { out, limit },
-                RunOptions { overwrite, quiet },
-            )
-            .map(|record| print_summary(&record)),
-        ),
+            shard,
+            shards,
+        } => report(run(
+            &config,
+            Overrides { out, limit },
+            overwrite,
+            quiet,
+            shard.as_deref(),
+            shards,
+        )),
+        Command::Status { out } => {
+            match layerwise::dataset::Dataset::read(&out).and_then(|d| d.status()) {
+                Ok(status) => {
+                    print!("{}", status.to_text());
+                    if status.complete() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(exit_code(&err))
+                }
+            }
+        }
     }
+}
+
+/// Runs a config as the shard the flags or the scheduler's environment say.
+fn run(
+    config: &Path,
+    overrides: Overrides,
+    overwrite: bool,
+    quiet: bool,
+    shard: Option<&str>,
+    shards: Option<usize>,
+) -> anyhow::Result<()> {
+    let (shard, source) = match shard {
+        Some(text) => (Shard::parse(text)?, "--shard"),
+        None => Shard::from_env(shards, |name| std::env::var(name).ok())?,
+    };
+    tracing::info!("shard {shard} (from {source})");
+    let record = layerwise::run(
+        config,
+        &overrides,
+        RunOptions {
+            overwrite,
+            quiet,
+            shard,
+        },
+    )?;
+    print_summary(&record);
+    Ok(())
 }
 
 /// Draws a figure and says where it went.
@@ -381,8 +443,8 @@ fn print_summary(record: &RunRecord) {
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     println!(
-        "{}: {} images ({} ok, {} failed) in {:.1} s, {:.1} images/s",
-        record.provenance.name, c.images, c.ok, c.error, t.run_s, t.images_per_s
+        "{}: {} images ({} ok, {} failed) in {:.1} s, {:.1} images/s [shard {}]",
+        record.provenance.name, c.images, c.ok, c.error, t.run_s, t.images_per_s, record.shard
     );
     for table in Table::ALL.map(Table::name) {
         let rows = c.rows[table].as_u64().unwrap_or(0);
@@ -392,5 +454,13 @@ fn print_summary(record: &RunRecord) {
             layerwise::progress::bytes(bytes)
         );
     }
-    println!("  written to {dir}");
+    if record.complete {
+        println!("  written to {dir}");
+    } else {
+        println!(
+            "  written to {dir}: {} of {} parts committed, the rest is other shards' \
+             (layerwise status {dir})",
+            c.parts, c.parts_total
+        );
+    }
 }

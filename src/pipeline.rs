@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::dataset::{Dataset, Manifest, PartMarker};
 use crate::listing::{self, Entry};
 use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
@@ -18,8 +19,9 @@ use crate::provenance::{
 use crate::reduce::{self, LayerReducer};
 use crate::runtime::{self, Runtime, SearchPath};
 use crate::session::Extractor;
+use crate::shard::Shard;
 use crate::sink::{Sink, TableCounts};
-use crate::tables::{ImageStatus, Rows};
+use crate::tables::{ImageStatus, Rows, Table};
 use crate::top::LayerTop;
 
 /// How a run behaves, beyond what the plan says.
@@ -29,6 +31,8 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// No progress bar or progress lines.
     pub quiet: bool,
+    /// The parts this process does.
+    pub shard: Shard,
 }
 
 /// A plan made ready to process images: its session, and its layers' reducers.
@@ -143,7 +147,8 @@ fn log_layer(l: &LayerInfo) {
     }
 }
 
-/// Runs a config file end to end and returns what `run.json` records.
+/// Runs this shard's uncommitted parts of a config and returns the state of the whole run;
+/// the process that finds every part committed writes `run.json`.
 pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<RunRecord> {
     let started = Instant::now();
     let prepared = Prepared::load(config, overrides)?;
@@ -156,60 +161,118 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         ..
     } = prepared;
     let plan = &plan;
-    let sink = Sink::create(
-        &plan.output,
-        serde_json::to_string(&provenance)?,
-        options.overwrite,
-    )?;
-    let setup_s = started.elapsed().as_secs_f64();
-
     let listed = Instant::now();
     let entries = listing::list(&plan.input);
     let listing_s = listed.elapsed().as_secs_f64();
+    let manifest = Manifest::new(plan, config, &entries)?;
+    let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;
+    let sink = Sink::new(&plan.output, serde_json::to_string(&provenance)?)?;
+    let setup_s = started.elapsed().as_secs_f64() - listing_s;
+
+    let shard = options.shard;
+    let parts: Vec<&[Entry]> = entries.chunks(plan.run.part_size).collect();
+    let committed = dataset.markers()?;
+    let todo: Vec<usize> = (0..parts.len())
+        .filter(|p| shard.owns(*p) && !committed.contains_key(p))
+        .collect();
+    let todo_images: usize = todo.iter().map(|p| parts[*p].len()).sum();
     tracing::info!(
-        "{} images under {}, batches of {}, {} threads",
+        "{} images under {} in {} parts of {}; shard {shard} does {} parts ({todo_images} images), \
+         {} already committed; batches of {}, {} threads",
         entries.len(),
         plan.input.root.display(),
+        parts.len(),
+        plan.run.part_size,
+        todo.len(),
+        committed.len(),
         extractor.batch_size(),
         plan.run.threads
     );
 
     let running = Instant::now();
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
-    let mut progress = Progress::new(entries.len() as u64, options.quiet);
-    let mut tables = TableCounts::default();
-    let (mut ok, mut error) = (0u64, 0u64);
-    let mut parts = 0;
-    for (part, images) in entries.chunks(plan.run.part_size).enumerate() {
+    let mut progress = Progress::new(todo_images as u64, options.quiet);
+    let mut errors = 0;
+    for &part in &todo {
+        let images = parts[part];
         let mut writer = sink.begin_part(part)?;
+        let (mut ok, mut error) = (0u64, 0u64);
         for batch in images.chunks(batcher.batch_size()) {
             let mut rows = Rows::new(plan.output.map_dtype);
             let (batch_ok, batch_error) = pool.install(|| batcher.process(batch, &mut rows))?;
             writer.write(&mut rows)?;
             ok += batch_ok;
             error += batch_error;
-            progress.advance(batch.len() as u64, error);
+            errors += batch_error;
+            progress.advance(batch.len() as u64, errors);
         }
         let mut rows = Rows::new(plan.output.map_dtype);
         batcher.drain_top(&mut rows);
         writer.write(&mut rows)?;
-        tables.add(&writer.commit()?);
-        parts += 1;
+        let counts = writer.commit()?;
+        dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
     }
     progress.finish();
     let run_s = running.elapsed().as_secs_f64();
+
+    let markers = dataset.markers()?;
+    let complete = markers.len() == dataset.manifest.parts;
+    let mut tables = TableCounts::default();
+    let (mut ok, mut error) = (0, 0);
+    for m in markers.values() {
+        tables.add(&m.counts());
+        ok += m.ok;
+        error += m.error;
+    }
     let record = RunRecord {
         provenance,
-        counts: Counts::new(ok, error, parts, &tables),
+        shard: shard.to_string(),
+        complete,
+        counts: Counts::new(ok, error, markers.len(), dataset.manifest.parts, &tables),
         timings: Timings {
             setup_s,
             listing_s,
             run_s,
-            images_per_s: (ok + error) as f64 / run_s.max(1e-9),
+            images: todo_images as u64,
+            images_per_s: todo_images as f64 / run_s.max(1e-9),
         },
     };
-    record.write(sink.dir())?;
+    if complete {
+        record.write(&dataset.dir)?;
+    }
     Ok(record)
+}
+
+/// The marker of a part just committed.
+fn marker(
+    dataset: &Dataset,
+    part: usize,
+    images: &[Entry],
+    ok: u64,
+    error: u64,
+    counts: &TableCounts,
+    shard: Shard,
+) -> PartMarker {
+    let per_table = |values: &[u64; Table::COUNT]| {
+        Table::ALL
+            .iter()
+            .zip(values)
+            .map(|(t, v)| (t.name().to_owned(), *v))
+            .collect()
+    };
+    PartMarker {
+        part,
+        first_image: images.first().map_or(0, |e| e.image_id),
+        end_image: images.last().map_or(0, |e| e.image_id + 1),
+        ok,
+        error,
+        rows: per_table(&counts.rows),
+        bytes: per_table(&counts.bytes),
+        config_hash: dataset.manifest.config_hash.clone(),
+        listing_hash: dataset.manifest.listing_hash.clone(),
+        shard: shard.to_string(),
+        committed_at: provenance::now_rfc3339(),
+    }
 }
 
 /// Turns batches of listed files into rows: decode in parallel, run, reduce.

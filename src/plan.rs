@@ -135,6 +135,8 @@ impl Plan {
         let layers = layers(&config, model).map_err(|e| e.into_plan_error(&model.path))?;
         let run = run_spec(&config, model_spec.fixed_batch)?;
         let output = output_spec(&config, overrides)?;
+        let mut config = config;
+        config.output.dir = Some(output.dir.clone());
         Ok(Plan {
             name: config.name.clone(),
             model: model_spec,

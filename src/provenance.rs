@@ -100,6 +100,10 @@ pub struct RunRecord {
     /// What produced it.
     #[serde(flatten)]
     pub provenance: Provenance,
+    /// The shard of the process that wrote this record, e.g. `0/1`.
+    pub shard: String,
+    /// Whether every part of the run is committed.
+    pub complete: bool,
     /// Images and rows.
     pub counts: Counts,
     /// Seconds spent.
@@ -115,8 +119,10 @@ pub struct Counts {
     pub ok: u64,
     /// Images that could not be used.
     pub error: u64,
-    /// Parts written.
+    /// Parts committed.
     pub parts: usize,
+    /// Parts of the whole run.
+    pub parts_total: usize,
     /// Rows per table.
     pub rows: serde_json::Map<String, serde_json::Value>,
     /// File bytes per table.
@@ -125,7 +131,13 @@ pub struct Counts {
 
 impl Counts {
     /// Counts from image totals and the tables' counts.
-    pub fn new(ok: u64, error: u64, parts: usize, tables: &TableCounts) -> Counts {
+    pub fn new(
+        ok: u64,
+        error: u64,
+        parts: usize,
+        parts_total: usize,
+        tables: &TableCounts,
+    ) -> Counts {
         let per_table = |values: &[u64; Table::COUNT]| {
             Table::ALL
                 .iter()
@@ -138,13 +150,14 @@ impl Counts {
             ok,
             error,
             parts,
+            parts_total,
             rows: per_table(&tables.rows),
             bytes: per_table(&tables.bytes),
         }
     }
 }
 
-/// Seconds spent in each phase of a run.
+/// Seconds spent in each phase of a run, by the process that wrote the record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
     /// Reading the config and model, loading the runtime, creating the session.
@@ -153,6 +166,8 @@ pub struct Timings {
     pub listing_s: f64,
     /// Decoding, inference, reduction and writing.
     pub run_s: f64,
+    /// Images this process did.
+    pub images: u64,
     /// Images (ok or not) per second of `run_s`.
     pub images_per_s: f64,
 }

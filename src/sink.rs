@@ -51,41 +51,16 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Prepares `output.dir`: refuses one that already holds a run unless `overwrite`, in which
-    /// case that run's tables and `run.json` are removed first.
-    pub fn create(output: &OutputSpec, provenance: String, overwrite: bool) -> Result<Sink> {
-        let dir = &output.dir;
-        let previous: Vec<PathBuf> = Table::ALL
-            .iter()
-            .map(|t| dir.join(t.name()))
-            .chain([dir.join("run.json")])
-            .filter(|p| p.exists())
-            .collect();
-        if !previous.is_empty() {
-            if !overwrite {
-                anyhow::bail!(
-                    "{} already holds a run ({}); pass --overwrite to replace it, or choose \
-                     another folder with --out",
-                    dir.display(),
-                    previous[0].display()
-                );
-            }
-            for p in previous {
-                if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                }
-                .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
+    /// A sink into `output.dir`, whose table folders it creates; every file carries
+    /// `provenance` in its key-value metadata.
+    pub fn new(output: &OutputSpec, provenance: String) -> Result<Sink> {
         for table in Table::ALL {
-            let folder = dir.join(table.name());
+            let folder = output.dir.join(table.name());
             std::fs::create_dir_all(&folder)
                 .with_context(|| format!("cannot create the output folder {}", folder.display()))?;
         }
         Ok(Sink {
-            dir: dir.clone(),
+            dir: output.dir.clone(),
             map_dtype: output.map_dtype,
             properties: properties(output.compression, provenance),
         })
@@ -142,8 +117,10 @@ impl TableFile {
         properties: &WriterProperties,
     ) -> Result<TableFile> {
         let folder = dir.join(table.name());
-        let path = folder.join(format!("part-{part:05}.parquet"));
-        let temporary = folder.join(format!(".part-{part:05}.parquet.tmp"));
+        let name = format!("part-{part:05}.parquet");
+        remove_leftovers(&folder, &name);
+        let path = folder.join(&name);
+        let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = File::create(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
         let writer = ArrowWriter::try_new(
@@ -158,6 +135,21 @@ impl TableFile {
             writer,
             rows: 0,
         })
+    }
+}
+
+/// Removes the temporary files an interrupted attempt at this part left behind.
+fn remove_leftovers(folder: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

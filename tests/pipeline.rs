@@ -532,13 +532,42 @@ fn mistakes_stop_before_any_image_is_read() {
 }
 
 #[test]
-fn an_existing_run_is_kept_unless_overwrite() {
+fn a_rerun_resumes_and_another_run_is_refused_unless_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
     let config = dir.path().join("pipeline.toml");
-    let err = run_quietly(&config).unwrap_err().to_string();
+    // The same run again: every part is committed, nothing is redone.
+    let again = run_quietly(&config).unwrap();
+    assert!(again.complete);
+    assert_eq!(again.timings.images, 0);
+    assert_eq!(again.counts.images, 9);
+    assert_eq!(read_table(&out, "stats").num_rows(), 80);
+    // Another listing, or another config, is refused with the difference.
+    let limited = Overrides {
+        limit: Some(3),
+        ..Default::default()
+    };
+    let quiet = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let err = format!(
+        "{:#}",
+        layerwise::run(&config, &limited, quiet).unwrap_err()
+    );
     assert!(
-        err.contains("already holds a run") && err.contains("pass --overwrite"),
+        err.contains("holds another run: its listing differs: 9 files then, 3 now. Pass --overwrite to replace it"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mean = [0.5, 0.4, 0.3]", "mean = [0.5, 0.4, 0.2]");
+    std::fs::write(&config, text).unwrap();
+    let err = format!("{:#}", run_quietly(&config).unwrap_err());
+    assert!(
+        err.contains(
+            "its config differs: `preprocess.mean` was [0.5,0.4,0.3], is now [0.5,0.4,0.2]"
+        ),
         "{err}"
     );
     assert_eq!(
@@ -546,19 +575,12 @@ fn an_existing_run_is_kept_unless_overwrite() {
         80,
         "the earlier run is intact"
     );
-    let limited = Overrides {
-        limit: Some(3),
-        ..Default::default()
+    // --overwrite replaces it.
+    let overwrite = RunOptions {
+        overwrite: true,
+        ..quiet
     };
-    let record = layerwise::run(
-        &config,
-        &limited,
-        RunOptions {
-            quiet: true,
-            overwrite: true,
-        },
-    )
-    .unwrap();
+    let record = layerwise::run(&config, &limited, overwrite).unwrap();
     assert_eq!(record.counts.images, 3);
     assert_eq!(read_table(&out, "images").num_rows(), 3);
     assert_eq!(

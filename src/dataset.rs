@@ -1,0 +1,425 @@
+//! The output folder as a dataset that one process, or several at once, builds part by part.
+//!
+//! `OUT/_manifest.json` says which run the folder holds (a hash of everything in the config that
+//! changes the output, and of the listing); `OUT/_parts/part-NNNNN.json` marks a committed part
+//! (its table files are renamed into place first, then the marker is written). A rerun skips the
+//! committed parts; a folder that holds another run is refused, naming the difference.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::listing::Entry;
+use crate::plan::Plan;
+use crate::sink::TableCounts;
+use crate::tables::Table;
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "_manifest.json";
+/// The folder of part markers.
+pub const PARTS: &str = "_parts";
+
+/// Which run a folder holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `layerwise <version>`.
+    pub tool: String,
+    /// The config file, as given to the first process.
+    pub config_path: String,
+    /// SHA-256 of `config`.
+    pub config_hash: String,
+    /// SHA-256 of the listing's relative paths.
+    pub listing_hash: String,
+    /// Files in the listing.
+    pub images: usize,
+    /// Images per part.
+    pub part_size: usize,
+    /// Parts of the whole run.
+    pub parts: usize,
+    /// The `--limit` the listing was cut to, if any.
+    pub limit: Option<usize>,
+    /// What the config hash covers: the config without the settings that do not change the
+    /// output (threads, batch size, runtime library, output folder), plus the model's SHA-256.
+    pub config: Value,
+}
+
+impl Manifest {
+    /// The manifest of a plan over a listing.
+    pub fn new(plan: &Plan, config_path: &Path, entries: &[Entry]) -> Result<Manifest> {
+        // Through text, so f32 values keep their short form (0.4, not 0.4000000059604645).
+        let mut config: Value = serde_json::from_str(&serde_json::to_string(&plan.config)?)?;
+        if let Value::Object(map) = &mut config {
+            if let Some(Value::Object(run)) = map.get_mut("run") {
+                for key in ["threads", "batch_size", "onnxruntime"] {
+                    run.remove(key);
+                }
+            }
+            if let Some(Value::Object(output)) = map.get_mut("output") {
+                output.remove("dir");
+            }
+            map.insert("model_sha256".into(), plan.model.sha256.clone().into());
+        }
+        let mut listing = Sha256::new();
+        for e in entries {
+            listing.update(e.relative.as_bytes());
+            listing.update(b"\n");
+        }
+        Ok(Manifest {
+            tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
+            config_path: std::path::absolute(config_path)
+                .unwrap_or_else(|_| config_path.to_owned())
+                .display()
+                .to_string(),
+            config_hash: hex(&Sha256::digest(serde_json::to_string(&config)?)),
+            listing_hash: hex(&listing.finalize()),
+            images: entries.len(),
+            part_size: plan.run.part_size,
+            parts: entries.len().div_ceil(plan.run.part_size),
+            limit: plan.input.limit,
+            config,
+        })
+    }
+
+    /// Why `self` (stored) and `now` are not the same run, if they are not.
+    fn difference(&self, now: &Manifest) -> Option<String> {
+        if self.config_hash != now.config_hash {
+            let mut diffs = Vec::new();
+            differences(&self.config, &now.config, "", &mut diffs);
+            let shown: Vec<String> = diffs.iter().take(3).cloned().collect();
+            return Some(format!("its config differs: {}", shown.join("; ")));
+        }
+        if self.listing_hash != now.listing_hash {
+            return Some(if self.images == now.images {
+                format!(
+                    "its listing differs: {} files then and now, but not the same ones",
+                    now.images
+                )
+            } else {
+                format!(
+                    "its listing differs: {} files then, {} now",
+                    self.images, now.images
+                )
+            });
+        }
+        None
+    }
+}
+
+/// The key paths where two JSON values differ, with both values.
+fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                differences(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &sub,
+                    out,
+                );
+            }
+        }
+        _ if old != new => out.push(format!("`{path}` was {old}, is now {new}")),
+        _ => {}
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The marker of a committed part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartMarker {
+    /// The part.
+    pub part: usize,
+    /// Its first `image_id`.
+    pub first_image: u64,
+    /// One past its last `image_id`.
+    pub end_image: u64,
+    /// Images run through the model.
+    pub ok: u64,
+    /// Images that could not be used.
+    pub error: u64,
+    /// Rows per table.
+    pub rows: BTreeMap<String, u64>,
+    /// File bytes per table.
+    pub bytes: BTreeMap<String, u64>,
+    /// The run's config hash.
+    pub config_hash: String,
+    /// The run's listing hash.
+    pub listing_hash: String,
+    /// The shard that wrote it.
+    pub shard: String,
+    /// When (UTC).
+    pub committed_at: String,
+}
+
+impl PartMarker {
+    /// The rows and bytes per table, as counts.
+    pub fn counts(&self) -> TableCounts {
+        let mut counts = TableCounts::default();
+        for (i, t) in Table::ALL.iter().enumerate() {
+            counts.rows[i] = self.rows.get(t.name()).copied().unwrap_or(0);
+            counts.bytes[i] = self.bytes.get(t.name()).copied().unwrap_or(0);
+        }
+        counts
+    }
+}
+
+/// An output folder and the run it holds.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The run it holds.
+    pub manifest: Manifest,
+}
+
+impl Dataset {
+    /// Opens `dir` for the run `manifest` describes: a new folder gets the manifest; a folder
+    /// holding the same run is resumed; one holding another run is refused, naming the
+    /// difference. `overwrite` removes whatever run is there first (never with concurrent shards).
+    pub fn open(dir: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
+        std::fs::create_dir_all(dir.join(PARTS))
+            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+        let path = dir.join(MANIFEST);
+        let stored = read_json::<Manifest>(&path).ok();
+        let unknown = stored.is_none()
+            && Table::ALL
+                .iter()
+                .map(|t| dir.join(t.name()))
+                .chain([dir.join("run.json")])
+                .any(|p| p.exists());
+        match stored {
+            Some(_) if overwrite => clear(dir)?,
+            Some(stored) => {
+                if let Some(why) = stored.difference(&manifest) {
+                    bail!(
+                        "{} holds another run: {why}. Pass --overwrite to replace it, or choose \
+                         another folder with --out",
+                        dir.display()
+                    );
+                }
+                return Ok(Dataset {
+                    dir: dir.to_owned(),
+                    manifest: stored,
+                });
+            }
+            None if unknown && !overwrite => bail!(
+                "{} holds tables but no {MANIFEST}; pass --overwrite to replace them, or choose \
+                 another folder with --out",
+                dir.display()
+            ),
+            None if unknown => clear(dir)?,
+            None => {}
+        }
+        std::fs::create_dir_all(dir.join(PARTS))?;
+        // Several shards may start at once: the first manifest wins, the others check it.
+        let temporary = dir.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
+        std::fs::write(&temporary, serde_json::to_string_pretty(&manifest)? + "\n")
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        let linked = std::fs::hard_link(&temporary, &path);
+        std::fs::remove_file(&temporary)?;
+        match linked {
+            Ok(()) => Ok(Dataset {
+                dir: dir.to_owned(),
+                manifest,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Dataset::open(dir, manifest, false)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+
+    /// Opens a folder that holds a run, to look at it.
+    pub fn read(dir: &Path) -> Result<Dataset> {
+        let manifest = read_json(&dir.join(MANIFEST)).with_context(|| {
+            format!(
+                "{} holds no layerwise run (no readable {MANIFEST})",
+                dir.display()
+            )
+        })?;
+        Ok(Dataset {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The committed parts of this run, by part number.
+    pub fn markers(&self) -> Result<BTreeMap<usize, PartMarker>> {
+        let mut markers = BTreeMap::new();
+        let folder = self.dir.join(PARTS);
+        for entry in std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot list {}", folder.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let marker: PartMarker = read_json(&path)?;
+            if marker.config_hash == self.manifest.config_hash
+                && marker.listing_hash == self.manifest.listing_hash
+            {
+                markers.insert(marker.part, marker);
+            }
+        }
+        Ok(markers)
+    }
+
+    /// Marks a part committed (its files are in place).
+    pub fn commit(&self, marker: &PartMarker) -> Result<()> {
+        let path = self
+            .dir
+            .join(PARTS)
+            .join(format!("part-{:05}.json", marker.part));
+        let temporary = self.dir.join(PARTS).join(format!(
+            ".part-{:05}.json.{}.tmp",
+            marker.part,
+            std::process::id()
+        ));
+        std::fs::write(&temporary, serde_json::to_string_pretty(marker)? + "\n")
+            .and_then(|_| std::fs::rename(&temporary, &path))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The run it holds.
+    pub manifest: Manifest,
+    /// Its committed parts.
+    pub markers: BTreeMap<usize, PartMarker>,
+}
+
+impl Dataset {
+    /// Where the run stands.
+    pub fn status(&self) -> Result<Status> {
+        Ok(Status {
+            dir: self.dir.clone(),
+            manifest: self.manifest.clone(),
+            markers: self.markers()?,
+        })
+    }
+}
+
+impl Status {
+    /// Whether every part is committed.
+    pub fn complete(&self) -> bool {
+        self.markers.len() == self.manifest.parts
+    }
+
+    /// The parts not committed yet.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.manifest.parts)
+            .filter(|p| !self.markers.contains_key(p))
+            .collect()
+    }
+
+    /// The report for a person.
+    pub fn to_text(&self) -> String {
+        let m = &self.manifest;
+        let mut counts = TableCounts::default();
+        let (mut ok, mut error) = (0, 0);
+        for marker in self.markers.values() {
+            counts.add(&marker.counts());
+            ok += marker.ok;
+            error += marker.error;
+        }
+        let missing = self.missing();
+        let mut out = format!(
+            "{}: {} of {} parts committed ({} images each), {} missing\n\
+             images: {} of {} done, {ok} ok, {error} error\n",
+            self.dir.display(),
+            self.markers.len(),
+            m.parts,
+            m.part_size,
+            missing.len(),
+            ok + error,
+            m.images
+        );
+        for (i, t) in Table::ALL.iter().enumerate() {
+            out.push_str(&format!(
+                "  {:<8} {:>12} rows {:>12}\n",
+                t.name(),
+                counts.rows[i],
+                crate::progress::bytes(counts.bytes[i])
+            ));
+        }
+        if missing.is_empty() {
+            out.push_str("complete\n");
+        } else {
+            let list: Vec<String> = missing.iter().take(20).map(usize::to_string).collect();
+            let more = if missing.len() > 20 { ", ..." } else { "" };
+            let limit = m.limit.map_or(String::new(), |n| format!(" --limit {n}"));
+            out.push_str(&format!(
+                "missing parts: {}{more}\nfinish them with: layerwise run {} --out {}{limit}\n",
+                list.join(", "),
+                m.config_path,
+                self.dir.display()
+            ));
+        }
+        out
+    }
+}
+
+/// Removes a run's tables, markers, manifest and run.json.
+fn clear(dir: &Path) -> Result<()> {
+    let paths = Table::ALL.iter().map(|t| dir.join(t.name())).chain([
+        dir.join(PARTS),
+        dir.join(MANIFEST),
+        dir.join("run.json"),
+    ]);
+    for p in paths.filter(|p| p.exists()) {
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        }
+        .with_context(|| format!("cannot remove {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn differences_name_the_key_paths() {
+        let mut out = Vec::new();
+        differences(
+            &json!({"preprocess": {"mean": [0, 0, 0], "std": [1]}, "name": "a"}),
+            &json!({"preprocess": {"mean": [1, 0, 0], "std": [1]}, "name": "a", "extra": true}),
+            "",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [
+                "`extra` was null, is now true",
+                "`preprocess.mean` was [0,0,0], is now [1,0,0]"
+            ]
+        );
+    }
+}
