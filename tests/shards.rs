@@ -1,0 +1,209 @@
+//! Cluster runs: shards as concurrent processes writing one folder, and a run killed with
+//! SIGKILL in the middle of a part, then resumed; both must equal a single uninterrupted run.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn layerwise() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_layerwise"))
+}
+
+/// `count` images in two classes.
+fn images(dir: &Path, count: usize) {
+    let files: Vec<(String, u32, u32)> = (0..count)
+        .map(|i| {
+            (
+                format!("{}/{i:03}.png", ["a", "b"][i % 2]),
+                8 + (i % 5) as u32,
+                9 + (i % 3) as u32,
+            )
+        })
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(p, w, h)| (p.as_str(), *w, *h)).collect();
+    write_images(&dir.join("images"), &files);
+}
+
+/// Every table of two runs is equal, row for row.
+fn assert_same_tables(a: &Path, b: &Path) {
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        let (x, y) = (read_table(a, table), read_table(b, table));
+        assert_eq!(x.num_rows(), y.num_rows(), "{table}: rows");
+        assert_eq!(x, y, "{table}: values");
+    }
+}
+
+/// Every `.parquet` file of the run can be read to the end.
+fn assert_no_partial_files(out: &Path) {
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        for file in part_files(out, table) {
+            if file.extension().is_some_and(|e| e == "parquet") {
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                        std::fs::File::open(&file).unwrap(),
+                    )
+                    .unwrap_or_else(|e| {
+                        panic!("{} is not a whole Parquet file: {e}", file.display())
+                    })
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    batch.unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn four_concurrent_shards_equal_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path(), 13);
+    let layers = "[[layers]]\ntensor = \"conv1\"\nkeep = \"all\"\ntop_k = 2\n[[layers]]\ntensor = \"logits\"\n\
+                  [run]\npart_size = 2\nbatch_size = 3\nthreads = 1";
+    let config = tiny_config_with_layers(dir.path(), "shards", layers);
+    let shards: Vec<_> = (0..4)
+        .map(|i| {
+            layerwise()
+                .arg("run")
+                .arg(&config)
+                .args(["-q", "--shard", &format!("{i}/4")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for shard in shards {
+        let out = shard.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = dir.path().join("out");
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("7 of 7 parts committed (2 images each), 0 missing"),
+        "{report}"
+    );
+    assert!(
+        report.contains("images: 13 of 13 done, 13 ok, 0 error"),
+        "{report}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["complete"], true);
+    assert_eq!(run["counts"]["images"], 13);
+
+    let single = dir.path().join("single");
+    let one = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .arg("--out")
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert_same_tables(&out, &single);
+    // Markers say which shard did which part.
+    let marker: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_parts/part-00005.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            &marker["shard"],
+            &marker["first_image"],
+            &marker["end_image"]
+        ),
+        (&"1/4".into(), &10.into(), &12.into())
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path(), 24);
+    let text = format!(
+        "name = \"killed\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n\
+         [[layers]]\ntensor = \"op:Relu#0\"\nkeep = [0, 5]\n[[layers]]\ntensor = \"op:Relu#-1\"\n\
+         [run]\npart_size = 4\nbatch_size = 1\n[output]\ndir = \"out\"\n",
+        model("vgg16.onnx").display()
+    );
+    let config = write_config(dir.path(), &text);
+    let out = dir.path().join("out");
+    let mut child = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first part to be committed, then kill the run inside the next one.
+    let first = out.join("_parts/part-00000.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !first.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first part was never committed"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !out.join("run.json").exists(),
+        "the run was killed before it finished"
+    );
+    assert_no_partial_files(&out);
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(3), "{report}");
+    assert!(
+        report.contains("finish them with: layerwise run "),
+        "{report}"
+    );
+
+    let resumed = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let whole = dir.path().join("whole");
+    let uninterrupted = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(uninterrupted.status.success());
+    assert_same_tables(&out, &whole);
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
