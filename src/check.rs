@@ -83,7 +83,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         reducers,
         layers,
     } = prepared;
-    let entries = listing::list(&plan.input);
+    let entries = listing::list(&plan.input)?;
     let batch_size = extractor.batch_size();
     let scratch = Scratch::new()?;
     let output = OutputSpec {

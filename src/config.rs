@@ -38,8 +38,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// Folder walked recursively.
+    /// The folder image paths are relative to: walked recursively unless `list` is given.
     pub root: PathBuf,
+    /// A list of images instead of a walk: a text file with one path per line, or a CSV or
+    /// Parquet file with a `path` column (and optionally `label`); paths relative to `root`.
+    pub list: Option<PathBuf>,
     /// File extensions taken, compared case-insensitively.
     #[serde(default = "default_extensions")]
     pub extensions: Vec<String>,

@@ -1,10 +1,12 @@
-//! Listing: the image files under `input.root`, in a stable order that gives each its `image_id`.
+//! Listing: the images of a run (a walk of `input.root`, or `input.list`), in a stable order
+//! that gives each its `image_id`.
 
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
 use crate::config::LabelSource;
+use crate::error::PlanError;
 use crate::plan::InputSpec;
 
 /// One file of the listing.
@@ -22,45 +24,156 @@ pub struct Entry {
     pub problem: Option<String>,
 }
 
-/// Walks `spec.root` recursively and returns the files with a wanted extension, sorted by
-/// relative path (bytewise), numbered from 0, and cut to `spec.limit`.
-///
-/// Files that the walk finds but cannot look at (broken links, loops) are listed with a
-/// `problem`; folders that cannot be read are logged and skipped.
-pub fn list(spec: &InputSpec) -> Vec<Entry> {
-    let mut found: Vec<(String, PathBuf, Option<String>)> = Vec::new();
+/// The images of a run, sorted by path relative to `spec.root` (bytewise), numbered from 0, and
+/// cut to `spec.limit`: the files of `spec.list` when given, else those with a wanted extension
+/// found by walking `spec.root`.
+pub fn list(spec: &InputSpec) -> Result<Vec<Entry>, PlanError> {
+    let mut found = match &spec.list {
+        Some(list) => read_list(list, &spec.root)?,
+        None => walk(spec),
+    };
+    found.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
+    found.dedup_by(|a, b| a.relative == b.relative);
+    found.truncate(spec.limit.unwrap_or(usize::MAX));
+    Ok(found
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| Entry {
+            image_id: i as u64,
+            label: f.label.or_else(|| label(spec.label, &f.relative)),
+            path: f.path,
+            relative: f.relative,
+            problem: f.problem,
+        })
+        .collect())
+}
+
+/// A file found, before numbering.
+struct Found {
+    relative: String,
+    path: PathBuf,
+    label: Option<String>,
+    problem: Option<String>,
+}
+
+/// Walks `spec.root`; files that the walk finds but cannot look at (broken links, loops) are
+/// listed with a `problem`; folders that cannot be read are logged and skipped.
+fn walk(spec: &InputSpec) -> Vec<Found> {
+    let mut found = Vec::new();
     for item in WalkDir::new(&spec.root).follow_links(true) {
         match item {
             Ok(entry) if entry.file_type().is_file() => {
                 if has_extension(entry.path(), &spec.extensions) {
-                    let relative = relative_path(&spec.root, entry.path());
-                    found.push((relative, entry.into_path(), None));
+                    found.push(Found {
+                        relative: relative_path(&spec.root, entry.path()),
+                        path: entry.into_path(),
+                        label: None,
+                        problem: None,
+                    });
                 }
             }
             Ok(_) => {}
             Err(err) => match err.path() {
-                Some(path) if has_extension(path, &spec.extensions) => {
-                    let relative = relative_path(&spec.root, path);
-                    let problem = walk_problem(&err);
-                    found.push((relative, path.to_owned(), Some(problem)));
-                }
+                Some(path) if has_extension(path, &spec.extensions) => found.push(Found {
+                    relative: relative_path(&spec.root, path),
+                    path: path.to_owned(),
+                    label: None,
+                    problem: Some(walk_problem(&err)),
+                }),
                 _ => tracing::warn!("listing {}: {err}", spec.root.display()),
             },
         }
     }
-    found.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    found.truncate(spec.limit.unwrap_or(usize::MAX));
     found
+}
+
+/// Reads a list of images: `.csv` and `.parquet` files by their `path` (and `label`) columns,
+/// anything else as text with one path per line (blank lines and `#` comments skipped).
+fn read_list(list: &Path, root: &Path) -> Result<Vec<Found>, PlanError> {
+    let problem = |message: String| {
+        PlanError::invalid("input.list", format!("{}: {message}", list.display()))
+    };
+    let extension = list
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let rows: Vec<(String, Option<String>)> = match extension.as_deref() {
+        Some("csv") => read_csv(list).map_err(problem)?,
+        Some("parquet") => read_parquet_list(list).map_err(problem)?,
+        _ => std::fs::read_to_string(list)
+            .map_err(|e| problem(e.to_string()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| (l.to_owned(), None))
+            .collect(),
+    };
+    Ok(rows
         .into_iter()
-        .enumerate()
-        .map(|(i, (relative, path, problem))| Entry {
-            image_id: i as u64,
-            label: label(spec.label, &relative),
-            path,
-            relative,
-            problem,
+        .map(|(path, label)| {
+            let full = root.join(&path);
+            Found {
+                relative: relative_path(root, &full),
+                path: full,
+                label: label.filter(|l| !l.is_empty()),
+                problem: None,
+            }
         })
-        .collect()
+        .collect())
+}
+
+fn read_csv(list: &Path) -> Result<Vec<(String, Option<String>)>, String> {
+    let mut reader = csv::Reader::from_path(list).map_err(|e| e.to_string())?;
+    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let path =
+        column("path").ok_or("it has no `path` column (its first line names the columns)")?;
+    let label = column("label");
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let field = |i: usize| record.get(i).unwrap_or("").to_owned();
+        rows.push((field(path), label.map(field)));
+    }
+    Ok(rows)
+}
+
+fn read_parquet_list(list: &Path) -> Result<Vec<(String, Option<String>)>, String> {
+    let file = std::fs::File::open(list).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let paths = batch
+            .column_by_name("path")
+            .ok_or("it has no `path` column")?;
+        let labels = batch.column_by_name("label");
+        for i in 0..batch.num_rows() {
+            let path = text_at(paths, i)?.ok_or("a `path` is null")?;
+            let label = labels.map(|l| text_at(l, i)).transpose()?.flatten();
+            rows.push((path, label));
+        }
+    }
+    Ok(rows)
+}
+
+/// Row `i` of a text column (any of Arrow's string types); `None` when null.
+fn text_at(column: &arrow_array::ArrayRef, i: usize) -> Result<Option<String>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    if column.is_null(i) {
+        return Ok(None);
+    }
+    let text = match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().value(i),
+        DataType::LargeUtf8 => column.as_string::<i64>().value(i),
+        DataType::Utf8View => column.as_string_view().value(i),
+        other => return Err(format!("a column holds {other}, not text")),
+    };
+    Ok(Some(text.to_owned()))
 }
 
 fn has_extension(path: &Path, extensions: &[String]) -> bool {
@@ -70,13 +183,16 @@ fn has_extension(path: &Path, extensions: &[String]) -> bool {
 }
 
 /// The path below `root` with `/` separators (names that are not UTF-8 are written lossily).
+/// (A path outside `root`, from a list, is kept whole.)
 fn relative_path(root: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    match path.strip_prefix(root) {
+        Ok(relative) => relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => path.to_string_lossy().into_owned(),
+    }
 }
 
 fn label(source: LabelSource, relative: &str) -> Option<String> {
@@ -108,11 +224,16 @@ mod tests {
 
     fn spec(root: &Path, label: LabelSource, limit: Option<usize>) -> InputSpec {
         InputSpec {
+            list: None,
             root: root.to_owned(),
             extensions: vec!["jpg".into(), "png".into()],
             label,
             limit,
         }
+    }
+
+    fn list_ok(spec: &InputSpec) -> Vec<Entry> {
+        list(spec).unwrap()
     }
 
     fn touch(root: &Path, relative: &str) {
@@ -134,7 +255,7 @@ mod tests {
         ] {
             touch(dir.path(), f);
         }
-        let entries = list(&spec(dir.path(), LabelSource::Parent, None));
+        let entries = list_ok(&spec(dir.path(), LabelSource::Parent, None));
         let got: Vec<_> = entries
             .iter()
             .map(|e| (e.image_id, e.relative.as_str(), e.label.as_deref()))
@@ -158,10 +279,10 @@ mod tests {
         for f in ["a/1.jpg", "a/2.jpg", "b/deep/3.jpg"] {
             touch(dir.path(), f);
         }
-        let entries = list(&spec(dir.path(), LabelSource::None, Some(2)));
+        let entries = list_ok(&spec(dir.path(), LabelSource::None, Some(2)));
         assert_eq!(entries.len(), 2);
         assert!(entries.iter().all(|e| e.label.is_none()));
-        let all = list(&spec(dir.path(), LabelSource::Parent, None));
+        let all = list_ok(&spec(dir.path(), LabelSource::Parent, None));
         assert_eq!(all[2].label.as_deref(), Some("deep"));
     }
 
@@ -172,7 +293,7 @@ mod tests {
         touch(dir.path(), "a/ok.jpg");
         std::os::unix::fs::symlink(dir.path().join("gone.jpg"), dir.path().join("a/link.jpg"))
             .unwrap();
-        let entries = list(&spec(dir.path(), LabelSource::Parent, None));
+        let entries = list_ok(&spec(dir.path(), LabelSource::Parent, None));
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].relative, "a/link.jpg");
         assert_eq!(
@@ -180,5 +301,91 @@ mod tests {
             Some("unreadable: broken symbolic link")
         );
         assert_eq!(entries[1].problem, None);
+    }
+
+    fn list_spec(root: &Path, list: &Path) -> InputSpec {
+        InputSpec {
+            list: Some(list.to_owned()),
+            ..spec(root, LabelSource::Parent, None)
+        }
+    }
+
+    fn summary(entries: &[Entry]) -> Vec<(String, Option<String>)> {
+        entries
+            .iter()
+            .map(|e| (e.relative.clone(), e.label.clone()))
+            .collect()
+    }
+
+    fn pair(path: &str, label: Option<&str>) -> (String, Option<String>) {
+        (path.to_owned(), label.map(String::from))
+    }
+
+    #[test]
+    fn text_lists_are_sorted_deduplicated_and_labelled_by_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("files.txt");
+        std::fs::write(
+            &list,
+            "# a manifest\nb/2.jpg\n\na/1.png\nb/2.jpg\n/elsewhere/x.jpg\n",
+        )
+        .unwrap();
+        let entries = list_ok(&list_spec(dir.path(), &list));
+        assert_eq!(
+            summary(&entries),
+            [
+                pair("/elsewhere/x.jpg", Some("elsewhere")),
+                pair("a/1.png", Some("a")),
+                pair("b/2.jpg", Some("b"))
+            ]
+        );
+        assert_eq!(entries[1].path, dir.path().join("a/1.png"));
+        assert_eq!(entries[2].image_id, 2);
+    }
+
+    #[test]
+    fn csv_and_parquet_lists_carry_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("files.csv");
+        std::fs::write(&csv, "label,path\nwoman,\"x/with, comma.jpg\"\n,y/2.jpg\n").unwrap();
+        assert_eq!(
+            summary(&list_ok(&list_spec(dir.path(), &csv))),
+            [
+                pair("x/with, comma.jpg", Some("woman")),
+                pair("y/2.jpg", Some("y"))
+            ]
+        );
+        let parquet = dir.path().join("files.parquet");
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            (
+                "path",
+                std::sync::Arc::new(arrow_array::StringArray::from(vec!["q/1.jpg", "p/2.jpg"]))
+                    as arrow_array::ArrayRef,
+            ),
+            (
+                "label",
+                std::sync::Arc::new(arrow_array::LargeStringArray::from(vec![Some("man"), None]))
+                    as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&parquet).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        assert_eq!(
+            summary(&list_ok(&list_spec(dir.path(), &parquet))),
+            [pair("p/2.jpg", Some("p")), pair("q/1.jpg", Some("man"))]
+        );
+        std::fs::write(&csv, "file\nx.jpg\n").unwrap();
+        let err = list(&list_spec(dir.path(), &csv)).unwrap_err().to_string();
+        assert!(
+            err.contains("it has no `path` column (its first line names the columns)"),
+            "{err}"
+        );
     }
 }

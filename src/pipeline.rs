@@ -162,7 +162,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     } = prepared;
     let plan = &plan;
     let listed = Instant::now();
-    let entries = listing::list(&plan.input);
+    let entries = listing::list(&plan.input)?;
     let listing_s = listed.elapsed().as_secs_f64();
     let manifest = Manifest::new(plan, config, &entries)?;
     let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;

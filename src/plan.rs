@@ -53,6 +53,8 @@ pub struct InputSpec {
     pub label: LabelSource,
     /// Only the first N files of the listing, if set.
     pub limit: Option<usize>,
+    /// A list of images to read instead of walking `root`.
+    pub list: Option<PathBuf>,
 }
 
 /// The model file and its image input.
@@ -209,6 +211,9 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     let resolve = |p: &mut PathBuf| *p = normalize(&base.join(&*p));
     resolve(&mut config.input.root);
+    if let Some(p) = config.input.list.as_mut() {
+        resolve(p);
+    }
     resolve(&mut config.model.path);
     if let Some(p) = config.run.onnxruntime.as_mut() {
         resolve(p);
@@ -309,7 +314,16 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
     if overrides.limit == Some(0) {
         return Err(PlanError::invalid("--limit", "must be at least 1"));
     }
+    if let Some(list) = &config.input.list {
+        if !list.is_file() {
+            return Err(PlanError::invalid(
+                "input.list",
+                format!("is {}, which is not a file", list.display()),
+            ));
+        }
+    }
     Ok(InputSpec {
+        list: config.input.list.clone(),
         root: root.clone(),
         extensions,
         label: config.input.label,

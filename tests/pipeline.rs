@@ -621,3 +621,30 @@ fn float16_maps_round_the_float32_values() {
         }
     }
 }
+
+#[test]
+fn a_list_of_files_gives_the_same_tables_as_the_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (walked, _) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
+    let mut files: Vec<&str> = FILES.iter().map(|f| f.0).collect();
+    files.push("dogs/broken.jpg");
+    files.reverse();
+    std::fs::write(dir.path().join("files.txt"), files.join("\n")).unwrap();
+    let out = dir.path().join("out-list");
+    let text = tiny_config(
+        &dir.path().join("images"),
+        &model("tiny_nchw.onnx"),
+        &out,
+        "",
+    )
+    .replace("[input]\n", "[input]\nlist = \"files.txt\"\n");
+    let config = write_config(dir.path(), &text);
+    run_quietly(&config).unwrap();
+    for table in ["images", "stats", "maps", "vectors"] {
+        assert_eq!(
+            read_table(&out, table),
+            read_table(&walked, table),
+            "{table}"
+        );
+    }
+}
