@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::MapDtype;
 use crate::listing;
 use crate::pipeline::{Batcher, Prepared};
-use crate::plan::{OutputSpec, Overrides};
+use crate::plan::Overrides;
 use crate::progress::bytes;
 use crate::provenance::LayerInfo;
 use crate::sink::{Sink, TableCounts, ROW_GROUP_BYTES};
@@ -86,13 +86,9 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let entries = listing::list(&plan.input)?;
     let batch_size = extractor.batch_size();
     let scratch = Scratch::new()?;
-    let output = OutputSpec {
-        dir: scratch.0.clone(),
-        ..plan.output.clone()
-    };
-    let sink = Sink::new(&output, provenance)?;
+    let sink = Sink::new(&scratch.0, &plan.output, provenance)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
-    let empty = sink.begin_part(0)?.commit()?;
+    let empty = sink.begin_part(0)?.finish()?.counts;
     let mut batcher = Batcher::new(&plan, &mut extractor, &reducers);
     // Two batches: memory keeps growing after the first model call (allocator arenas).
     let sample = sample(&entries, SAMPLE_BATCHES * batch_size);
@@ -106,7 +102,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     batcher.drain_top(&mut rows);
     part.write(&mut rows)?;
     let measured_peak_bytes = peak_resident_bytes();
-    let sampled = part.commit()?;
+    let sampled = part.finish()?.counts;
 
     let images = entries.len();
     let parts = images.div_ceil(plan.run.part_size);

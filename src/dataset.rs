@@ -6,7 +6,7 @@
 //! committed parts; a folder that holds another run is refused, naming the difference.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::listing::Entry;
 use crate::plan::Plan;
 use crate::sink::TableCounts;
+use crate::store::Store;
 use crate::tables::Table;
 
 /// The manifest's file name.
@@ -176,98 +177,88 @@ impl PartMarker {
     }
 }
 
-/// An output folder and the run it holds.
-#[derive(Debug, Clone)]
+/// An output location and the run it holds.
 pub struct Dataset {
-    /// The folder.
-    pub dir: PathBuf,
+    /// Where the files are.
+    pub store: Store,
     /// The run it holds.
     pub manifest: Manifest,
 }
 
 impl Dataset {
-    /// Opens `dir` for the run `manifest` describes: a new folder gets the manifest; a folder
+    /// Opens `location` for the run `manifest` describes: a new location gets the manifest; one
     /// holding the same run is resumed; one holding another run is refused, naming the
     /// difference. `overwrite` removes whatever run is there first (never with concurrent shards).
-    pub fn open(dir: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
-        std::fs::create_dir_all(dir.join(PARTS))
-            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-        let path = dir.join(MANIFEST);
-        let stored = read_json::<Manifest>(&path).ok();
+    pub fn open(location: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
+        let store = Store::open(location)?;
+        if let Store::Local(dir) = &store {
+            std::fs::create_dir_all(dir.join(PARTS))
+                .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+        }
+        let stored: Option<Manifest> = match store.read(MANIFEST)? {
+            Some(bytes) => {
+                Some(serde_json::from_slice(&bytes).context("cannot parse the run's manifest")?)
+            }
+            None => None,
+        };
         let unknown = stored.is_none()
-            && Table::ALL
+            && !store
+                .list("")?
                 .iter()
-                .map(|t| dir.join(t.name()))
-                .chain([dir.join("run.json")])
-                .any(|p| p.exists());
+                .all(|n| n == PARTS || n.starts_with('.'));
         match stored {
-            Some(_) if overwrite => clear(dir)?,
+            Some(_) if overwrite => clear(&store)?,
             Some(stored) => {
                 if let Some(why) = stored.difference(&manifest) {
                     bail!(
                         "{} holds another run: {why}. Pass --overwrite to replace it, or choose \
                          another folder with --out",
-                        dir.display()
+                        store.display()
                     );
                 }
                 return Ok(Dataset {
-                    dir: dir.to_owned(),
+                    store,
                     manifest: stored,
                 });
             }
             None if unknown && !overwrite => bail!(
-                "{} holds tables but no {MANIFEST}; pass --overwrite to replace them, or choose \
+                "{} holds files but no {MANIFEST}; pass --overwrite to replace them, or choose \
                  another folder with --out",
-                dir.display()
+                store.display()
             ),
-            None if unknown => clear(dir)?,
+            None if unknown => clear(&store)?,
             None => {}
         }
-        std::fs::create_dir_all(dir.join(PARTS))?;
         // Several shards may start at once: the first manifest wins, the others check it.
-        let temporary = dir.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
-        std::fs::write(&temporary, serde_json::to_string_pretty(&manifest)? + "\n")
-            .with_context(|| format!("cannot write {}", temporary.display()))?;
-        let linked = std::fs::hard_link(&temporary, &path);
-        std::fs::remove_file(&temporary)?;
-        match linked {
-            Ok(()) => Ok(Dataset {
-                dir: dir.to_owned(),
-                manifest,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Dataset::open(dir, manifest, false)
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+        if store.create(MANIFEST, serde_json::to_vec_pretty(&manifest)?)? {
+            Ok(Dataset { store, manifest })
+        } else {
+            Dataset::open(location, manifest, false)
         }
     }
 
-    /// Opens a folder that holds a run, to look at it.
-    pub fn read(dir: &Path) -> Result<Dataset> {
-        let manifest = read_json(&dir.join(MANIFEST)).with_context(|| {
-            format!(
-                "{} holds no layerwise run (no readable {MANIFEST})",
-                dir.display()
-            )
+    /// Opens a location that holds a run, to look at it.
+    pub fn read(location: &Path) -> Result<Dataset> {
+        let store = Store::open(location)?;
+        let bytes = store.read(MANIFEST)?.with_context(|| {
+            format!("{} holds no layerwise run (no {MANIFEST})", store.display())
         })?;
-        Ok(Dataset {
-            dir: dir.to_owned(),
-            manifest,
-        })
+        let manifest = serde_json::from_slice(&bytes).context("cannot parse the run's manifest")?;
+        Ok(Dataset { store, manifest })
     }
 
     /// The committed parts of this run, by part number.
     pub fn markers(&self) -> Result<BTreeMap<usize, PartMarker>> {
         let mut markers = BTreeMap::new();
-        let folder = self.dir.join(PARTS);
-        for entry in std::fs::read_dir(&folder)
-            .with_context(|| format!("cannot list {}", folder.display()))?
-        {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "json") {
+        for name in self.store.list(PARTS)? {
+            if name.starts_with('.') || !name.ends_with(".json") {
                 continue;
             }
-            let marker: PartMarker = read_json(&path)?;
+            let Some(bytes) = self.store.read(&format!("{PARTS}/{name}"))? else {
+                continue;
+            };
+            let marker: PartMarker = serde_json::from_slice(&bytes)
+                .with_context(|| format!("cannot parse {PARTS}/{name}"))?;
             if marker.config_hash == self.manifest.config_hash
                 && marker.listing_hash == self.manifest.listing_hash
             {
@@ -279,26 +270,31 @@ impl Dataset {
 
     /// Marks a part committed (its files are in place).
     pub fn commit(&self, marker: &PartMarker) -> Result<()> {
-        let path = self
-            .dir
-            .join(PARTS)
-            .join(format!("part-{:05}.json", marker.part));
-        let temporary = self.dir.join(PARTS).join(format!(
-            ".part-{:05}.json.{}.tmp",
-            marker.part,
-            std::process::id()
-        ));
-        std::fs::write(&temporary, serde_json::to_string_pretty(marker)? + "\n")
-            .and_then(|_| std::fs::rename(&temporary, &path))
-            .with_context(|| format!("cannot write {}", path.display()))
+        let name = format!("{PARTS}/part-{:05}.json", marker.part);
+        self.store.write(&name, serde_json::to_vec_pretty(marker)?)
     }
+}
+
+/// Removes a run's files.
+fn clear(store: &Store) -> Result<()> {
+    let tables = Table::ALL.map(Table::name);
+    let names: Vec<&str> = tables
+        .iter()
+        .copied()
+        .chain([PARTS, MANIFEST, "run.json"])
+        .collect();
+    store.clear(&names)?;
+    if let Store::Local(dir) = store {
+        std::fs::create_dir_all(dir.join(PARTS))?;
+    }
+    Ok(())
 }
 
 /// Where a run stands.
 #[derive(Debug, Clone)]
 pub struct Status {
-    /// The folder.
-    pub dir: PathBuf,
+    /// The location.
+    pub location: String,
     /// The run it holds.
     pub manifest: Manifest,
     /// Its committed parts.
@@ -309,7 +305,7 @@ impl Dataset {
     /// Where the run stands.
     pub fn status(&self) -> Result<Status> {
         Ok(Status {
-            dir: self.dir.clone(),
+            location: self.store.display(),
             manifest: self.manifest.clone(),
             markers: self.markers()?,
         })
@@ -343,7 +339,7 @@ impl Status {
         let mut out = format!(
             "{}: {} of {} parts committed ({} images each), {} missing\n\
              images: {} of {} done, {ok} ok, {error} error\n",
-            self.dir.display(),
+            self.location,
             self.markers.len(),
             m.parts,
             m.part_size,
@@ -369,35 +365,11 @@ impl Status {
                 "missing parts: {}{more}\nfinish them with: layerwise run {} --out {}{limit}\n",
                 list.join(", "),
                 m.config_path,
-                self.dir.display()
+                self.location
             ));
         }
         out
     }
-}
-
-/// Removes a run's tables, markers, manifest and run.json.
-fn clear(dir: &Path) -> Result<()> {
-    let paths = Table::ALL.iter().map(|t| dir.join(t.name())).chain([
-        dir.join(PARTS),
-        dir.join(MANIFEST),
-        dir.join("run.json"),
-    ]);
-    for p in paths.filter(|p| p.exists()) {
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        }
-        .with_context(|| format!("cannot remove {}", p.display()))?;
-    }
-    Ok(())
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
 }
 
 #[cfg(test)]

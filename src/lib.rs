@@ -29,6 +29,7 @@ pub mod select;
 pub mod session;
 pub mod shard;
 pub mod sink;
+pub mod store;
 pub mod tables;
 pub mod top;
 

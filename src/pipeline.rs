@@ -1,6 +1,6 @@
 //! The pipeline: plan -> listing -> decode/preprocess -> batch -> session -> reduce -> sink.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -21,6 +21,7 @@ use crate::runtime::{self, Runtime, SearchPath};
 use crate::session::Extractor;
 use crate::shard::Shard;
 use crate::sink::{Sink, TableCounts};
+use crate::store::Store;
 use crate::tables::{ImageStatus, Rows, Table};
 use crate::top::LayerTop;
 
@@ -166,7 +167,12 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let listing_s = listed.elapsed().as_secs_f64();
     let manifest = Manifest::new(plan, config, &entries)?;
     let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;
-    let sink = Sink::new(&plan.output, serde_json::to_string(&provenance)?)?;
+    let staging = Staging::for_store(&dataset.store)?;
+    let sink = Sink::new(
+        staging.dir(),
+        &plan.output,
+        serde_json::to_string(&provenance)?,
+    )?;
     let setup_s = started.elapsed().as_secs_f64() - listing_s;
 
     let shard = options.shard;
@@ -209,7 +215,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         let mut rows = Rows::new(plan.output.map_dtype);
         batcher.drain_top(&mut rows);
         writer.write(&mut rows)?;
-        let counts = writer.commit()?;
+        let counts = writer.finish()?.publish(&dataset.store)?;
         dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
     }
     progress.finish();
@@ -238,9 +244,45 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         },
     };
     if complete {
-        record.write(&dataset.dir)?;
+        dataset.store.write("run.json", record.to_json()?)?;
     }
     Ok(record)
+}
+
+/// Where part files are written before they are published: the output folder itself, or a
+/// local folder removed at the end when the output is an object store.
+enum Staging {
+    InPlace(PathBuf),
+    Scratch(PathBuf),
+}
+
+impl Staging {
+    fn for_store(store: &Store) -> Result<Staging> {
+        Ok(match store {
+            Store::Local(dir) => Staging::InPlace(dir.clone()),
+            Store::Remote(_) => {
+                let dir =
+                    std::env::temp_dir().join(format!("layerwise-upload-{}", std::process::id()));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                Staging::Scratch(dir)
+            }
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Staging::InPlace(dir) | Staging::Scratch(dir) => dir,
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Staging::Scratch(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The marker of a part just committed.

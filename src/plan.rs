@@ -218,7 +218,12 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
     if let Some(p) = config.run.onnxruntime.as_mut() {
         resolve(p);
     }
-    if let Some(p) = config.output.dir.as_mut() {
+    if let Some(p) = config
+        .output
+        .dir
+        .as_mut()
+        .filter(|p| !crate::store::is_remote(p))
+    {
         resolve(p);
     }
     config
@@ -668,7 +673,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
                 "is not set; set it in the config or pass --out DIR",
             )
         })?;
-    if dir.is_file() {
+    if !crate::store::is_remote(&dir) && dir.is_file() {
         return Err(PlanError::invalid(
             "output.dir",
             format!("is {}, which is a file; choose a folder", dir.display()),

@@ -1,9 +1,8 @@
 //! Provenance: what produced a dataset, recorded in `run.json` and in every Parquet file.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -173,14 +172,9 @@ pub struct Timings {
 }
 
 impl RunRecord {
-    /// Writes `run.json` into `dir`, atomically.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join("run.json");
-        let temporary = dir.join(".run.json.tmp");
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(&temporary, json + "\n")
-            .and_then(|_| std::fs::rename(&temporary, &path))
-            .with_context(|| format!("cannot write {}", path.display()))
+    /// The record as `run.json` holds it.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        Ok((serde_json::to_string_pretty(self)? + "\n").into_bytes())
     }
 }
 

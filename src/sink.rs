@@ -16,6 +16,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::config::{Compression, MapDtype};
 use crate::plan::OutputSpec;
+use crate::store::Store;
 use crate::tables::{Rows, Table};
 
 /// Key of the provenance JSON in each Parquet file's key-value metadata.
@@ -51,16 +52,17 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink into `output.dir`, whose table folders it creates; every file carries
+    /// A sink that writes part files into `staging` (the output folder itself, or a local
+    /// folder they are uploaded from), creating its table folders; every file carries
     /// `provenance` in its key-value metadata.
-    pub fn new(output: &OutputSpec, provenance: String) -> Result<Sink> {
+    pub fn new(staging: &Path, output: &OutputSpec, provenance: String) -> Result<Sink> {
         for table in Table::ALL {
-            let folder = output.dir.join(table.name());
+            let folder = staging.join(table.name());
             std::fs::create_dir_all(&folder)
-                .with_context(|| format!("cannot create the output folder {}", folder.display()))?;
+                .with_context(|| format!("cannot create the folder {}", folder.display()))?;
         }
         Ok(Sink {
-            dir: output.dir.clone(),
+            dir: staging.to_owned(),
             map_dtype: output.map_dtype,
             properties: properties(output.compression, provenance),
         })
@@ -103,7 +105,7 @@ fn properties(compression: Compression, provenance: String) -> WriterProperties 
 struct TableFile {
     table: Table,
     temporary: PathBuf,
-    path: PathBuf,
+    name: String,
     writer: ArrowWriter<BufWriter<File>>,
     rows: u64,
 }
@@ -119,7 +121,6 @@ impl TableFile {
         let folder = dir.join(table.name());
         let name = format!("part-{part:05}.parquet");
         remove_leftovers(&folder, &name);
-        let path = folder.join(&name);
         let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = File::create(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
@@ -131,7 +132,7 @@ impl TableFile {
         Ok(TableFile {
             table,
             temporary,
-            path,
+            name: format!("{}/{name}", table.name()),
             writer,
             rows: 0,
         })
@@ -177,31 +178,49 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Finishes every file, then renames them all to their final names; returns rows and bytes
-    /// per table. When a file cannot be finished, none is renamed and none is left behind.
-    pub fn commit(mut self) -> Result<TableCounts> {
-        let mut finished = Vec::with_capacity(self.files.len());
-        for file in self.files.drain(..) {
+    /// Finishes every file (footer written, synced) under its temporary name. When a file
+    /// cannot be finished, none is left behind.
+    pub fn finish(mut self) -> Result<FinishedPart> {
+        let mut files = Vec::with_capacity(self.files.len());
+        let mut counts = TableCounts::default();
+        for (i, file) in std::mem::take(&mut self.files).into_iter().enumerate() {
             let temporary = file.temporary.clone();
             let result = finish(file.writer)
+                .and_then(|_| Ok(std::fs::metadata(&temporary)?.len()))
                 .with_context(|| format!("cannot finish {}", temporary.display()));
-            // Whatever happens, this temporary file is now ours to clean up.
-            finished.push((temporary, file.path, file.rows));
-            if let Err(e) = result {
-                for (temporary, ..) in &finished {
-                    let _ = std::fs::remove_file(temporary);
+            files.push((temporary, file.name));
+            match result {
+                Ok(bytes) => {
+                    counts.rows[i] = file.rows;
+                    counts.bytes[i] = bytes;
                 }
-                return Err(e);
+                Err(e) => {
+                    for (temporary, _) in &files {
+                        let _ = std::fs::remove_file(temporary);
+                    }
+                    return Err(e);
+                }
             }
         }
-        let mut counts = TableCounts::default();
-        for (i, (temporary, path, rows)) in finished.into_iter().enumerate() {
-            std::fs::rename(&temporary, &path)
-                .with_context(|| format!("cannot rename {}", temporary.display()))?;
-            counts.rows[i] = rows;
-            counts.bytes[i] = std::fs::metadata(&path)?.len();
+        Ok(FinishedPart { files, counts })
+    }
+}
+
+/// A part whose files are complete under temporary names, ready to be published.
+pub struct FinishedPart {
+    /// Each file's temporary path and its name in the run, e.g. `stats/part-00003.parquet`.
+    files: Vec<(PathBuf, String)>,
+    /// Rows and bytes per table.
+    pub counts: TableCounts,
+}
+
+impl FinishedPart {
+    /// Puts every file in place under its final name; returns rows and bytes per table.
+    pub fn publish(self, store: &Store) -> Result<TableCounts> {
+        for (temporary, name) in &self.files {
+            store.publish(temporary, name)?;
         }
-        Ok(counts)
+        Ok(self.counts)
     }
 }
 

@@ -1,0 +1,189 @@
+//! Output to an S3-compatible object store, end to end against a local moto server on
+//! loopback: a sharded run, its status, a rerun that resumes, and the same tables as a local run.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A moto S3 server on 127.0.0.1, stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto: run scripts/python-env.sh");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the moto server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Runs Python with boto3 pointed at this server; `script` sees `s3` (a client) and `argv`.
+    fn boto(&self, script: &str, args: &[&str]) {
+        let prelude = format!(
+            "import sys, boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\nargv = sys.argv[1:]\n",
+            self.endpoint
+        );
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(prelude + script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn layerwise(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_layerwise"))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ENDPOINT", &self.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DOWNLOAD: &str = r#"
+import os
+bucket, prefix, dest = argv
+for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get('Contents', []):
+        path = os.path.join(dest, o['Key'][len(prefix):].lstrip('/'))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file(bucket, o['Key'], path)
+"#;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_run_into_s3_resumes_and_equals_a_local_run() {
+    let moto = Moto::start();
+    moto.boto("s3.create_bucket(Bucket='runs')", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, u32, u32)> = (0..9)
+        .map(|i| (format!("{}/{i}.png", ["p", "q"][i % 2]), 10, 7))
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(p, w, h)| (p.as_str(), *w, *h)).collect();
+    write_images(&dir.path().join("images"), &files);
+    let layers = "[[layers]]\ntensor = \"conv1\"\nkeep = [2]\ntop_k = 2\n[[layers]]\ntensor = \"logits\"\n[run]\npart_size = 2";
+    let config = tiny_config_with_layers(dir.path(), "s3", layers);
+    let config = config.to_str().unwrap();
+    let url = "s3://runs/experiments/tiny";
+
+    let half = moto.layerwise(&["run", config, "--out", url, "--shard", "0/2", "-q"]);
+    assert!(half.status.success(), "{}", text(&half));
+    assert!(
+        text(&half).contains("3 of 5 parts committed"),
+        "{}",
+        text(&half)
+    );
+    let status = moto.layerwise(&["status", url]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    assert!(
+        text(&status).contains("missing parts: 1, 3"),
+        "{}",
+        text(&status)
+    );
+
+    let rest = moto.layerwise(&["run", config, "--out", url]);
+    assert!(rest.status.success(), "{}", text(&rest));
+    assert!(
+        text(&rest).contains("does 2 parts (4 images), 3 already committed"),
+        "{}",
+        text(&rest)
+    );
+    let status = moto.layerwise(&["status", url]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+
+    let downloaded = dir.path().join("downloaded");
+    moto.boto(
+        DOWNLOAD,
+        &["runs", "experiments/tiny", downloaded.to_str().unwrap()],
+    );
+    assert!(downloaded.join("run.json").is_file());
+    let local = dir.path().join("local");
+    let single = moto.layerwise(&["run", config, "--out", local.to_str().unwrap(), "-q"]);
+    assert!(single.status.success());
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        assert_eq!(
+            read_table(&downloaded, table),
+            read_table(&local, table),
+            "{table}"
+        );
+        let names: Vec<String> = part_files(&downloaded, table)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            5,
+            "{table}: whole objects only, no temporary ones: {names:?}"
+        );
+    }
+    // Another config into the same prefix is refused with the difference.
+    let other = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("keep = [2]", "keep = [3]");
+    std::fs::write(dir.path().join("other.toml"), other).unwrap();
+    let refused = moto.layerwise(&[
+        "run",
+        dir.path().join("other.toml").to_str().unwrap(),
+        "--out",
+        url,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("holds another run: its config differs: `layers` was"),
+        "{}",
+        text(&refused)
+    );
+}
