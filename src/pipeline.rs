@@ -1,7 +1,7 @@
 //! The pipeline: plan -> listing -> decode/preprocess -> batch -> session -> reduce -> sink.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
@@ -11,7 +11,7 @@ use crate::dataset::{Dataset, Manifest, PartMarker};
 use crate::listing::{self, Entry};
 use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
-use crate::preprocess::{InputElement, InputType, SourceSize};
+use crate::preprocess::{InputElement, InputType, Preprocess, SourceSize};
 use crate::progress::Progress;
 use crate::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
@@ -20,7 +20,7 @@ use crate::reduce::{self, LayerReducer};
 use crate::runtime::{self, Runtime, SearchPath};
 use crate::session::Extractor;
 use crate::shard::Shard;
-use crate::sink::{Sink, TableCounts};
+use crate::sink::{BackgroundPart, Sink, TableCounts};
 use crate::store::Store;
 use crate::tables::{ImageStatus, Rows, Table};
 use crate::top::LayerTop;
@@ -199,27 +199,44 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
     let mut progress = Progress::new(todo_images as u64, options.quiet);
     let mut errors = 0;
+    let mut write_wait = Duration::ZERO;
     for &part in &todo {
         let images = parts[part];
-        let mut writer = sink.begin_part(part)?;
+        let mut writer = BackgroundPart::start(sink.begin_part(part)?);
         let (mut ok, mut error) = (0u64, 0u64);
-        for batch in images.chunks(batcher.batch_size()) {
-            let mut rows = Rows::new(plan.output.map_dtype);
-            let (batch_ok, batch_error) = pool.install(|| batcher.process(batch, &mut rows))?;
-            writer.write(&mut rows)?;
-            ok += batch_ok;
-            error += batch_error;
-            errors += batch_error;
-            progress.advance(batch.len() as u64, errors);
-        }
+        let batches: Vec<&[Entry]> = images.chunks(batcher.batch_size()).collect();
+        pool.install(|| {
+            batcher.process_all(&batches, |done| {
+                let waiting = Instant::now();
+                let images = done.ok + done.error;
+                writer.write(done.rows)?;
+                write_wait += waiting.elapsed();
+                ok += done.ok;
+                error += done.error;
+                errors += done.error;
+                progress.advance(images, errors);
+                Ok(())
+            })
+        })?;
         let mut rows = Rows::new(plan.output.map_dtype);
         batcher.drain_top(&mut rows);
-        writer.write(&mut rows)?;
+        writer.write(rows)?;
         let counts = writer.finish()?.publish(&dataset.store)?;
         dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
     }
     progress.finish();
     let run_s = running.elapsed().as_secs_f64();
+    let times = StageTimes {
+        write_wait,
+        ..batcher.times()
+    };
+    tracing::info!(
+        "time in stages: decode {:.2} s, model {:.2} s, reduce {:.2} s, waiting for the writer {:.2} s",
+        times.decode.as_secs_f64(),
+        times.model.as_secs_f64(),
+        times.reduce.as_secs_f64(),
+        times.write_wait.as_secs_f64()
+    );
 
     let markers = dataset.markers()?;
     let complete = markers.len() == dataset.manifest.parts;
@@ -241,6 +258,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             run_s,
             images: todo_images as u64,
             images_per_s: todo_images as f64 / run_s.max(1e-9),
+            decode_s: times.decode.as_secs_f64(),
+            model_s: times.model.as_secs_f64(),
+            reduce_s: times.reduce.as_secs_f64(),
+            write_wait_s: times.write_wait.as_secs_f64(),
         },
     };
     if complete {
@@ -317,10 +338,11 @@ fn marker(
     }
 }
 
-/// Turns batches of listed files into rows: decode in parallel, run, reduce.
+/// Turns batches of listed files into rows: decode in parallel, run, reduce. Two input buffers
+/// let the next batch decode while the current one runs.
 pub struct Batcher<'a> {
     stage: Stage<'a>,
-    input: InputBuffer,
+    input: InputBuffers,
 }
 
 /// What a batch goes through, besides its input buffer.
@@ -329,12 +351,44 @@ struct Stage<'a> {
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
     tops: Vec<Option<LayerTop>>,
+    times: StageTimes,
 }
 
-/// The reused input tensor of a batch, in the model input's element type.
-enum InputBuffer {
-    F32(Vec<f32>),
-    U8(Vec<u8>),
+/// Wall time spent in each stage, summed over batches (decoding overlaps the others).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Reading, decoding and preprocessing images (in parallel).
+    pub decode: Duration,
+    /// ONNX Runtime.
+    pub model: Duration,
+    /// Statistics, kept maps, vectors and top maps.
+    pub reduce: Duration,
+    /// Waiting for the writer thread to take a batch.
+    pub write_wait: Duration,
+}
+
+/// The two reused input tensors, in the model input's element type.
+enum InputBuffers {
+    F32([Vec<f32>; 2]),
+    U8([Vec<u8>; 2]),
+}
+
+/// A batch decoded into an input buffer: each file's status, and the ids of the images that
+/// decoded, which fill the start of the buffer.
+struct Decoded {
+    statuses: Vec<ImageStatus>,
+    ok_ids: Vec<u64>,
+    took: Duration,
+}
+
+/// What one batch produced.
+pub struct BatchResult {
+    /// Its rows.
+    pub rows: Rows,
+    /// Images run through the model.
+    pub ok: u64,
+    /// Images that could not be used.
+    pub error: u64,
 }
 
 impl<'a> Batcher<'a> {
@@ -342,14 +396,15 @@ impl<'a> Batcher<'a> {
     pub fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
         let len = extractor.batch_size() * plan.preprocess.image_len();
         let input = match plan.preprocess.input_type {
-            InputType::Float32 => InputBuffer::F32(vec![0.0; len]),
-            InputType::Uint8 => InputBuffer::U8(vec![0; len]),
+            InputType::Float32 => InputBuffers::F32([vec![0.0; len], vec![0.0; len]]),
+            InputType::Uint8 => InputBuffers::U8([vec![0; len], vec![0; len]]),
         };
         let stage = Stage {
             plan,
             extractor,
             reducers,
             tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
+            times: StageTimes::default(),
         };
         Batcher { stage, input }
     }
@@ -361,10 +416,33 @@ impl<'a> Batcher<'a> {
 
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
     pub fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
+        let mut result = None;
+        self.process_all(&[batch], |r| {
+            result = Some(r);
+            Ok(())
+        })?;
+        let r = result.expect("one batch");
+        *rows = r.rows;
+        Ok((r.ok, r.error))
+    }
+
+    /// Processes `batches` in order, decoding each next batch (on the worker threads) while the
+    /// current one runs; hands each batch's rows to `done` as soon as they are complete. Call
+    /// inside the worker pool (`ThreadPool::install`).
+    pub fn process_all(
+        &mut self,
+        batches: &[&[Entry]],
+        done: impl FnMut(BatchResult) -> Result<()>,
+    ) -> Result<()> {
         match &mut self.input {
-            InputBuffer::F32(input) => process_batch(&mut self.stage, input, batch, rows),
-            InputBuffer::U8(input) => process_batch(&mut self.stage, input, batch, rows),
+            InputBuffers::F32(buffers) => pipelined(&mut self.stage, buffers, batches, done),
+            InputBuffers::U8(buffers) => pipelined(&mut self.stage, buffers, batches, done),
         }
+    }
+
+    /// The time spent in each stage so far.
+    pub fn times(&self) -> StageTimes {
+        self.stage.times
     }
 
     /// Moves the best maps kept since the last call into `rows.top`, ending a part.
@@ -378,18 +456,41 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// Decodes `batch` into `input` in parallel, runs the images that decoded, and reduces their
-/// tensors into `rows`; every file gets its `images` row. Returns the numbers ok and in error.
-fn process_batch<T: InputElement>(
+/// Decodes batch k + 1 into one buffer while batch k runs from the other.
+fn pipelined<T: InputElement>(
     stage: &mut Stage,
-    input: &mut [T],
-    batch: &[Entry],
-    rows: &mut Rows,
-) -> Result<(u64, u64)> {
-    let plan = stage.plan;
-    let len = plan.preprocess.image_len();
-    let preprocess = &plan.preprocess;
-    let decoded: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
+    buffers: &mut [Vec<T>; 2],
+    batches: &[&[Entry]],
+    mut done: impl FnMut(BatchResult) -> Result<()>,
+) -> Result<()> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let preprocess = &stage.plan.preprocess;
+    let [mut current, mut next] = buffers.each_mut();
+    let mut decoded = decode(preprocess, current, first);
+    for (k, batch) in batches.iter().enumerate() {
+        stage.times.decode += decoded.took;
+        let following = batches.get(k + 1);
+        let (decoded_next, result) = rayon::join(
+            || following.map(|b| decode(preprocess, next, b)),
+            || infer(stage, current, batch, decoded),
+        );
+        done(result?)?;
+        std::mem::swap(&mut current, &mut next);
+        match decoded_next {
+            Some(d) => decoded = d,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `batch` into `input` in parallel and moves the images that decoded to the front.
+fn decode<T: InputElement>(preprocess: &Preprocess, input: &mut [T], batch: &[Entry]) -> Decoded {
+    let started = Instant::now();
+    let len = preprocess.image_len();
+    let results: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
         .par_chunks_mut(len)
         .zip(batch.par_iter())
         .map_init(Resizer::new, |resizer, (slot, entry)| {
@@ -399,10 +500,10 @@ fn process_batch<T: InputElement>(
             }
         })
         .collect();
-    // Move the images that decoded to the front, so the model sees only them.
     let mut ok_ids = Vec::with_capacity(batch.len());
-    for (slot, (entry, result)) in batch.iter().zip(&decoded).enumerate() {
-        let status = match result {
+    let mut statuses = Vec::with_capacity(batch.len());
+    for (slot, (entry, result)) in batch.iter().zip(results).enumerate() {
+        statuses.push(match result {
             Ok(size) => {
                 if slot != ok_ids.len() {
                     input.copy_within(slot * len..(slot + 1) * len, ok_ids.len() * len);
@@ -413,24 +514,51 @@ fn process_batch<T: InputElement>(
                     height: size.height,
                 }
             }
-            Err(message) => ImageStatus::Error(message.clone()),
-        };
+            Err(message) => ImageStatus::Error(message),
+        });
+    }
+    Decoded {
+        statuses,
+        ok_ids,
+        took: started.elapsed(),
+    }
+}
+
+/// Runs a decoded batch and reduces its tensors; every file gets its `images` row.
+fn infer<T: InputElement>(
+    stage: &mut Stage,
+    input: &[T],
+    batch: &[Entry],
+    decoded: Decoded,
+) -> Result<BatchResult> {
+    let mut rows = Rows::new(stage.plan.output.map_dtype);
+    for (entry, status) in batch.iter().zip(&decoded.statuses) {
         rows.images.push(
             entry.image_id,
             &entry.relative,
             entry.label.as_deref(),
-            &status,
+            status,
         );
     }
+    let ok_ids = &decoded.ok_ids;
     if !ok_ids.is_empty() {
         let (reducers, tops) = (stage.reducers, &mut stage.tops);
-        stage
+        let started = Instant::now();
+        let reduced = stage
             .extractor
             .run(input, ok_ids.len(), |tensors| {
-                reduce::reduce_batch(reducers, tensors, &ok_ids, rows, tops)
+                let started = Instant::now();
+                reduce::reduce_batch(reducers, tensors, ok_ids, &mut rows, tops);
+                started.elapsed()
             })
             .context("ONNX Runtime failed on a batch")?;
+        stage.times.model += started.elapsed() - reduced;
+        stage.times.reduce += reduced;
     }
     let ok = ok_ids.len() as u64;
-    Ok((ok, batch.len() as u64 - ok))
+    Ok(BatchResult {
+        rows,
+        ok,
+        error: batch.len() as u64 - ok,
+    })
 }

@@ -169,6 +169,14 @@ pub struct Timings {
     pub images: u64,
     /// Images (ok or not) per second of `run_s`.
     pub images_per_s: f64,
+    /// Of `run_s`: reading, decoding and preprocessing.
+    pub decode_s: f64,
+    /// Of `run_s`: ONNX Runtime.
+    pub model_s: f64,
+    /// Of `run_s`: statistics and maps.
+    pub reduce_s: f64,
+    /// Of `run_s`: waiting for the writer thread.
+    pub write_wait_s: f64,
 }
 
 impl RunRecord {

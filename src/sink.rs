@@ -6,6 +6,8 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use parquet::arrow::ArrowWriter;
@@ -203,6 +205,61 @@ impl PartWriter {
             }
         }
         Ok(FinishedPart { files, counts })
+    }
+}
+
+/// A part written on a thread of its own, so that encoding and compressing one batch overlaps
+/// decoding and running the next. At most [`QUEUE_DEPTH`] batches wait for it.
+pub struct BackgroundPart {
+    sender: Option<SyncSender<Rows>>,
+    thread: Option<JoinHandle<Result<FinishedPart>>>,
+}
+
+/// Batches of rows that may wait for the writer thread.
+pub const QUEUE_DEPTH: usize = 2;
+
+impl BackgroundPart {
+    /// Hands `part` to a new writer thread.
+    pub fn start(mut part: PartWriter) -> BackgroundPart {
+        let (sender, receiver) = sync_channel::<Rows>(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("layerwise-writer".into())
+            .spawn(move || {
+                for mut rows in receiver {
+                    part.write(&mut rows)?;
+                }
+                part.finish()
+            })
+            .expect("the writer thread starts");
+        BackgroundPart {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues rows (waiting while the queue is full); the writer's error, if it stopped.
+    pub fn write(&mut self, rows: Rows) -> Result<()> {
+        let sender = self.sender.as_ref().expect("not finished");
+        if sender.send(rows).is_err() {
+            // The thread ended early: it failed, and its error says why.
+            return self
+                .join()
+                .and_then(|_| Err(anyhow::anyhow!("the writer thread stopped")));
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued batch to be written and the files finished.
+    pub fn finish(mut self) -> Result<FinishedPart> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<FinishedPart> {
+        self.sender = None;
+        match self.thread.take().expect("joined once").join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 
