@@ -148,6 +148,36 @@ pub struct RunConfig {
     pub part_size: usize,
     /// Path to the ONNX Runtime shared library (after `ORT_DYLIB_PATH`).
     pub onnxruntime: Option<PathBuf>,
+    /// Where the model runs.
+    #[serde(default)]
+    pub provider: Provider,
+    /// The GPU to use with `cuda` or `tensorrt`.
+    #[serde(default)]
+    pub device: u32,
+    /// Threads decoding images (default: `threads`).
+    pub decode_threads: Option<usize>,
+    /// ONNX Runtime's intra-op threads (default: `threads` on the CPU, 1 with a GPU).
+    pub inference_threads: Option<usize>,
+    /// Batches of rows that may wait for the Parquet writer thread.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+fn default_queue_depth() -> usize {
+    2
+}
+
+/// The execution provider that runs the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA (the `onnxruntime-gpu` wheel's library).
+    Cuda,
+    /// NVIDIA TensorRT (the `onnxruntime-gpu` wheel's library, with TensorRT installed).
+    Tensorrt,
 }
 
 impl Default for RunConfig {
@@ -157,6 +187,11 @@ impl Default for RunConfig {
             threads: 0,
             part_size: default_part_size(),
             onnxruntime: None,
+            provider: Provider::default(),
+            device: 0,
+            decode_threads: None,
+            inference_threads: None,
+            queue_depth: default_queue_depth(),
         }
     }
 }

@@ -169,7 +169,15 @@ pub fn list(
     };
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let model_path = model.path.clone();
-    let (mut session, options) = session::open_session(runtime, model, &names, threads)?;
+    let (mut session, options) = session::open_session(
+        runtime,
+        model,
+        &names,
+        session::Execution {
+            threads,
+            ..Default::default()
+        },
+    )?;
     let probed = session::zero_input_run(
         &mut session,
         &options,

@@ -202,7 +202,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let mut write_wait = Duration::ZERO;
     for &part in &todo {
         let images = parts[part];
-        let mut writer = BackgroundPart::start(sink.begin_part(part)?);
+        let mut writer = BackgroundPart::start(sink.begin_part(part)?, plan.run.queue_depth);
         let (mut ok, mut error) = (0u64, 0u64);
         let batches: Vec<&[Entry]> = images.chunks(batcher.batch_size()).collect();
         pool.install(|| {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig, TopBy,
+    Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig, Provider, TopBy,
 };
 use crate::error::PlanError;
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
@@ -89,15 +89,23 @@ pub struct LayerSpec {
     pub top: Option<(usize, TopBy)>,
 }
 
-/// Batching and threads, resolved.
+/// Batching, threads and the execution provider, resolved.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     /// Images per model call.
     pub batch_size: usize,
-    /// Threads for decoding and for ONNX Runtime.
+    /// Threads decoding images and reducing tensors.
     pub threads: usize,
+    /// ONNX Runtime's intra-op threads.
+    pub inference_threads: usize,
     /// Images per output part.
     pub part_size: usize,
+    /// Where the model runs.
+    pub provider: Provider,
+    /// The GPU, for `cuda` and `tensorrt`.
+    pub device: u32,
+    /// Batches that may wait for the writer thread.
+    pub queue_depth: usize,
 }
 
 /// The dataset written.
@@ -651,14 +659,26 @@ fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, Plan
     if run.part_size == 0 {
         return Err(PlanError::invalid("run.part_size", "must be at least 1"));
     }
-    let threads = match run.threads {
+    if run.queue_depth == 0 {
+        return Err(PlanError::invalid("run.queue_depth", "must be at least 1"));
+    }
+    let cores = match run.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let gpu = run.provider != Provider::Cpu;
     Ok(RunSpec {
         batch_size: fixed_batch.unwrap_or(run.batch_size),
-        threads,
+        threads: run.decode_threads.filter(|&n| n > 0).unwrap_or(cores),
+        inference_threads: run.inference_threads.filter(|&n| n > 0).unwrap_or(if gpu {
+            1
+        } else {
+            cores
+        }),
         part_size: run.part_size,
+        provider: run.provider,
+        device: run.device,
+        queue_depth: run.queue_depth,
     })
 }
 

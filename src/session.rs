@@ -3,9 +3,12 @@
 use std::path::Path;
 
 use ndarray::ArrayViewD;
+use ort::ep::ExecutionProvider;
+use ort::session::builder::SessionBuilder;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{TensorElementType, TensorRef};
 
+use crate::config::Provider;
 use crate::error::PlanError;
 use crate::model::ModelFile;
 use crate::plan::Plan;
@@ -32,13 +35,70 @@ pub struct Extractor {
 /// model is loaded from memory.
 const EXTERNAL_DATA_FOLDER: &str = "session.model_external_initializers_file_folder_path";
 
+/// Where and with how many threads a session runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Execution {
+    /// ONNX Runtime's intra-op threads (0: ONNX Runtime's default).
+    pub threads: usize,
+    /// The execution provider.
+    pub provider: Provider,
+    /// The GPU, for `cuda` and `tensorrt`.
+    pub device: u32,
+}
+
+/// Registers the GPU execution provider a run asks for, or says which library provides it.
+fn register_provider(
+    builder: &mut SessionBuilder,
+    runtime: &Runtime,
+    execution: Execution,
+) -> Result<(), PlanError> {
+    let device = execution.device as i32;
+    let (name, available, registered) = match execution.provider {
+        Provider::Cpu => return Ok(()),
+        Provider::Cuda => {
+            let ep = ort::ep::CUDA::default().with_device_id(device);
+            ("CUDA", ort::ep::CUDA::is_available(), ep.register(builder))
+        }
+        Provider::Tensorrt => {
+            let ep = ort::ep::TensorRT::default().with_device_id(device);
+            (
+                "TensorRT",
+                ort::ep::TensorRT::is_available(),
+                ep.register(builder),
+            )
+        }
+    };
+    let wheel = format!(
+        "provision the onnxruntime-gpu wheel's library (bash {}/scripts/fetch-onnxruntime.sh --gpu \
+         {}) or point ORT_DYLIB_PATH at it",
+        env!("CARGO_MANIFEST_DIR"),
+        runtime.version
+    );
+    if !available.unwrap_or(false) {
+        return Err(PlanError::Runtime(format!(
+            "`[run] provider = \"{}\"` needs ONNX Runtime's {name} execution provider, which the \
+             library in use ({}, version {}) does not have: {wheel}",
+            name.to_lowercase(),
+            runtime.located.path.display(),
+            runtime.version
+        )));
+    }
+    registered.map_err(|e| {
+        PlanError::Runtime(format!(
+            "ONNX Runtime's {name} execution provider could not start on GPU {device}: {e}. It needs \
+             the NVIDIA driver, CUDA and cuDNN versions its onnxruntime-gpu release names; or set \
+             `[run] provider = \"cpu\"`"
+        ))
+    })
+}
+
 /// Creates a session over `model` with `tensors` exposed as graph outputs, and run options
 /// that fetch exactly those outputs. External initializer files resolve against the model's folder.
 pub fn open_session(
     runtime: &Runtime,
     model: ModelFile,
     tensors: &[String],
-    threads: usize,
+    execution: Execution,
 ) -> Result<(Session, RunOptions<HasSelectedOutputs>), PlanError> {
     let path = model.path.clone();
     let folder = path.parent().unwrap_or(Path::new(".")).to_owned();
@@ -59,22 +119,24 @@ pub fn open_session(
         });
     }
     let bytes = model.with_outputs(tensors.iter().map(String::as_str));
-    let session = (|| -> Result<Session, String> {
-        let builder = Session::builder(&runtime.environment).map_err(|e| e.to_string())?;
-        let builder = builder
-            .with_intra_threads(threads)
-            .map_err(|e| e.to_string())?;
-        let mut builder = builder
-            .with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy())
-            .map_err(|e| e.to_string())?;
-        builder
-            .commit_from_memory(&bytes)
-            .map_err(|e| e.to_string())
-    })();
-    let session = session.map_err(|e| PlanError::Model {
+    let load_error = |e: String| PlanError::Model {
         path: path.clone(),
         problem: format!("ONNX Runtime cannot load it: {e}"),
-    })?;
+    };
+    let builder = (|| -> Result<SessionBuilder, String> {
+        let builder = Session::builder(&runtime.environment).map_err(|e| e.to_string())?;
+        let builder = builder
+            .with_intra_threads(execution.threads)
+            .map_err(|e| e.to_string())?;
+        builder
+            .with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy())
+            .map_err(|e| e.to_string())
+    })();
+    let mut builder = builder.map_err(load_error)?;
+    register_provider(&mut builder, runtime, execution)?;
+    let session = builder
+        .commit_from_memory(&bytes)
+        .map_err(|e| load_error(e.to_string()))?;
     let selector = tensors
         .iter()
         .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
@@ -127,7 +189,12 @@ impl Extractor {
             problem,
         };
         let tensors: Vec<String> = plan.tensors().into_iter().map(String::from).collect();
-        let (mut session, options) = open_session(runtime, model, &tensors, plan.run.threads)?;
+        let execution = Execution {
+            threads: plan.run.inference_threads,
+            provider: plan.run.provider,
+            device: plan.run.device,
+        };
+        let (mut session, options) = open_session(runtime, model, &tensors, execution)?;
         for outlet in session.outputs() {
             match outlet.dtype().tensor_type() {
                 Some(TensorElementType::Float32) => {}

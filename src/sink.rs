@@ -209,19 +209,16 @@ impl PartWriter {
 }
 
 /// A part written on a thread of its own, so that encoding and compressing one batch overlaps
-/// decoding and running the next. At most [`QUEUE_DEPTH`] batches wait for it.
+/// decoding and running the next. At most `queue_depth` batches wait for it.
 pub struct BackgroundPart {
     sender: Option<SyncSender<Rows>>,
     thread: Option<JoinHandle<Result<FinishedPart>>>,
 }
 
-/// Batches of rows that may wait for the writer thread.
-pub const QUEUE_DEPTH: usize = 2;
-
 impl BackgroundPart {
     /// Hands `part` to a new writer thread.
-    pub fn start(mut part: PartWriter) -> BackgroundPart {
-        let (sender, receiver) = sync_channel::<Rows>(QUEUE_DEPTH);
+    pub fn start(mut part: PartWriter, queue_depth: usize) -> BackgroundPart {
+        let (sender, receiver) = sync_channel::<Rows>(queue_depth);
         let thread = std::thread::Builder::new()
             .name("layerwise-writer".into())
             .spawn(move || {

@@ -371,3 +371,34 @@ fn check_refuses_what_run_refuses() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_gpu_provider_without_the_gpu_library_names_the_wheel() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_like_config(dir.path(), "conv1");
+    for (provider, name) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = format!("{text}\n[run]\nprovider = \"{provider}\"\ndevice = 1\n");
+        let path = dir.path().join(format!("{provider}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = layerwise().arg("run").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "`[run] provider = \"{provider}\"` needs ONNX Runtime's {name} execution provider, which the library in use"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("provision the onnxruntime-gpu wheel's library (bash "),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "scripts/fetch-onnxruntime.sh --gpu 1.32.0) or point ORT_DYLIB_PATH at it"
+            ),
+            "{stderr}"
+        );
+    }
+}
