@@ -5,6 +5,7 @@ use std::path::Path;
 
 use fast_image_resize::images::Image as ResizeImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::config::{ChannelOrder, Layout, ResizeMode};
@@ -93,11 +94,7 @@ impl Preprocess {
         resizer: &mut Resizer,
         out: &mut [T],
     ) -> Result<SourceSize, String> {
-        let image = decode(path)?;
-        let size = SourceSize {
-            width: image.width(),
-            height: image.height(),
-        };
+        let (image, size) = decode_at_least(path, self.height.max(self.width))?;
         let resized = self.resize(image, resizer)?;
         self.write_tensor(&resized, out);
         Ok(size)
@@ -162,23 +159,82 @@ impl Preprocess {
 /// Decodes an image file to 8-bit RGB: grey and palette images become RGB, alpha is dropped,
 /// 16-bit samples are reduced to 8 bits, and the EXIF orientation is applied.
 pub fn decode(path: &Path) -> Result<RgbImage, String> {
+    decode_at_least(path, u32::MAX).map(|(image, _)| image)
+}
+
+/// Decodes an image file as [`decode`] does, except that a JPEG whose sides are both at least
+/// twice `min_side` is decoded at a reduced scale (1/2, 1/4 or 1/8) in the DCT domain, still
+/// `min_side` or more on each side: far less work for large photos bound for a small input.
+/// Also returns the file's full size (after EXIF orientation).
+pub fn decode_at_least(path: &Path, min_side: u32) -> Result<(RgbImage, SourceSize), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
     let reader = ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable: {e}"))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(not_an_image(&bytes));
-    }
+    };
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("cannot decode: {e}"))?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    let scaled = if format == image::ImageFormat::Jpeg && width.min(height) / 2 >= min_side {
+        decode_jpeg_scaled(&bytes, min_side)
+    } else {
+        None
+    };
+    let mut image = match scaled {
+        Some(image) => image?,
+        None => DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?,
+    };
     image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    let swaps = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let size = if swaps {
+        SourceSize {
+            width: height,
+            height: width,
+        }
+    } else {
+        SourceSize { width, height }
+    };
+    Ok((image.into_rgb8(), size))
+}
+
+/// A JPEG decoded at the smallest DCT scale that keeps both sides at least `min_side`;
+/// `None` for the pixel formats this path does not handle (CMYK, 16-bit), which the full
+/// decoder then reads.
+fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Result<DynamicImage, String>> {
+    let side = u16::try_from(min_side).ok()?;
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().ok()?;
+    if !matches!(
+        decoder.info()?.pixel_format,
+        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+    ) {
+        return None;
+    }
+    decoder.scale(side, side).ok()?;
+    let pixels = match decoder.decode() {
+        Ok(p) => p,
+        Err(e) => return Some(Err(format!("cannot decode: {e}"))),
+    };
+    let info = decoder.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    Some(Ok(match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels)?)
+        }
+        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, pixels)?),
+    }))
 }
 
 /// Says what a file that no image decoder recognises seems to be.
@@ -287,6 +343,52 @@ mod tests {
         );
         let missing = dir.path().join("missing.png");
         assert!(decode(&missing).unwrap_err().starts_with("unreadable: "));
+    }
+
+    #[test]
+    fn large_jpegs_are_decoded_at_a_reduced_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.jpg");
+        let big = RgbImage::from_fn(1600, 1200, |x, y| {
+            image::Rgb([(x / 7) as u8, (y / 5) as u8, ((x + y) / 11) as u8])
+        });
+        big.save(&path).unwrap();
+        let (scaled, size) = decode_at_least(&path, 224).unwrap();
+        assert_eq!(
+            size,
+            SourceSize {
+                width: 1600,
+                height: 1200
+            },
+            "the file's own size is reported"
+        );
+        assert_eq!(
+            scaled.dimensions(),
+            (400, 300),
+            "1/4 scale keeps both sides at least 224"
+        );
+        let (full, _) = decode_at_least(&path, 1000).unwrap();
+        assert_eq!(
+            full.dimensions(),
+            (1600, 1200),
+            "not twice the size: decoded whole"
+        );
+        // The two routes give the same picture at the model's size.
+        let p = Preprocess {
+            height: 224,
+            width: 224,
+            ..spec(Layout::NCHW, ChannelOrder::RGB)
+        };
+        let a = p.resize(scaled, &mut Resizer::new()).unwrap();
+        let b = p.resize(full, &mut Resizer::new()).unwrap();
+        let diff = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.as_raw().len() as f64;
+        assert!(diff < 2.0, "mean absolute difference {diff}");
     }
 
     #[test]

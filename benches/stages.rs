@@ -1,0 +1,133 @@
+//! Micro-benchmarks of the stages that surround the model, per unit of work:
+//! decode + preprocess per image (a 256 x 256 JPEG, and a 4000 x 3000 photo with and without
+//! decoding at a reduced DCT scale), statistics per MiB of activations, Parquet encoding per
+//! MiB of maps. Run: `cargo bench --bench stages`.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fast_image_resize::Resizer;
+use layerwise::config::{ChannelOrder, Layout, MapDtype, ResizeMode};
+use layerwise::preprocess::{self, InputType, Preprocess};
+use layerwise::reduce::map_stats;
+use layerwise::tables::{MapKey, MapRows};
+
+fn vgg_input() -> Preprocess {
+    Preprocess {
+        input_type: InputType::Float32,
+        height: 224,
+        width: 224,
+        resize: ResizeMode::Stretch,
+        layout: Layout::NCHW,
+        channel_order: ChannelOrder::BGR,
+        scale: 1.0,
+        mean: [103.939, 116.779, 123.68],
+        std: [1.0; 3],
+    }
+}
+
+/// A photo-like JPEG (smooth gradients and texture) of the given size.
+fn photo(dir: &Path, width: u32, height: u32) -> std::path::PathBuf {
+    let path = dir.join(format!("photo-{width}x{height}.jpg"));
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        let t = ((x * 13 + y * 7) % 97) as u8;
+        image::Rgb([
+            (x * 255 / width) as u8 ^ t,
+            (y * 255 / height) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    });
+    image.save(&path).unwrap();
+    path
+}
+
+fn decode(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = vgg_input();
+    let mut out = vec![0f32; p.image_len()];
+    let mut resizer = Resizer::new();
+    let mut group = c.benchmark_group("decode+preprocess per image");
+    group.throughput(Throughput::Elements(1));
+    let small = photo(dir.path(), 256, 256);
+    group.bench_function("256x256 JPEG", |b| {
+        b.iter(|| {
+            p.load_into(black_box(&small), &mut resizer, &mut out)
+                .unwrap()
+        })
+    });
+    // A real 4000 x 3000 photo when LAYERWISE_BENCH_PHOTO names one, else a synthetic one.
+    let large = std::env::var_os("LAYERWISE_BENCH_PHOTO")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| photo(dir.path(), 4000, 3000));
+    group.sample_size(10);
+    group.bench_function("4000x3000 JPEG, reduced DCT scale", |b| {
+        b.iter(|| {
+            p.load_into(black_box(&large), &mut resizer, &mut out)
+                .unwrap()
+        })
+    });
+    group.bench_function("4000x3000 JPEG, full size", |b| {
+        b.iter(|| {
+            let image = preprocess::decode(black_box(&large)).unwrap();
+            let resized = p.resize(image, &mut resizer).unwrap();
+            p.write_tensor(&resized, &mut out);
+        })
+    });
+    group.finish();
+}
+
+/// 1 MiB of ReLU-like activations.
+fn activations() -> Vec<f32> {
+    (0..(1 << 18))
+        .map(|i: u32| ((i.wrapping_mul(2654435761) >> 16) as f32 / 65536.0 - 0.4).max(0.0) * 10.0)
+        .collect()
+}
+
+fn stats(c: &mut Criterion) {
+    let values = activations();
+    let mut group = c.benchmark_group("statistics");
+    group.throughput(Throughput::Bytes((values.len() * 4) as u64));
+    group.bench_function("per MiB of maps (224 x 224)", |b| {
+        b.iter(|| {
+            for map in values.chunks(224 * 224) {
+                black_box(map_stats(map, 224));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn parquet(c: &mut Criterion) {
+    let values = activations();
+    let mut group = c.benchmark_group("parquet");
+    group.throughput(Throughput::Bytes((values.len() * 4) as u64));
+    group.bench_function("encode per MiB of maps, zstd", |b| {
+        b.iter(|| {
+            let mut rows = MapRows::new(MapDtype::Float32);
+            for (c, map) in values.chunks(196).enumerate() {
+                let key = MapKey {
+                    image_id: 0,
+                    layer: "block5_conv3",
+                    channel: c as u32,
+                    height: 14,
+                    width: 14,
+                };
+                rows.push(key, map);
+            }
+            let batch = rows.finish();
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))
+                    .unwrap();
+            writer.write(&batch).unwrap();
+            black_box(writer.into_inner().unwrap().len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, stats, parquet);
+criterion_main!(benches);
