@@ -3,7 +3,8 @@
 # (the ceiling), `layerwise run`, and the Python peer (Pillow + numpy + onnxruntime + pyarrow).
 #
 # usage: benches/compare.sh [IMAGES]     (default 512 JPEGs; needs ../shared/bench)
-# Prints images/s and peak RSS of each, and the ratios layerwise/ceiling and layerwise/peer.
+# Prints the date and cores, images/s and peak RSS of each, where layerwise's time per image
+# goes, and the ratios layerwise/ceiling and layerwise/peer.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,6 +20,7 @@ if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
   .venv/bin/python "$bench/make_images.py" $data/images "$count"
 fi
 cargo build --release --quiet
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $count images"
 
 # measure NAME COMMAND...: prints "NAME images/s peak-RSS-MiB"
 measure() {
@@ -27,7 +29,7 @@ measure() {
   log=$(mktemp)
   /usr/bin/time -f "rss_kib=%M" "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
   local rate rss
-  rate=$(grep -oE '(images_per_s=|, )[0-9.]+( images/s)?$' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
+  rate=$(grep -oE 'images_per_s=[0-9.]+|[0-9.]+ images/s' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
   rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
   printf '%-10s %10.1f images/s %8.0f MiB\n' "$name" "$rate" "$((rss / 1024))"
   printf -v "${name}_rate" '%s' "$rate"
@@ -40,6 +42,15 @@ workload() {
   measure ceiling .venv/bin/python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
     --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
   measure layerwise target/release/layerwise run "pipelines/$config.toml" --overwrite --quiet
+  # Where layerwise's time goes, from its run.json (decoding overlaps the model).
+  .venv/bin/python - "out/$config/run.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["timings"]
+n = t["images"]
+print(f"           per image: model {1000 * t['model_s'] / n:.2f} ms, outside the model "
+      f"{1000 * (t['run_s'] - t['model_s']) / n:.2f} ms (reduce {1000 * t['reduce_s'] / n:.2f} ms, "
+      f"decode {1000 * t['decode_s'] / n:.2f} ms overlapped, writer wait {1000 * t['write_wait_s'] / n:.2f} ms)")
+PY
   measure peer .venv/bin/python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
     --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
   awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \

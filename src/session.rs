@@ -128,6 +128,14 @@ pub fn open_session(
         let builder = builder
             .with_intra_threads(execution.threads)
             .map_err(|e| e.to_string())?;
+        // Decoding and writing share the cores: idle ONNX Runtime threads must not spin.
+        let builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| e.to_string())?;
+        // Memory patterns pre-plan every tensor of a batch at once: more memory, no speed here.
+        let builder = builder
+            .with_memory_pattern(false)
+            .map_err(|e| e.to_string())?;
         builder
             .with_config_entry(EXTERNAL_DATA_FOLDER, folder.to_string_lossy())
             .map_err(|e| e.to_string())
