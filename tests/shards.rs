@@ -28,15 +28,6 @@ fn images(dir: &Path, count: usize) {
     write_images(&dir.join("images"), &files);
 }
 
-/// Every table of two runs is equal, row for row.
-fn assert_same_tables(a: &Path, b: &Path) {
-    for table in ["images", "stats", "maps", "vectors", "top"] {
-        let (x, y) = (read_table(a, table), read_table(b, table));
-        assert_eq!(x.num_rows(), y.num_rows(), "{table}: rows");
-        assert_eq!(x, y, "{table}: values");
-    }
-}
-
 /// Every `.parquet` file of the run can be read to the end.
 fn assert_no_partial_files(out: &Path) {
     for table in ["images", "stats", "maps", "vectors", "top"] {
@@ -104,19 +95,7 @@ fn four_concurrent_shards_equal_one_process() {
     assert_eq!(run["counts"]["images"], 13);
 
     let single = dir.path().join("single");
-    let one = layerwise()
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .arg("--out")
-        .arg(&single)
-        .output()
-        .unwrap();
-    assert!(
-        one.status.success(),
-        "{}",
-        String::from_utf8_lossy(&one.stderr)
-    );
+    single_run(&config, &single);
     assert_same_tables(&out, &single);
     // Markers say which shard did which part.
     let marker: serde_json::Value =
@@ -190,15 +169,7 @@ fn a_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     let whole = dir.path().join("whole");
-    let uninterrupted = layerwise()
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .arg("--out")
-        .arg(&whole)
-        .output()
-        .unwrap();
-    assert!(uninterrupted.status.success());
+    single_run(&config, &whole);
     assert_same_tables(&out, &whole);
     let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
         .into_iter()

@@ -52,20 +52,6 @@ fn a_job_array_of_three_tasks_completes_the_run() {
     assert!(report.contains("6 of 6 parts committed"), "{report}");
 
     let single = dir.path().join("single");
-    let one = Command::new(bin)
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .arg("--out")
-        .arg(&single)
-        .output()
-        .unwrap();
-    assert!(one.status.success());
-    for table in ["images", "stats", "maps", "vectors", "top"] {
-        assert_eq!(
-            read_table(&out, table),
-            read_table(&single, table),
-            "{table}"
-        );
-    }
+    single_run(&config, &single);
+    assert_same_tables(&out, &single);
 }

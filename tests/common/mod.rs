@@ -165,3 +165,29 @@ pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
         );
     }
 }
+
+/// Runs `config` in one process into `out` (a reference for sharded or resumed runs).
+pub fn single_run(config: &Path, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_layerwise"))
+        .arg("run")
+        .arg(config)
+        .arg("-q")
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Every table of two runs is equal, row for row.
+pub fn assert_same_tables(a: &Path, b: &Path) {
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        let (x, y) = (read_table(a, table), read_table(b, table));
+        assert_eq!(x.num_rows(), y.num_rows(), "{table}: rows");
+        assert_eq!(x, y, "{table}: values");
+    }
+}
