@@ -1,12 +1,10 @@
 //! The classic study's figures, from a stored run (or computed on the fly from a config):
 //! one image's channels, one channel across images, and the images that excite a channel most.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::Array;
 use fast_image_resize::Resizer;
 use image::RgbImage;
@@ -16,7 +14,7 @@ use crate::listing::Entry;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
 use crate::preprocess::{self, InputType, Preprocess};
-use crate::read::{MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::read::{self, MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
 use crate::render::{self, Cell};
 use crate::tables::Rows;
 
@@ -237,46 +235,14 @@ pub fn channels_from_config(
     if errors.is_valid(0) {
         bail!("{}: {}", image.display(), errors.value(0));
     }
-    let maps = rows.maps.finish();
-    let layers = maps
-        .column_by_name("layer")
-        .expect("maps has layer")
-        .as_string::<i32>();
-    let channel = maps
-        .column_by_name("channel")
-        .expect("maps has channel")
-        .as_primitive::<UInt32Type>();
-    let heights = maps
-        .column_by_name("height")
-        .expect("maps has height")
-        .as_primitive::<UInt32Type>();
-    let widths = maps
-        .column_by_name("width")
-        .expect("maps has width")
-        .as_primitive::<UInt32Type>();
-    let values = maps
-        .column_by_name("values")
-        .expect("maps has values")
-        .as_list::<i32>();
-    let wanted: Option<BTreeSet<u32>> = channels.map(|c| c.iter().copied().collect());
-    let mut cells: Vec<Cell> = (0..maps.num_rows())
-        .filter(|&r| layers.value(r) == layer)
-        .filter(|&r| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&channel.value(r)))
-        })
-        .map(|r| Cell {
-            title: format!("filter: {}", channel.value(r)),
-            height: heights.value(r) as usize,
-            width: widths.value(r) as usize,
-            values: values
-                .value(r)
-                .as_primitive::<Float32Type>()
-                .values()
-                .to_vec(),
-            under: None,
-        })
+    let query = MapQuery {
+        layer: layer.to_owned(),
+        channels: channels.map(|c| c.iter().copied().collect()),
+        images: None,
+    };
+    let mut cells: Vec<Cell> = read::select_maps(&rows.maps.finish(), &query)
+        .into_iter()
+        .map(|m| cell(format!("filter: {}", m.channel), m))
         .collect();
     if channels.is_none() {
         cells.truncate(DEFAULT_CELLS);

@@ -287,6 +287,16 @@ fn row_groups(builder: &ParquetRecordBatchReaderBuilder<File>, query: &MapQuery)
         .collect()
 }
 
+/// The maps of a batch of `maps` rows that `query` asks for, in batch order.
+pub fn select_maps(batch: &RecordBatch, query: &MapQuery) -> Vec<StoredMap> {
+    let wanted = matches(batch, query);
+    to_maps(batch, None)
+        .into_iter()
+        .zip(wanted.iter())
+        .filter_map(|(map, keep)| keep.unwrap_or(false).then_some(map))
+        .collect()
+}
+
 /// Which rows of a batch with `layer`, `channel` and `image_id` match the query.
 fn matches(batch: &RecordBatch, query: &MapQuery) -> BooleanArray {
     let layers = column(batch, "layer").as_string::<i32>();
