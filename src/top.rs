@@ -145,6 +145,28 @@ mod tests {
         }
     }
 
+    /// The image ids, ranks and scores of the rows a tracker drains.
+    fn drain(top: &mut LayerTop) -> (Vec<u64>, Vec<u32>, Vec<f32>) {
+        let mut rows = TopRows::default();
+        top.drain_into("l", &mut rows);
+        let batch = rows.finish();
+        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+        (
+            column("image_id")
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec(),
+            column("rank")
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec(),
+            column("score")
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec(),
+        )
+    }
+
     #[test]
     fn keeps_the_k_best_per_channel_and_copies_only_those() {
         let mut top = LayerTop::new(2, TopBy::Max, 2, 1, 1);
@@ -161,28 +183,12 @@ mod tests {
             [0, 1, 2, 3],
             "image 4 never made the cut, so it was not copied"
         );
-        let mut rows = TopRows::default();
-        top.drain_into("l", &mut rows);
-        let batch = rows.finish();
-        let ids = batch
-            .column_by_name("image_id")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let ranks = batch
-            .column_by_name("rank")
-            .unwrap()
-            .as_primitive::<UInt32Type>();
-        let scores = batch
-            .column_by_name("score")
-            .unwrap()
-            .as_primitive::<Float32Type>();
+        let (ids, ranks, scores) = drain(&mut top);
         // Channel 0: 5.0 (image 1, earlier of the tie), 5.0 (image 3); channel 1: -0.5, -1.0.
-        assert_eq!(ids.values().to_vec(), [1, 3, 4, 0]);
-        assert_eq!(ranks.values().to_vec(), [0, 1, 0, 1]);
-        assert_eq!(scores.values().to_vec(), [5.0, 5.0, -0.5, -1.0]);
-        let mut again = TopRows::default();
-        top.drain_into("l", &mut again);
-        assert_eq!(again.finish().num_rows(), 0, "drained");
+        assert_eq!(ids, [1, 3, 4, 0]);
+        assert_eq!(ranks, [0, 1, 0, 1]);
+        assert_eq!(scores, [5.0, 5.0, -0.5, -1.0]);
+        assert!(drain(&mut top).0.is_empty(), "drained");
     }
 
     #[test]
@@ -190,13 +196,6 @@ mod tests {
         let mut top = LayerTop::new(1, TopBy::Mean, 1, 1, 1);
         top.offer(0, 0, &stats(9.0, 1.0), || vec![9.0]);
         top.offer(0, 1, &stats(2.0, 2.0), || vec![2.0]);
-        let mut rows = TopRows::default();
-        top.drain_into("l", &mut rows);
-        let batch = rows.finish();
-        let ids = batch
-            .column_by_name("image_id")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        assert_eq!(ids.values().to_vec(), [1]);
+        assert_eq!(drain(&mut top).0, [1]);
     }
 }

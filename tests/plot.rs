@@ -42,6 +42,14 @@ fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("out"), config)
 }
 
+/// `plot FIGURE --run OUT --layer pixels ARGS...`.
+fn plot_run(figure: &str, out: &Path, args: &[&str]) -> (image::RgbImage, String) {
+    let out = out.display().to_string();
+    let mut all = vec![figure, "--run", &out, "--layer", "pixels"];
+    all.extend_from_slice(args);
+    plot(&all)
+}
+
 fn plot(args: &[&str]) -> (image::RgbImage, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_layerwise"))
         .arg("plot")
@@ -111,11 +119,8 @@ fn assert_cell(img: &image::RgbImage, i: u32, cols: u32, at: (u32, u32)) {
 fn one_image_many_channels() {
     let dir = tempfile::tempdir().unwrap();
     let (out, config) = tiny_run(dir.path());
-    let out_s = out.display().to_string();
     // Image 2 is dark/2.png (images sort as dark/0, dark/2, dark/4, night/1, night/3).
-    let (img, stdout) = plot(&[
-        "channels", "--run", &out_s, "--layer", "pixels", "--image", "1",
-    ]);
+    let (img, stdout) = plot_run("channels", &out, &["--image", "1"]);
     assert!(
         stdout.contains("plots/channels-pixels-1.png (3 cells"),
         "{stdout}"
@@ -126,17 +131,7 @@ fn one_image_many_channels() {
     }
     // The same image by path, and computed on the fly from the config, draw the same picture.
     let png = dir.path().join("by-path.png").display().to_string();
-    let (by_path, _) = plot(&[
-        "channels",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--image",
-        "dark/2.png",
-        "--png",
-        &png,
-    ]);
+    let (by_path, _) = plot_run("channels", &out, &["--image", "dark/2.png", "--png", &png]);
     assert_eq!(by_path, img);
     let png = dir.path().join("live.png").display().to_string();
     let image = dir.path().join("images/dark/2.png").display().to_string();
@@ -151,49 +146,31 @@ fn one_image_many_channels() {
 fn one_channel_many_images() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = tiny_run(dir.path());
-    let out_s = out.display().to_string();
-    let (img, _) = plot(&[
-        "images",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--channel",
-        "1",
-        "--cols",
-        "2",
-    ]);
+    let (img, _) = plot_run("images", &out, &["--channel", "1", "--cols", "2"]);
     assert_grid(&img, 5, 2);
     for (i, k) in [0, 2, 4, 1, 3].into_iter().enumerate() {
         assert_cell(&img, i as u32, 2, bright(k));
     }
-    let (night, _) = plot(&[
+    let (night, _) = plot_run(
         "images",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--channel",
-        "0",
-        "--images",
-        "label=night",
-    ]);
+        &out,
+        &["--channel", "0", "--images", "label=night"],
+    );
     assert_grid(&night, 2, 7);
     assert_cell(&night, 1, 7, bright(3));
-    let (banded, _) = plot(&[
+    let (banded, _) = plot_run(
         "images",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--channel",
-        "0",
-        "--images",
-        "0..2",
-        "--levels",
-        "7",
-        "--shared-scale",
-    ]);
+        &out,
+        &[
+            "--channel",
+            "0",
+            "--images",
+            "0..2",
+            "--levels",
+            "7",
+            "--shared-scale",
+        ],
+    );
     assert_grid(&banded, 2, 7);
 }
 
@@ -201,19 +178,8 @@ fn one_channel_many_images() {
 fn the_images_that_excite_a_channel_most() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = tiny_run(dir.path());
-    let out_s = out.display().to_string();
     // Every map peaks at 1.0 (255 / 255): the tie goes to the lowest image_ids, 0 and 1.
-    let (img, stdout) = plot(&[
-        "top",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--channel",
-        "2",
-        "--k",
-        "2",
-    ]);
+    let (img, stdout) = plot_run("top", &out, &["--channel", "2", "--k", "2"]);
     assert!(stdout.contains("(2 cells"), "{stdout}");
     assert_grid(&img, 2, 7);
     assert_cell(&img, 0, 7, bright(0));
@@ -267,17 +233,7 @@ fn maps_that_are_not_stored_say_how_to_get_them() {
         "{stderr}"
     );
     // Without top_k, plot top falls back to stats and the stored maps.
-    let (img, _) = plot(&[
-        "top",
-        "--run",
-        &out_s,
-        "--layer",
-        "pixels",
-        "--channel",
-        "1",
-        "--k",
-        "3",
-    ]);
+    let (img, _) = plot_run("top", &out, &["--channel", "1", "--k", "3"]);
     assert_grid(&img, 3, 7);
     assert_cell(&img, 2, 7, bright(4));
 }
