@@ -169,7 +169,7 @@ pub fn list(
     };
     let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
     let model_path = model.path.clone();
-    let (mut session, options) = session::open_session(
+    let mut session = session::open_session(
         runtime,
         model,
         &names,
@@ -180,7 +180,7 @@ pub fn list(
     )?;
     let probed = session::zero_input_run(
         &mut session,
-        &options,
+        &names,
         &probe.name,
         probe.shape.clone(),
         probe.input_type,

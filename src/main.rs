@@ -203,7 +203,20 @@ struct Look {
     png: Option<PathBuf>,
 }
 
+/// Buffers of 4 MiB or more (image batches, maps, ONNX Runtime's arena regions) are mapped
+/// from the system and returned to it when freed. glibc otherwise raises this threshold as
+/// such buffers come and go, and serves them from heaps that keep the freed memory, so peak
+/// memory would depend on the order in which threads happen to allocate.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc parameter; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

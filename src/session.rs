@@ -92,14 +92,14 @@ fn register_provider(
     })
 }
 
-/// Creates a session over `model` with `tensors` exposed as graph outputs, and run options
-/// that fetch exactly those outputs. External initializer files resolve against the model's folder.
+/// Creates a session over `model` with `tensors` exposed as graph outputs. External initializer
+/// files resolve against the model's folder.
 pub fn open_session(
     runtime: &Runtime,
     model: ModelFile,
     tensors: &[String],
     execution: Execution,
-) -> Result<(Session, RunOptions<HasSelectedOutputs>), PlanError> {
+) -> Result<Session, PlanError> {
     let path = model.path.clone();
     let folder = path.parent().unwrap_or(Path::new(".")).to_owned();
     let missing: Vec<&String> = model
@@ -142,30 +142,33 @@ pub fn open_session(
     })();
     let mut builder = builder.map_err(load_error)?;
     register_provider(&mut builder, runtime, execution)?;
-    let session = builder
+    builder
         .commit_from_memory(&bytes)
-        .map_err(|e| load_error(e.to_string()))?;
+        .map_err(|e| load_error(e.to_string()))
+}
+
+/// Run options that fetch exactly `tensors`.
+pub fn fetching(tensors: &[String]) -> Result<RunOptions<HasSelectedOutputs>, ort::Error> {
     let selector = tensors
         .iter()
         .fold(OutputSelector::no_default(), |s, t| s.with(t.as_str()));
-    let options = RunOptions::new()
-        .map(|o| o.with_outputs(selector))
-        .map_err(|e| PlanError::Model {
-            path,
-            problem: format!("ONNX Runtime cannot set up a run: {e}"),
-        })?;
-    Ok((session, options))
+    Ok(RunOptions::new()?.with_outputs(selector))
 }
 
-/// Runs `session` once on an all-zero input of `shape` and the given element type.
+/// Runs `session` once on an all-zero input of `shape` and the given element type, fetching
+/// `tensors`. The CPU arena then gives back the regions this run left free: sized for the
+/// probe's batch, they would stay as fragments beside the regions the real batches need.
 pub fn zero_input_run<R>(
     session: &mut Session,
-    options: &RunOptions<HasSelectedOutputs>,
+    tensors: &[String],
     input: &str,
     shape: Vec<usize>,
     input_type: InputType,
     read: impl FnOnce(&SessionOutputs<'_>) -> R,
 ) -> Result<R, ort::Error> {
+    let mut options = fetching(tensors)?;
+    options.set("memory.enable_memory_arena_shrinkage", "cpu:0")?;
+    let options = &options;
     let len = shape.iter().product();
     let outputs = match input_type {
         InputType::Float32 => {
@@ -202,7 +205,7 @@ impl Extractor {
             provider: plan.run.provider,
             device: plan.run.device,
         };
-        let (mut session, options) = open_session(runtime, model, &tensors, execution)?;
+        let mut session = open_session(runtime, model, &tensors, execution)?;
         for outlet in session.outputs() {
             match outlet.dtype().tensor_type() {
                 Some(TensorElementType::Float32) => {}
@@ -222,7 +225,7 @@ impl Extractor {
         let input_shape = plan.preprocess.tensor_shape(1)[1..].to_vec();
         let probe = zero_input_run(
             &mut session,
-            &options,
+            &tensors,
             &plan.model.input,
             plan.preprocess.tensor_shape(probe_batch).to_vec(),
             plan.preprocess.input_type,
@@ -251,6 +254,8 @@ impl Extractor {
                 }
             }
         }
+        let options = fetching(&tensors)
+            .map_err(|e| model_error(format!("ONNX Runtime cannot set up a run: {e}")))?;
         Ok(Extractor {
             session,
             options,

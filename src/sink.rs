@@ -10,6 +10,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -26,6 +27,21 @@ pub const PROVENANCE_KEY: &str = "layerwise.provenance";
 
 /// A row group is closed once its encoded data passes this size, bounding memory.
 pub const ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// Batches are handed to the Parquet encoder in slices of about this many bytes: the encoder
+/// keeps levels and indices for every value of what it is given (about 12 bytes a value), so
+/// a whole batch of maps would briefly take several times its own size.
+const WRITE_SLICE_BYTES: usize = 4 << 20;
+
+/// `batch` cut into zero-copy slices of about `WRITE_SLICE_BYTES` each.
+fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
+    let rows = batch.num_rows();
+    let per_slice =
+        (rows * WRITE_SLICE_BYTES / batch.get_array_memory_size().max(1)).clamp(1, rows);
+    (0..rows)
+        .step_by(per_slice)
+        .map(move |start| batch.slice(start, per_slice.min(rows - start)))
+}
 
 /// Rows and bytes written per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,9 +185,11 @@ impl PartWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
-            file.writer
-                .write(&batch)
-                .with_context(|| format!("cannot write {}", file.temporary.display()))?;
+            for slice in slices(&batch) {
+                file.writer
+                    .write(&slice)
+                    .with_context(|| format!("cannot write {}", file.temporary.display()))?;
+            }
             file.rows += batch.num_rows() as u64;
             if file.writer.in_progress_size() > ROW_GROUP_BYTES {
                 file.writer.flush()?;
