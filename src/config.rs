@@ -49,6 +49,14 @@ pub struct InputConfig {
     /// How each image's label is found.
     #[serde(default)]
     pub label: LabelSource,
+    /// Images with more pixels (width x height, read from the header) are refused before
+    /// decoding, as `too large`: a guard against decompression bombs and giant scans.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn default_max_pixels() -> u64 {
+    crate::preprocess::DEFAULT_MAX_PIXELS
 }
 
 fn default_extensions() -> Vec<String> {
@@ -161,6 +169,15 @@ pub struct RunConfig {
     /// Batches of rows that may wait for the Parquet writer thread.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// The share of images (0 to 1) that may fail to decode before the run counts as failed:
+    /// above it, the run still writes every part, then exits with status 4. 1.0 (the default)
+    /// never fails for bad images.
+    #[serde(default = "default_max_error_fraction")]
+    pub max_error_fraction: f64,
+}
+
+fn default_max_error_fraction() -> f64 {
+    1.0
 }
 
 fn default_queue_depth() -> usize {
@@ -192,6 +209,7 @@ impl Default for RunConfig {
             decode_threads: None,
             inference_threads: None,
             queue_depth: default_queue_depth(),
+            max_error_fraction: default_max_error_fraction(),
         }
     }
 }

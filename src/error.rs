@@ -43,6 +43,45 @@ pub enum PlanError {
     Runtime(String),
 }
 
+/// Why a run that started did not end in success, beyond I/O and runtime errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStop {
+    /// More images failed than `[run] max_error_fraction` allows. Every part was still written.
+    #[error(
+        "{error} of {images} images could not be used ({:.2}%), more than `[run] \
+         max_error_fraction = {max}` allows. Every part was written: the `images` table's `error` \
+         column says what is wrong with each file",
+        100.0 * *error as f64 / (*images).max(1) as f64
+    )]
+    TooManyErrors {
+        /// Images that failed.
+        error: u64,
+        /// Images listed.
+        images: u64,
+        /// The configured maximum share.
+        max: f64,
+    },
+    /// A signal (Ctrl-C, or the scheduler's SIGTERM) stopped the run between batches.
+    #[error(
+        "interrupted: {committed} parts are committed and kept, the part in progress was \
+         dropped; run the same command again to do the rest"
+    )]
+    Interrupted {
+        /// Parts committed, by this and earlier processes.
+        committed: usize,
+    },
+}
+
+impl RunStop {
+    /// The process exit status: 4 for too many bad images, 130 when interrupted.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunStop::TooManyErrors { .. } => 4,
+            RunStop::Interrupted { .. } => 130,
+        }
+    }
+}
+
 impl PlanError {
     /// Shorthand for [`PlanError::Invalid`].
     pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> PlanError {

@@ -3,8 +3,10 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
+use layerwise::error::RunStop;
 use layerwise::provenance::RunRecord;
 use layerwise::shard::Shard;
 use layerwise::tables::Table;
@@ -19,7 +21,9 @@ use layerwise::{Overrides, PlanError, RunOptions};
 #[command(name = "layerwise", version, about, long_about)]
 #[command(
     after_help = "Exit codes: 0 done; 1 failed (I/O, runtime: may succeed when retried); \
-2 wrong usage, config or model (retrying will not help); 3 (status) the run is not complete."
+2 wrong usage, config or model (retrying will not help); 3 (status) the run is not complete; \
+4 more images failed than [run] max_error_fraction allows (every part was written); \
+130 interrupted by a signal (committed parts are kept: rerun to finish)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -295,10 +299,29 @@ fn run(
             overwrite,
             quiet,
             shard,
+            stop: Some(stop_on_signal()),
         },
     )?;
     print_summary(&record);
+    layerwise::pipeline::check_error_fraction(&record)?;
     Ok(())
+}
+
+/// A flag that SIGINT (Ctrl-C), SIGTERM (what Slurm and Kubernetes send before killing a job)
+/// and SIGHUP set, so the run stops after its batch in progress; a second signal exits at
+/// once (committed parts are safe either way: a part is committed whole or not at all).
+fn stop_on_signal() -> &'static AtomicBool {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let installed = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping after the batch in progress (signal again to stop at once)");
+    });
+    if let Err(e) = installed {
+        tracing::warn!("cannot handle Ctrl-C and SIGTERM: {e}");
+    }
+    &STOP
 }
 
 /// Draws a figure and says where it went.
@@ -435,9 +458,12 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// 2 for mistakes in the config or model (retrying will not help), 1 for the rest.
+/// 2 for mistakes in the config or model (retrying will not help), 4 for too many bad
+/// images, 130 when interrupted, 1 for the rest.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<PlanError>()) {
+    if let Some(stop) = err.chain().find_map(|e| e.downcast_ref::<RunStop>()) {
+        stop.exit_code()
+    } else if err.chain().any(|e| e.is::<PlanError>()) {
         2
     } else {
         1

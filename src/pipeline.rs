@@ -1,6 +1,7 @@
 //! The pipeline: plan -> listing -> decode/preprocess -> batch -> session -> reduce -> sink.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -8,6 +9,7 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::dataset::{Dataset, Manifest, PartMarker};
+use crate::error::RunStop;
 use crate::listing::{self, Entry};
 use crate::model::ModelFile;
 use crate::plan::{Overrides, Plan};
@@ -34,6 +36,31 @@ pub struct RunOptions {
     pub quiet: bool,
     /// The parts this process does.
     pub shard: Shard,
+    /// When set (by a signal handler, say), the run stops after the batch in progress,
+    /// drops the part in progress and returns [`RunStop::Interrupted`].
+    pub stop: Option<&'static AtomicBool>,
+}
+
+impl RunOptions {
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+}
+
+/// [`RunStop::TooManyErrors`] when more of the run's images failed than its config's
+/// `[run] max_error_fraction` allows.
+pub fn check_error_fraction(record: &RunRecord) -> Result<(), RunStop> {
+    let max = record.provenance.config.run.max_error_fraction;
+    let c = &record.counts;
+    let images = c.ok + c.error;
+    if images > 0 && c.error as f64 > max * images as f64 {
+        return Err(RunStop::TooManyErrors {
+            error: c.error,
+            images,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// A plan made ready to process images: its session, and its layers' reducers.
@@ -201,11 +228,14 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let mut errors = 0;
     let mut write_wait = Duration::ZERO;
     for &part in &todo {
+        if options.stopped() {
+            break;
+        }
         let images = parts[part];
         let mut writer = BackgroundPart::start(sink.begin_part(part)?, plan.run.queue_depth);
         let (mut ok, mut error) = (0u64, 0u64);
         let batches: Vec<&[Entry]> = images.chunks(batcher.batch_size()).collect();
-        pool.install(|| {
+        let outcome = pool.install(|| {
             batcher.process_all(&batches, |done| {
                 let waiting = Instant::now();
                 let images = done.ok + done.error;
@@ -215,9 +245,16 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
                 error += done.error;
                 errors += done.error;
                 progress.advance(images, errors);
+                if options.stopped() {
+                    anyhow::bail!("stopped");
+                }
                 Ok(())
             })
-        })?;
+        });
+        if options.stopped() {
+            break;
+        }
+        outcome?;
         let mut rows = Rows::new(plan.output.map_dtype);
         batcher.drain_top(&mut rows);
         writer.write(rows)?;
@@ -225,6 +262,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
     }
     progress.finish();
+    if options.stopped() {
+        let committed = dataset.markers()?.len();
+        return Err(RunStop::Interrupted { committed }.into());
+    }
     let run_s = running.elapsed().as_secs_f64();
     let times = StageTimes {
         write_wait,

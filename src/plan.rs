@@ -106,6 +106,8 @@ pub struct RunSpec {
     pub device: u32,
     /// Batches that may wait for the writer thread.
     pub queue_depth: usize,
+    /// The share of images that may fail before the run exits with status 4.
+    pub max_error_fraction: f64,
 }
 
 /// The dataset written.
@@ -467,6 +469,7 @@ fn preprocess(config: &Config, input: &TensorInfo) -> Result<Preprocess, Misfit>
         scale,
         mean,
         std,
+        max_pixels: config.input.max_pixels,
     })
 }
 
@@ -662,6 +665,16 @@ fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, Plan
     if run.queue_depth == 0 {
         return Err(PlanError::invalid("run.queue_depth", "must be at least 1"));
     }
+    if !(0.0..=1.0).contains(&run.max_error_fraction) {
+        return Err(PlanError::invalid(
+            "run.max_error_fraction",
+            format!(
+                "is {}; it is a share of the images, from 0 (no bad image allowed) to 1 (never \
+                 fail for bad images)",
+                run.max_error_fraction
+            ),
+        ));
+    }
     let cores = match run.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -679,6 +692,7 @@ fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, Plan
         provider: run.provider,
         device: run.device,
         queue_depth: run.queue_depth,
+        max_error_fraction: run.max_error_fraction,
     })
 }
 

@@ -358,6 +358,7 @@ fn underlay(
         scale: 1.0,
         mean: [0.0; 3],
         std: [1.0; 3],
+        max_pixels: preprocess::DEFAULT_MAX_PIXELS,
     };
     fit.resize(decoded, resizer).ok()
 }

@@ -61,7 +61,12 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     /// Divides per tensor channel after the mean.
     pub std: [f32; 3],
+    /// Images with more pixels than this are refused from their header, before decoding.
+    pub max_pixels: u64,
 }
+
+/// The default `[input] max_pixels`: 100 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 /// What decoding an image file tells about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +99,8 @@ impl Preprocess {
         resizer: &mut Resizer,
         out: &mut [T],
     ) -> Result<SourceSize, String> {
-        let (image, size) = decode_at_least(path, self.height.max(self.width))?;
+        let bytes = read_file(path)?;
+        let (image, size) = decode_at_least(&bytes, self.height.max(self.width), self.max_pixels)?;
         let resized = self.resize(image, resizer)?;
         self.write_tensor(&resized, out);
         Ok(size)
@@ -156,33 +162,66 @@ impl Preprocess {
     }
 }
 
+/// Reads a whole file, saying in plain words why it cannot be read.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "not found (removed after the listing?)".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::IsADirectory => "it is a folder".to_owned(),
+            _ => e.to_string(),
+        };
+        format!("unreadable: {reason}")
+    })
+}
+
 /// Decodes an image file to 8-bit RGB: grey and palette images become RGB, alpha is dropped,
 /// 16-bit samples are reduced to 8 bits, and the EXIF orientation is applied.
 pub fn decode(path: &Path) -> Result<RgbImage, String> {
-    decode_at_least(path, u32::MAX).map(|(image, _)| image)
+    decode_at_least(&read_file(path)?, u32::MAX, DEFAULT_MAX_PIXELS).map(|(image, _)| image)
 }
 
-/// Decodes an image file as [`decode`] does, except that a JPEG whose sides are both at least
-/// twice `min_side` is decoded at a reduced scale (1/2, 1/4 or 1/8) in the DCT domain, still
-/// `min_side` or more on each side: far less work for large photos bound for a small input.
-/// Also returns the file's full size (after EXIF orientation).
-pub fn decode_at_least(path: &Path, min_side: u32) -> Result<(RgbImage, SourceSize), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
-    let reader = ImageReader::new(Cursor::new(&bytes))
+/// Decodes an image file's bytes as [`decode`] does, except that a JPEG whose sides are both
+/// at least twice `min_side` is decoded at a reduced scale (1/2, 1/4 or 1/8) in the DCT domain,
+/// still `min_side` or more on each side: far less work for large photos bound for a small
+/// input. Also returns the file's full size (after EXIF orientation).
+///
+/// Never panics on arbitrary bytes. Refused with a reason: files that are no image (saying what
+/// they look like), images of more than `max_pixels` (from the header, before decoding), JPEGs
+/// that end before their end-of-image marker (the decoder would fill the rest with grey), and
+/// files the decoder rejects.
+pub fn decode_at_least(
+    bytes: &[u8],
+    min_side: u32,
+    max_pixels: u64,
+) -> Result<(RgbImage, SourceSize), String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable: {e}"))?;
     let Some(format) = reader.format() else {
-        return Err(not_an_image(&bytes));
+        return Err(not_an_image(bytes));
     };
+    if format == image::ImageFormat::Jpeg {
+        check_jpeg_structure(bytes)?;
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(ALLOC_BYTES_PER_PIXEL));
+    reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(format!(
+            "too large: {width} x {height} exceeds max_pixels ({max_pixels}); raise \
+             `[input] max_pixels` to take it"
+        ));
+    }
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("cannot decode: {e}"))?;
-    let (width, height) = decoder.dimensions();
     let scaled = if format == image::ImageFormat::Jpeg && width.min(height) / 2 >= min_side {
-        decode_jpeg_scaled(&bytes, min_side)
+        decode_jpeg_scaled(bytes, min_side)
     } else {
         None
     };
@@ -237,6 +276,65 @@ fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Result<DynamicImage
     }))
 }
 
+/// Bytes a decoder may allocate per pixel of an image within `max_pixels`: enough for 16-bit
+/// RGBA (8) plus its conversion to 8-bit RGB (3), with room for the decoder's own buffers.
+const ALLOC_BYTES_PER_PIXEL: u64 = 16;
+
+/// Walks a JPEG's markers from start of image to end of image, skipping each segment by its
+/// length and the entropy-coded data after each start of scan. A file that ends before the
+/// end-of-image marker was cut short (the image crate's decoder would fill the rest with grey
+/// and report success). Bytes after the marker (thumbnails of some cameras, motion photos) are
+/// allowed.
+fn check_jpeg_structure(bytes: &[u8]) -> Result<(), String> {
+    const TRUNCATED: &str = "truncated JPEG: missing end of image (the file was cut short)";
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Err("cannot decode: not a JPEG start of image".into());
+    }
+    let mut at = 2;
+    loop {
+        // Find the next marker: 0xFF (possibly repeated as fill) then a code.
+        while at < bytes.len() && bytes[at] != 0xFF {
+            at += 1;
+        }
+        while at < bytes.len() && bytes[at] == 0xFF {
+            at += 1;
+        }
+        let Some(&code) = bytes.get(at) else {
+            return Err(TRUNCATED.into());
+        };
+        at += 1;
+        match code {
+            0xD9 => return Ok(()),
+            // Restart markers and TEM stand alone.
+            0xD0..=0xD7 | 0x01 => {}
+            _ => {
+                let Some(length) = bytes.get(at..at + 2) else {
+                    return Err(TRUNCATED.into());
+                };
+                at += usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if at > bytes.len() {
+                    return Err(TRUNCATED.into());
+                }
+                if code == 0xDA {
+                    at = end_of_entropy_data(bytes, at);
+                }
+            }
+        }
+    }
+}
+
+/// The position of the first marker after entropy-coded data starting at `at`: a 0xFF that is
+/// neither a stuffed zero byte nor a restart marker (or the end of `bytes`).
+fn end_of_entropy_data(bytes: &[u8], mut at: usize) -> usize {
+    while at + 1 < bytes.len() {
+        if bytes[at] == 0xFF && !matches!(bytes[at + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
+            return at;
+        }
+        at += 1;
+    }
+    bytes.len()
+}
+
 /// Says what a file that no image decoder recognises seems to be.
 fn not_an_image(bytes: &[u8]) -> String {
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
@@ -264,6 +362,7 @@ mod tests {
             scale: 0.5,
             mean: [1.0, 2.0, 3.0],
             std: [1.0, 2.0, 4.0],
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 
@@ -353,7 +452,8 @@ mod tests {
             image::Rgb([(x / 7) as u8, (y / 5) as u8, ((x + y) / 11) as u8])
         });
         big.save(&path).unwrap();
-        let (scaled, size) = decode_at_least(&path, 224).unwrap();
+        let (scaled, size) =
+            decode_at_least(&std::fs::read(&path).unwrap(), 224, DEFAULT_MAX_PIXELS).unwrap();
         assert_eq!(
             size,
             SourceSize {
@@ -367,7 +467,8 @@ mod tests {
             (400, 300),
             "1/4 scale keeps both sides at least 224"
         );
-        let (full, _) = decode_at_least(&path, 1000).unwrap();
+        let (full, _) =
+            decode_at_least(&std::fs::read(&path).unwrap(), 1000, DEFAULT_MAX_PIXELS).unwrap();
         assert_eq!(
             full.dimensions(),
             (1600, 1200),

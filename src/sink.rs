@@ -278,6 +278,17 @@ impl BackgroundPart {
     }
 }
 
+impl Drop for BackgroundPart {
+    /// A part dropped before it was finished (the run was stopped, or failed elsewhere): the
+    /// writer thread is told there is no more, waited for, and its files are removed.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.sender = None;
+            let _ = self.thread.take().expect("checked").join();
+        }
+    }
+}
+
 /// A part whose files are complete under temporary names, ready to be published.
 pub struct FinishedPart {
     /// Each file's temporary path and its name in the run, e.g. `stats/part-00003.parquet`.
@@ -302,6 +313,15 @@ fn finish(writer: ArrowWriter<BufWriter<File>>) -> Result<()> {
     let file = buffered.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(())
+}
+
+impl Drop for FinishedPart {
+    /// Files that were not published are removed (after publishing, none is left to remove).
+    fn drop(&mut self) {
+        for (temporary, _) in &self.files {
+            let _ = std::fs::remove_file(temporary);
+        }
+    }
 }
 
 impl Drop for PartWriter {

@@ -100,6 +100,7 @@ fn direct_run(image: &Path, names: &[&str]) -> HashMap<String, ArrayD<f32>> {
         scale: 1.0 / 255.0,
         mean: [0.5, 0.4, 0.3],
         std: [0.2, 0.25, 0.3],
+        max_pixels: layerwise::preprocess::DEFAULT_MAX_PIXELS,
     };
     let mut input = vec![0.0; spec.image_len()];
     spec.load_into(image, &mut Resizer::new(), &mut input)
