@@ -364,10 +364,61 @@ impl Config {
         })
     }
 
-    /// Parses a config from TOML text; the error is toml's message, which shows the line.
+    /// Parses a config from TOML text; the error is toml's message, which shows the line,
+    /// preceded by the key path and, for an unknown key, followed by the closest valid one.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| {
+            let key = e.span().and_then(|span| key_path(text, span.start));
+            let hint = closest_key(e.message()).unwrap_or_default();
+            let text = e.to_string();
+            let text = text.trim_end();
+            match key {
+                Some(key) => format!("`{key}`: {text}{hint}"),
+                None => format!("{text}{hint}"),
+            }
+        })
     }
+}
+
+/// The dotted path of the key at byte `at`, e.g. `run.batch_size`: the table header above it
+/// (`[[layers]]` tables numbered, `layers[1]`) and the key on its line.
+fn key_path(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?.trim_start();
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let mut table = None;
+    let mut layers = 0;
+    for header in before[..line_start].lines().map(str::trim) {
+        if header == "[[layers]]" {
+            table = Some(format!("layers[{layers}]"));
+            layers += 1;
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            table = Some(name.trim().to_owned());
+        }
+    }
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+/// For toml's "unknown field `x`, expected one of `a`, `b`" message: "; did you mean `a`?"
+/// with the valid key closest to `x`.
+fn closest_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected ")?.1;
+    let closest = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::jaro_winkler(unknown, k), k))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    (closest.0 > 0.7).then(|| format!("; did you mean `{}`?", closest.1))
 }
 
 #[cfg(test)]

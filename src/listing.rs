@@ -57,7 +57,8 @@ struct Found {
 }
 
 /// Walks `spec.root`; files that the walk finds but cannot look at (broken links, loops) are
-/// listed with a `problem`; folders that cannot be read are logged and skipped.
+/// listed with a `problem`, and so is each folder that cannot be read (one row for the folder,
+/// since its files cannot be seen).
 fn walk(spec: &InputSpec) -> Vec<Found> {
     let mut found = Vec::new();
     for item in WalkDir::new(&spec.root).follow_links(true) {
@@ -74,12 +75,14 @@ fn walk(spec: &InputSpec) -> Vec<Found> {
             }
             Ok(_) => {}
             Err(err) => match err.path() {
-                Some(path) if has_extension(path, &spec.extensions) => found.push(Found {
-                    relative: relative_path(&spec.root, path),
-                    path: path.to_owned(),
-                    label: None,
-                    problem: Some(walk_problem(&err)),
-                }),
+                Some(path) if has_extension(path, &spec.extensions) || path.is_dir() => {
+                    found.push(Found {
+                        relative: relative_path(&spec.root, path),
+                        path: path.to_owned(),
+                        label: None,
+                        problem: Some(walk_problem(&err, path.is_dir())),
+                    })
+                }
                 _ => tracing::warn!("listing {}: {err}", spec.root.display()),
             },
         }
@@ -182,17 +185,34 @@ fn has_extension(path: &Path, extensions: &[String]) -> bool {
         .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// The path below `root` with `/` separators (names that are not UTF-8 are written lossily).
-/// (A path outside `root`, from a list, is kept whole.)
+/// The path below `root` with `/` separators (a path outside `root`, from a list, is kept
+/// whole). Names that are not UTF-8 are recorded losslessly: each byte that is not part of
+/// valid UTF-8 is written `\xNN` (as Python's `backslashreplace` does), and a backslash in
+/// such a name as `\\`, so distinct names stay distinct.
 fn relative_path(root: &Path, path: &Path) -> String {
     match path.strip_prefix(root) {
         Ok(relative) => relative
             .components()
-            .map(|c| c.as_os_str().to_string_lossy())
+            .map(|c| escape_name(c.as_os_str()))
             .collect::<Vec<_>>()
             .join("/"),
-        Err(_) => path.to_string_lossy().into_owned(),
+        Err(_) => escape_name(path.as_os_str()),
     }
+}
+
+/// `name` as text: itself when it is UTF-8, else escaped as [`relative_path`] says.
+fn escape_name(name: &std::ffi::OsStr) -> String {
+    if let Some(text) = name.to_str() {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
 }
 
 fn label(source: LabelSource, relative: &str) -> Option<String> {
@@ -205,16 +225,24 @@ fn label(source: LabelSource, relative: &str) -> Option<String> {
     }
 }
 
-fn walk_problem(err: &walkdir::Error) -> String {
+fn walk_problem(err: &walkdir::Error, folder: bool) -> String {
+    let what = if folder {
+        "unreadable folder (its files could not be listed)"
+    } else {
+        "unreadable"
+    };
     if err.loop_ancestor().is_some() {
-        return "unreadable: symbolic link loop".into();
+        return format!("{what}: symbolic link loop");
     }
     match err.io_error() {
         Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            "unreadable: broken symbolic link".into()
+            format!("{what}: broken symbolic link")
         }
-        Some(io) => format!("unreadable: {io}"),
-        None => format!("unreadable: {err}"),
+        Some(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("{what}: permission denied")
+        }
+        Some(io) => format!("{what}: {io}"),
+        None => format!("{what}: {err}"),
     }
 }
 

@@ -240,10 +240,13 @@ impl BackgroundPart {
         let thread = std::thread::Builder::new()
             .name("layerwise-writer".into())
             .spawn(move || {
-                for mut rows in receiver {
-                    part.write(&mut rows)?;
-                }
-                part.finish()
+                let written = (|| {
+                    for mut rows in receiver {
+                        part.write(&mut rows)?;
+                    }
+                    part.finish()
+                })();
+                written.map_err(explain_storage_error)
             })
             .expect("the writer thread starts");
         BackgroundPart {
@@ -304,6 +307,24 @@ impl FinishedPart {
             store.publish(temporary, name)?;
         }
         Ok(self.counts)
+    }
+}
+
+/// Adds what to do to a write error caused by a full disk or a file size limit.
+fn explain_storage_error(err: anyhow::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let full = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::FileTooLarge));
+    if full {
+        err.context(
+            "the output's disk is full (or a file size limit was reached): the part in \
+             progress was not committed and its files were removed; free space and run the same \
+             command again, which keeps the committed parts and does the rest",
+        )
+    } else {
+        err
     }
 }
 
