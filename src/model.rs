@@ -176,7 +176,12 @@ pub struct ModelFile {
 impl ModelFile {
     /// Reads and decodes an ONNX file.
     pub fn read(path: &Path) -> Result<ModelFile, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "there is no such file; check `model.path` (a \
+                 relative path is taken from the config file's folder)"
+                .to_owned(),
+            _ => format!("cannot read the file: {e}"),
+        })?;
         let graph = decode_model(&bytes).map_err(|e| {
             format!("not a readable ONNX model ({e}); is the file complete, and an .onnx export?")
         })?;

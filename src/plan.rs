@@ -202,10 +202,8 @@ impl ModelSpec {
 /// Reads a config file with its relative paths resolved against the config's folder.
 pub fn read_config(path: &Path) -> Result<Config, PlanError> {
     let config = Config::from_file(path)?;
-    Ok(resolve_paths(
-        config,
-        path.parent().unwrap_or(Path::new(".")),
-    ))
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    Ok(resolve_paths(config, folder.unwrap_or(Path::new("."))))
 }
 
 /// Reads the model a config names.
@@ -311,7 +309,11 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
     if !root.is_dir() {
         return Err(PlanError::invalid(
             "input.root",
-            format!("is {}, which is not a folder", root.display()),
+            format!(
+                "is {}, which is not a folder; point it at the folder of images (a relative \
+                 path is taken from the config file's folder)",
+                root.display()
+            ),
         ));
     }
     let extensions: Vec<String> = config

@@ -199,30 +199,26 @@ impl PartWriter {
     }
 
     /// Finishes every file (footer written, synced) under its temporary name. When a file
-    /// cannot be finished, none is left behind.
+    /// cannot be finished, none of the part's files is left behind.
     pub fn finish(mut self) -> Result<FinishedPart> {
-        let mut files = Vec::with_capacity(self.files.len());
-        let mut counts = TableCounts::default();
-        for (i, file) in std::mem::take(&mut self.files).into_iter().enumerate() {
+        let files = std::mem::take(&mut self.files);
+        // Dropped on an error below, it removes every file of the part.
+        let mut finished = FinishedPart {
+            files: files
+                .iter()
+                .map(|f| (f.temporary.clone(), f.name.clone()))
+                .collect(),
+            counts: TableCounts::default(),
+        };
+        for (i, file) in files.into_iter().enumerate() {
             let temporary = file.temporary.clone();
-            let result = finish(file.writer)
+            let bytes = finish(file.writer)
                 .and_then(|_| Ok(std::fs::metadata(&temporary)?.len()))
-                .with_context(|| format!("cannot finish {}", temporary.display()));
-            files.push((temporary, file.name));
-            match result {
-                Ok(bytes) => {
-                    counts.rows[i] = file.rows;
-                    counts.bytes[i] = bytes;
-                }
-                Err(e) => {
-                    for (temporary, _) in &files {
-                        let _ = std::fs::remove_file(temporary);
-                    }
-                    return Err(e);
-                }
-            }
+                .with_context(|| format!("cannot finish {}", temporary.display()))?;
+            finished.counts.rows[i] = file.rows;
+            finished.counts.bytes[i] = bytes;
         }
-        Ok(FinishedPart { files, counts })
+        Ok(finished)
     }
 }
 

@@ -131,6 +131,57 @@ fn a_wrong_runtime_path_names_itself_and_the_fix() {
 }
 
 #[test]
+fn a_runtime_too_old_is_refused_with_its_version_and_the_fix() {
+    // A stand-in library that answers like ONNX Runtime 1.10 (built with the system's C
+    // compiler: there is no old release to download here).
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("old.c");
+    std::fs::write(
+        &source,
+        "typedef struct { const void *(*GetApi)(unsigned); const char *(*GetVersionString)(void); } Base;\n\
+         static const void *get_api(unsigned v) { (void)v; return 0; }\n\
+         static const char *version(void) { return \"1.10.0\"; }\n\
+         static const Base base = { get_api, version };\n\
+         const Base *OrtGetApiBase(void) { return &base; }\n",
+    )
+    .unwrap();
+    let library = dir.path().join("libonnxruntime.so.1.10.0");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let config = demo_like_config(dir.path(), "conv1");
+    let out = layerwise()
+        .arg("run")
+        .arg(&config)
+        .env("ORT_DYLIB_PATH", &library)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot load ONNX Runtime from {}",
+            library.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("but got '1.10.0'"), "{stderr}");
+    assert!(
+        stderr.contains("Provision a supported version with: ")
+            && stderr.contains("scripts/fetch-onnxruntime.sh"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_runtime_is_found_in_a_python_package() {
     let search = layerwise::runtime::SearchPath {
         python: Some(python().display().to_string()),

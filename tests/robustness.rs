@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
 use common::*;
 
 fn layerwise() -> Command {
@@ -57,13 +57,26 @@ fn image_rows(out: &Path) -> ImageRows {
     let images = read_table(out, "images");
     let strings = |c: &str| images.column_by_name(c).unwrap().as_string::<i32>().clone();
     let (path, status, error) = (strings("path"), strings("status"), strings("error"));
-    let width = images.column_by_name("width").unwrap().as_primitive::<UInt32Type>().clone();
-    let height = images.column_by_name("height").unwrap().as_primitive::<UInt32Type>().clone();
+    let width = images
+        .column_by_name("width")
+        .unwrap()
+        .as_primitive::<UInt32Type>()
+        .clone();
+    let height = images
+        .column_by_name("height")
+        .unwrap()
+        .as_primitive::<UInt32Type>()
+        .clone();
     let opt_u32 = |a: &arrow_array::UInt32Array, i| (!a.is_null(i)).then(|| a.value(i));
     (0..images.num_rows())
         .map(|i| {
             let error = (!error.is_null(i)).then(|| error.value(i).to_owned());
-            let row = (status.value(i).to_owned(), error, opt_u32(&width, i), opt_u32(&height, i));
+            let row = (
+                status.value(i).to_owned(),
+                error,
+                opt_u32(&width, i),
+                opt_u32(&height, i),
+            );
             (path.value(i).to_owned(), row)
         })
         .collect()
@@ -138,7 +151,10 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
         .map(|p| (p.to_string(), ("ok".to_owned(), None)))
         .collect();
     for (p, reason) in &errors {
-        expected.insert(p.to_string(), ("error".to_owned(), Some(reason.to_string())));
+        expected.insert(
+            p.to_string(),
+            ("error".to_owned(), Some(reason.to_string())),
+        );
     }
     let got: BTreeMap<String, (String, Option<String>)> = rows
         .iter()
@@ -146,7 +162,10 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
         .collect();
     assert_eq!(got, expected);
     assert_eq!(record.counts.images, (ok.len() + errors.len()) as u64);
-    assert_eq!((record.counts.ok, record.counts.error), (ok.len() as u64, errors.len() as u64));
+    assert_eq!(
+        (record.counts.ok, record.counts.error),
+        (ok.len() as u64, errors.len() as u64)
+    );
 
     // The EXIF orientation is applied: stored 48 x 32, shown (and recorded) 32 x 48.
     assert_eq!(rows["exif_rotated.jpg"].2, Some(32));
@@ -157,9 +176,15 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
     // the first GIF frame, EXIF-rotated); a half-grey or colour-swapped decode would not.
     let ids: BTreeMap<String, u64> = {
         let table = read_table(&dir.path().join("out"), "images");
-        let paths = table.column_by_name("path").unwrap().as_string::<i32>().clone();
+        let paths = table
+            .column_by_name("path")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
         let ids = primitives::<UInt64Type>(&table, "image_id");
-        (0..table.num_rows()).map(|i| (paths.value(i).to_owned(), ids[i])).collect()
+        (0..table.num_rows())
+            .map(|i| (paths.value(i).to_owned(), ids[i]))
+            .collect()
     };
     let means = channel_means(&dir.path().join("out"));
     for name in ok {
@@ -167,10 +192,17 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
         for c in 0..3u32 {
             let got = f64::from(means[&(ids[name], c)]);
             let want = want[c as usize].as_f64().unwrap();
-            assert!((got - want).abs() < 4.0, "{name} channel {c}: {got} vs Pillow's {want}");
+            assert!(
+                (got - want).abs() < 4.0,
+                "{name} channel {c}: {got} vs Pillow's {want}"
+            );
         }
     }
-    assert_eq!(means.len(), ok.len() * 3, "statistics for the good images only");
+    assert_eq!(
+        means.len(),
+        ok.len() * 3,
+        "statistics for the good images only"
+    );
 }
 
 #[test]
@@ -179,9 +211,10 @@ fn a_file_gone_between_listing_and_reading_is_recorded() {
     write_images(&dir.path().join("images"), &[("a.png", 8, 8)]);
     std::fs::write(dir.path().join("list.txt"), "a.png\ngone.png\n").unwrap();
     let config = identity_config(dir.path(), "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("root = \"images\"", "root = \"images\"\nlist = \"list.txt\"");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "root = \"images\"",
+        "root = \"images\"\nlist = \"list.txt\"",
+    );
     std::fs::write(&config, text).unwrap();
     run_quietly(&config).unwrap();
     let rows = image_rows(&dir.path().join("out"));
@@ -197,7 +230,12 @@ fn too_many_bad_images_fail_the_run_after_writing_everything() {
     let dir = tempfile::tempdir().unwrap();
     make_dirty(dir.path());
     let config = identity_config(dir.path(), "max_error_fraction = 0.25");
-    let out = layerwise().arg("run").arg(&config).arg("-q").output().unwrap();
+    let out = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
         text(&out).contains(
@@ -207,12 +245,22 @@ fn too_many_bad_images_fail_the_run_after_writing_everything() {
         "{}",
         text(&out)
     );
-    let status = layerwise().arg("status").arg(dir.path().join("out")).output().unwrap();
+    let status = layerwise()
+        .arg("status")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     assert_eq!(image_rows(&dir.path().join("out")).len(), 17);
 
     let allowed = identity_config(dir.path(), "max_error_fraction = 0.5");
-    let out = layerwise().arg("run").arg(&allowed).arg("-q").arg("--overwrite").output().unwrap();
+    let out = layerwise()
+        .arg("run")
+        .arg(&allowed)
+        .arg("-q")
+        .arg("--overwrite")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let wrong = identity_config(dir.path(), "max_error_fraction = 1.5");
     let out = layerwise().arg("run").arg(&wrong).output().unwrap();
@@ -235,11 +283,26 @@ fn config_and_model_mistakes_name_the_key_or_file_and_the_fix() {
             good.replace("batch_size = 4", "batchsize = 4"),
             "`run.batchsize`: TOML parse error at line 10, column 1",
         ),
-        (good.replace("batch_size = 4", "batchsize = 4"), "did you mean `batch_size`?"),
-        (good.replace("batch_size = 4", "batch_size = \"4\""), "`run.batch_size`: TOML parse error"),
-        (good.replace("batch_size = 4", "batch_size = \"4\""), "invalid type: string \"4\", expected usize"),
-        (good.replace("batch_size = 4", "batch_size = 0"), "`run.batch_size` must be at least 1"),
-        (good.replace("size = [32, 32]", "size = [0, 32]"), "`preprocess.size`"),
+        (
+            good.replace("batch_size = 4", "batchsize = 4"),
+            "did you mean `batch_size`?",
+        ),
+        (
+            good.replace("batch_size = 4", "batch_size = \"4\""),
+            "`run.batch_size`: TOML parse error",
+        ),
+        (
+            good.replace("batch_size = 4", "batch_size = \"4\""),
+            "invalid type: string \"4\", expected usize",
+        ),
+        (
+            good.replace("batch_size = 4", "batch_size = 0"),
+            "`run.batch_size` must be at least 1",
+        ),
+        (
+            good.replace("size = [32, 32]", "size = [0, 32]"),
+            "`preprocess.size`",
+        ),
         (
             good.replace("scale = 1.0", "scale = 1.0\nmean = [1.0, 2.0]"),
             "`preprocess.mean` has 2 values",
@@ -253,21 +316,34 @@ fn config_and_model_mistakes_name_the_key_or_file_and_the_fix() {
             "`layers[0].keep` lists channel 3, but `pixels` has 3 channels (0 to 2)",
         ),
         (
-            good.replace("[output]", "[[layers]]\nname = \"pixels\"\ntensor = \"pixels\"\n[output]"),
+            good.replace(
+                "[output]",
+                "[[layers]]\nname = \"pixels\"\ntensor = \"pixels\"\n[output]",
+            ),
             "`layers[1].name` gives the name `pixels`",
         ),
         (
             good.replace("root = \"images\"", "root = \"no-such-folder\""),
-            "no-such-folder",
+            "no-such-folder, which is not a folder; point it at the folder of images",
         ),
-        (good.replace("identity_nchw.onnx", "no-such-model.onnx"), "no-such-model.onnx"),
+        (
+            good.replace("identity_nchw.onnx", "no-such-model.onnx"),
+            "no-such-model.onnx: there is no such file; check `model.path`",
+        ),
     ];
     for (config_text, expected) in cases {
         let config = write_config(dir.path(), &config_text);
         let out = layerwise().arg("run").arg(&config).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{expected}: {}", text(&out));
-        assert!(text(&out).contains(expected), "wanted `{expected}` in: {}", text(&out));
-        assert!(!dir.path().join("out").exists(), "{expected}: nothing is written");
+        assert!(
+            text(&out).contains(expected),
+            "wanted `{expected}` in: {}",
+            text(&out)
+        );
+        assert!(
+            !dir.path().join("out").exists(),
+            "{expected}: nothing is written"
+        );
     }
     // The output folder is a file.
     std::fs::write(dir.path().join("out"), b"").unwrap();
@@ -277,7 +353,11 @@ fn config_and_model_mistakes_name_the_key_or_file_and_the_fix() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("which is a file; choose a folder"), "{}", text(&out));
+    assert!(
+        text(&out).contains("which is a file; choose a folder"),
+        "{}",
+        text(&out)
+    );
     std::fs::remove_file(dir.path().join("out")).unwrap();
 
     // Models: not ONNX, truncated ONNX, an input whose rank or element type does not fit.
@@ -318,8 +398,183 @@ fn config_and_model_mistakes_name_the_key_or_file_and_the_fix() {
             .arg(write_config(dir.path(), &config))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{}: {}", path.display(), text(&out));
-        assert!(text(&out).contains(&format!("error: model {}", path.display())), "{}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            path.display(),
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(&format!("error: model {}", path.display())),
+            "{}",
+            text(&out)
+        );
         assert!(text(&out).contains(expected), "{}", text(&out));
     }
+}
+
+/// A config over the tiny model, every map kept, parts of 10 images, writing to `dir/out`.
+fn tiny_all_maps_config(dir: &Path, images: usize) -> PathBuf {
+    let files: Vec<(String, u32, u32)> = (0..images)
+        .map(|i| (format!("img{i:03}.png"), 24, 20))
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(n, w, h)| (n.as_str(), *w, *h)).collect();
+    write_images(&dir.join("images"), &files);
+    let text = format!(
+        "name = \"faults\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n[run]\n\
+         batch_size = 2\npart_size = 10\n[[layers]]\nname = \"c\"\ntensor = \"conv1\"\n\
+         keep = \"all\"\n[output]\ndir = \"out\"\ncompression = \"none\"\n",
+        model("tiny_nchw.onnx").display()
+    );
+    write_config(dir, &text)
+}
+
+/// Files of the run folder that are not committed part files, markers or run metadata.
+fn leftovers(out: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(out) {
+        let path = entry.unwrap().into_path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') && path.is_file() {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_full_disk_commits_no_partial_part_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_all_maps_config(dir.path(), 25);
+    let out = dir.path().join("out");
+    // Part 2 (5 images) first, while there is room.
+    let first = layerwise()
+        .arg("run")
+        .arg(&config)
+        .args(["-q", "--shard", "2/3"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let small = std::fs::metadata(out.join("maps/part-00002.parquet"))
+        .unwrap()
+        .len();
+    // Then the whole run with files limited to 1.5 x what 5 images take: parts of 10 do not
+    // fit. (A file size limit stands in for a full disk: the write fails the same way.)
+    let limit_kib = small * 3 / 2 / 1024;
+    let full = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" run \"$1\" -q",
+        ))
+        .arg(env!("CARGO_BIN_EXE_layerwise"))
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1), "{}", text(&full));
+    assert!(
+        text(&full).contains(
+            "error: the output's disk is full (or a file size limit was reached): the part in \
+             progress was not committed and its files were removed; free space and run the same \
+             command again"
+        ),
+        "{}",
+        text(&full)
+    );
+    assert_eq!(
+        part_files(&out, "maps"),
+        vec![out.join("maps/part-00002.parquet")]
+    );
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "no temporary file is left"
+    );
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+
+    let rerun = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(text(&rerun).contains("[shard 0/1]"));
+    let reference = dir.path().join("reference");
+    single_run(&config, &reference);
+    assert_same_tables(&out, &reference);
+}
+
+#[test]
+fn a_signal_stops_the_run_between_batches_and_a_rerun_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The VGG16-shaped model at 224 x 224 takes long enough per batch to interrupt mid-run.
+    let files: Vec<(String, u32, u32)> = (0..40)
+        .map(|i| (format!("img{i:03}.png"), 64, 48))
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(n, w, h)| (n.as_str(), *w, *h)).collect();
+    write_images(&dir.path().join("images"), &files);
+    let text_config = format!(
+        "name = \"signal\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n[run]\n\
+         batch_size = 2\npart_size = 4\n[[layers]]\nname = \"last\"\ntensor = \"block5_conv3\"\n\
+         keep = [0]\n[output]\ndir = \"out\"\n",
+        model("vgg16.onnx").display()
+    );
+    let config = write_config(dir.path(), &text_config);
+    let out = dir.path().join("out");
+    let mut child = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_marker = out.join("_parts/part-00000.json");
+    let waiting = Instant::now();
+    while !first_marker.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "no part committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let signalled = Instant::now();
+    let stopped = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "stops promptly"
+    );
+    assert_eq!(stopped.status.code(), Some(130), "{}", text(&stopped));
+    assert!(text(&stopped).contains("stopping after the batch in progress"));
+    assert!(text(&stopped).contains("parts are committed and kept, the part in progress was dropped; run the same command again to do the rest"), "{}", text(&stopped));
+    let committed = part_files(&out, "stats").len();
+    assert!(
+        (1..10).contains(&committed),
+        "{committed} of 10 parts committed"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.join("_parts")).unwrap().count(),
+        committed
+    );
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "no temporary file is left"
+    );
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+
+    let rerun = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let reference = dir.path().join("reference");
+    single_run(&config, &reference);
+    assert_same_tables(&out, &reference);
 }
