@@ -193,7 +193,13 @@ impl Dataset {
         let store = Store::open(location)?;
         if let Store::Local(dir) = &store {
             std::fs::create_dir_all(dir.join(PARTS))
-                .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot create the output folder {}; set `output.dir` (or --out) to a \
+                         folder you can write to",
+                        dir.display()
+                    )
+                })?;
         }
         let stored: Option<Manifest> = match store.read(MANIFEST)? {
             Some(bytes) => {
