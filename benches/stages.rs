@@ -24,6 +24,7 @@ fn vgg_input() -> Preprocess {
         scale: 1.0,
         mean: [103.939, 116.779, 123.68],
         std: [1.0; 3],
+        max_pixels: preprocess::DEFAULT_MAX_PIXELS,
     }
 }
 

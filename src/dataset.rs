@@ -192,14 +192,13 @@ impl Dataset {
     pub fn open(location: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
         let store = Store::open(location)?;
         if let Store::Local(dir) = &store {
-            std::fs::create_dir_all(dir.join(PARTS))
-                .with_context(|| {
-                    format!(
-                        "cannot create the output folder {}; set `output.dir` (or --out) to a \
+            std::fs::create_dir_all(dir.join(PARTS)).with_context(|| {
+                format!(
+                    "cannot create the output folder {}; set `output.dir` (or --out) to a \
                          folder you can write to",
-                        dir.display()
-                    )
-                })?;
+                    dir.display()
+                )
+            })?;
         }
         let stored: Option<Manifest> = match store.read(MANIFEST)? {
             Some(bytes) => {

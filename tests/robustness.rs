@@ -88,11 +88,7 @@ fn channel_means(out: &Path) -> BTreeMap<(u64, u32), f32> {
     let ids = primitives::<UInt64Type>(&stats, "image_id");
     let channels = primitives::<UInt32Type>(&stats, "channel");
     let means = primitives::<Float32Type>(&stats, "mean");
-    ids.into_iter()
-        .zip(channels)
-        .zip(means)
-        .map(|((id, c), m)| ((id, c), m))
-        .collect()
+    ids.into_iter().zip(channels).zip(means).collect()
 }
 
 #[test]
@@ -109,7 +105,8 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
         std::fs::create_dir(images.join("locked_folder")).unwrap();
         for p in ["locked.png", "locked_folder"] {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(images.join(p), std::fs::Permissions::from_mode(0)).unwrap();
+            std::fs::set_permissions(images.join(p), std::fs::Permissions::from_mode(0o000))
+                .unwrap();
         }
     }
     let record = run_quietly(&identity_config(dir.path(), "")).unwrap();
@@ -523,7 +520,7 @@ fn a_signal_stops_the_run_between_batches_and_a_rerun_finishes() {
     );
     let config = write_config(dir.path(), &text_config);
     let out = dir.path().join("out");
-    let mut child = layerwise()
+    let child = layerwise()
         .arg("run")
         .arg(&config)
         .arg("-q")
