@@ -281,16 +281,8 @@ fn config_and_model_mistakes_name_the_key_or_file_and_the_fix() {
             "`run.batchsize`: TOML parse error at line 10, column 1",
         ),
         (
-            good.replace("batch_size = 4", "batchsize = 4"),
-            "did you mean `batch_size`?",
-        ),
-        (
             good.replace("batch_size = 4", "batch_size = \"4\""),
             "`run.batch_size`: TOML parse error",
-        ),
-        (
-            good.replace("batch_size = 4", "batch_size = \"4\""),
-            "invalid type: string \"4\", expected usize",
         ),
         (
             good.replace("batch_size = 4", "batch_size = 0"),
@@ -440,6 +432,29 @@ fn leftovers(out: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The run in `dir/out` left no temporary file, `status` says it is incomplete, and a rerun of
+/// `config` completes it with the tables of an uninterrupted run.
+fn assert_resumable(dir: &Path, config: &Path) {
+    let out = dir.join("out");
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "no temporary file is left"
+    );
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    let rerun = layerwise()
+        .arg("run")
+        .arg(config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let reference = dir.join("reference");
+    single_run(config, &reference);
+    assert_same_tables(&out, &reference);
+}
+
 #[test]
 fn a_full_disk_commits_no_partial_part_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,25 +497,7 @@ fn a_full_disk_commits_no_partial_part_and_a_rerun_completes() {
         part_files(&out, "maps"),
         vec![out.join("maps/part-00002.parquet")]
     );
-    assert_eq!(
-        leftovers(&out),
-        Vec::<PathBuf>::new(),
-        "no temporary file is left"
-    );
-    let status = layerwise().arg("status").arg(&out).output().unwrap();
-    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
-
-    let rerun = layerwise()
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(rerun.status.success(), "{}", text(&rerun));
-    assert!(text(&rerun).contains("[shard 0/1]"));
-    let reference = dir.path().join("reference");
-    single_run(&config, &reference);
-    assert_same_tables(&out, &reference);
+    assert_resumable(dir.path(), &config);
 }
 
 #[test]
@@ -556,22 +553,5 @@ fn a_signal_stops_the_run_between_batches_and_a_rerun_finishes() {
         std::fs::read_dir(out.join("_parts")).unwrap().count(),
         committed
     );
-    assert_eq!(
-        leftovers(&out),
-        Vec::<PathBuf>::new(),
-        "no temporary file is left"
-    );
-    let status = layerwise().arg("status").arg(&out).output().unwrap();
-    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
-
-    let rerun = layerwise()
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(rerun.status.success(), "{}", text(&rerun));
-    let reference = dir.path().join("reference");
-    single_run(&config, &reference);
-    assert_same_tables(&out, &reference);
+    assert_resumable(dir.path(), &config);
 }
