@@ -290,16 +290,18 @@ impl<'de> Deserialize<'de> for Keep {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = Keep;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"a list of channel numbers, or "all""#)
+                f.write_str(r#"a list of channel numbers, a range such as "0..64", or "all""#)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Keep, E> {
-                match v {
-                    "all" => Ok(Keep::All),
-                    other => Err(E::invalid_value(
-                        serde::de::Unexpected::Str(other),
-                        &r#""all" or a list such as [0, 11, 12]"#,
-                    )),
+                if v == "all" {
+                    return Ok(Keep::All);
                 }
+                parse_range(v).map(|r| Keep::Channels(r.collect())).ok_or_else(|| {
+                    E::invalid_value(
+                        serde::de::Unexpected::Str(v),
+                        &r#""all", a half-open range "A..B" with A < B (channels A to B - 1, as in Rust), or a list such as [0, 11, 12]"#,
+                    )
+                })
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Keep, A::Error> {
                 let mut channels = Vec::new();
@@ -311,6 +313,13 @@ impl<'de> Deserialize<'de> for Keep {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+/// `"A..B"` with `A < B`: the channels `A` to `B - 1`.
+fn parse_range(text: &str) -> Option<std::ops::Range<u32>> {
+    let (start, end) = text.split_once("..")?;
+    let (start, end): (u32, u32) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start < end).then_some(start..end)
 }
 
 /// `[output]`: the Parquet dataset.
@@ -466,11 +475,29 @@ keep = "all"
     }
 
     #[test]
+    fn keep_takes_half_open_ranges() {
+        let text = CLASSIC.replace(r#"keep = "all""#, r#"keep = "2..6""#);
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.layers[1].keep, Keep::Channels(vec![2, 3, 4, 5]));
+        for wrong in ["6..2", "3..3", "0..", "a..b"] {
+            let text = CLASSIC.replace(r#"keep = "all""#, &format!("keep = \"{wrong}\""));
+            let err = Config::from_toml(&text).unwrap_err();
+            assert!(err.starts_with("`layers[1].keep`: "), "{err}");
+            assert!(
+                err.contains(
+                    r#"a half-open range "A..B" with A < B (channels A to B - 1, as in Rust)"#
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn keep_defaults_to_no_maps_and_rejects_other_words() {
         let text = CLASSIC.replace(r#"keep = "all""#, r#"keep = "some""#);
         let err = Config::from_toml(&text).unwrap_err();
         assert!(
-            err.contains(r#"expected "all" or a list such as [0, 11, 12]"#),
+            err.contains(r#"expected "all", a half-open range"#),
             "{err}"
         );
         let text = CLASSIC.replace(r#"keep = "all""#, "");
