@@ -11,6 +11,9 @@
 # `cargo fuzz` is missing. Without nightly it exits 1, or 0 when LAYERWISE_FUZZ_OPTIONAL=1.
 #
 # usage: scripts/fuzz.sh [SECONDS]    (default 60, per target)
+#        LAYERWISE_FUZZ_RUNS=N scripts/fuzz.sh
+#            N inputs per target from a fixed seed instead of a time: the same inputs on every
+#            machine, as CI (.ci/run) runs it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -21,6 +24,10 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 targets=(decode_image read_model)
+limit=(-max_total_time="$seconds")
+if [[ -n ${LAYERWISE_FUZZ_RUNS:-} ]]; then
+    limit=(-runs="$LAYERWISE_FUZZ_RUNS" -seed=1)
+fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz.sh: no nightly Rust toolchain; cargo-fuzz needs one (for the sanitizer flags)." >&2
@@ -49,10 +56,10 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     cp "$root"/fuzz/seeds/"$target"/* "$corpus"/
     marker=$(mktemp)
-    echo "fuzz.sh: fuzzing $target for $seconds s" >&2
+    echo "fuzz.sh: fuzzing $target (${limit[*]})" >&2
     status=0
     cargo +nightly fuzz run "$target" "$corpus" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 ||
+        "${limit[@]}" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 ||
         status=$?
     if [[ $status -ne 0 ]]; then
         found=$(find "$artifacts" -type f -newer "$marker" | sort)
@@ -72,4 +79,4 @@ if [[ ${#failed[@]} -gt 0 ]]; then
     echo "fuzz.sh: failing targets: ${failed[*]}" >&2
     exit 1
 fi
-echo "fuzz.sh: no crash in ${targets[*]} ($seconds s each)" >&2
+echo "fuzz.sh: no crash in ${targets[*]} (${limit[*]} each)" >&2
