@@ -242,6 +242,14 @@ pub struct LayerConfig {
     /// What "excite most" means for `top_k`.
     #[serde(default)]
     pub top_by: TopBy,
+    /// Stored maps (in `maps` and `top`) are average-pooled over `pool` x `pool` blocks:
+    /// 1 (default, as computed), 2, 4 or 8. Statistics always use the full maps.
+    #[serde(default = "default_pool")]
+    pub pool: usize,
+}
+
+fn default_pool() -> usize {
+    1
 }
 
 /// The score that ranks images for `top_k`.

@@ -227,8 +227,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let mut progress = Progress::new(todo_images as u64, options.quiet);
     let mut errors = 0;
     let mut write_wait = Duration::ZERO;
+    let mut interrupted = false;
     for &part in &todo {
         if options.stopped() {
+            interrupted = true;
             break;
         }
         let images = parts[part];
@@ -252,6 +254,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             })
         });
         if options.stopped() {
+            interrupted = true;
             break;
         }
         outcome?;
@@ -262,7 +265,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
     }
     progress.finish();
-    if options.stopped() {
+    if interrupted {
         let committed = dataset.markers()?.len();
         return Err(RunStop::Interrupted { committed }.into());
     }

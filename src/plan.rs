@@ -87,6 +87,8 @@ pub struct LayerSpec {
     pub channel_axis: usize,
     /// Images kept per channel in the `top` table, and how they are ranked.
     pub top: Option<(usize, TopBy)>,
+    /// Side of the blocks stored maps are average-pooled over (1: not pooled).
+    pub pool: usize,
 }
 
 /// Batching, threads and the execution provider, resolved.
@@ -604,6 +606,16 @@ fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> 
                 )
                 .into());
             }
+            if !matches!(layer.pool, 1 | 2 | 4 | 8) {
+                return Err(PlanError::invalid(
+                    key("pool"),
+                    format!(
+                        "is {}; stored maps can be average-pooled by 2, 4 or 8 (or 1, not at all)",
+                        layer.pool
+                    ),
+                )
+                .into());
+            }
             specs.push(LayerSpec {
                 name,
                 tensor: tensor.name.to_owned(),
@@ -612,6 +624,7 @@ fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> 
                 keep: layer.keep.clone(),
                 channel_axis: layer.channel_axis,
                 top: layer.top_k.map(|k| (k, layer.top_by)),
+                pool: layer.pool,
             });
         }
     }

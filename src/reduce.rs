@@ -40,6 +40,7 @@ pub struct LayerReducer {
     channel_axis: usize,
     keep: Vec<u32>,
     top: Option<(usize, TopBy)>,
+    pool: usize,
 }
 
 impl LayerReducer {
@@ -108,6 +109,7 @@ impl LayerReducer {
             channel_axis: layer.channel_axis,
             keep,
             top: layer.top,
+            pool: layer.pool,
         })
     }
 
@@ -121,7 +123,13 @@ impl LayerReducer {
                     height,
                     width,
                 },
-            ) => Some(LayerTop::new(k, by, *channels, *height, *width)),
+            ) => Some(LayerTop::new(
+                k,
+                by,
+                *channels,
+                height.div_ceil(self.pool),
+                width.div_ceil(self.pool),
+            )),
             _ => None,
         }
     }
@@ -174,7 +182,7 @@ impl LayerReducer {
                 .push(image_id, &self.name, image.iter().copied());
             return;
         };
-        let key = |channel: usize| MapKey {
+        let key = |channel: usize, (height, width): (usize, usize)| MapKey {
             image_id,
             layer: &self.name,
             channel: channel as u32,
@@ -183,15 +191,16 @@ impl LayerReducer {
         };
         let image_stats = &stats[i * channels..(i + 1) * channels];
         for (c, s) in image_stats.iter().enumerate() {
-            rows.stats.push(key(c), s);
+            rows.stats.push(key(c, (height, width)), s);
         }
         let maps = self.maps(tensor);
-        let mut scratch = Vec::new();
+        let (mut scratch, mut pooled) = (Vec::new(), Vec::new());
+        let size = (height, width);
         if let Some(top) = top {
             for (c, s) in image_stats.iter().enumerate() {
                 top.offer(c, image_id, s, || {
                     let map = maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
-                    contiguous(map, &mut scratch).to_vec()
+                    self.stored(map, size, &mut scratch, &mut pooled).0.to_vec()
                 });
             }
         }
@@ -199,9 +208,26 @@ impl LayerReducer {
             let map = maps
                 .index_axis(Axis(0), i)
                 .index_axis_move(Axis(0), c as usize);
-            rows.maps
-                .push(key(c as usize), contiguous(map, &mut scratch));
+            let (values, size) = self.stored(map, size, &mut scratch, &mut pooled);
+            rows.maps.push(key(c as usize, size), values);
         }
+    }
+
+    /// A map as it is stored, with its height and width: contiguous, and average-pooled when
+    /// the layer pools.
+    fn stored<'a>(
+        &self,
+        map: ArrayViewD<'a, f32>,
+        (height, width): (usize, usize),
+        scratch: &'a mut Vec<f32>,
+        pooled: &'a mut Vec<f32>,
+    ) -> (&'a [f32], (usize, usize)) {
+        let values = contiguous(map, scratch);
+        if self.pool == 1 {
+            return (values, (height, width));
+        }
+        let size = average_pool(values, height, width, self.pool, pooled);
+        (pooled, size)
     }
 
     /// The tensor with the channel axis moved next to the batch axis: `[N, C, map...]`.
@@ -210,6 +236,34 @@ impl LayerReducer {
         axes.extend((1..tensor.ndim()).filter(|a| *a != self.channel_axis));
         tensor.clone().permuted_axes(axes)
     }
+}
+
+/// Averages `map` (`height` x `width`, row-major) over `k` x `k` blocks into `out`; a block
+/// cut by the edge averages the values it holds. Returns the pooled height and width.
+pub fn average_pool(
+    map: &[f32],
+    height: usize,
+    width: usize,
+    k: usize,
+    out: &mut Vec<f32>,
+) -> (usize, usize) {
+    let (ph, pw) = (height.div_ceil(k), width.div_ceil(k));
+    out.clear();
+    out.resize(ph * pw, 0.0);
+    for (y, row) in map.chunks_exact(width).enumerate() {
+        let sums = &mut out[(y / k) * pw..(y / k + 1) * pw];
+        for (x, v) in row.iter().enumerate() {
+            sums[x / k] += v;
+        }
+    }
+    for py in 0..ph {
+        let rows = (height - py * k).min(k);
+        for px in 0..pw {
+            let cols = (width - px * k).min(k);
+            out[py * pw + px] /= (rows * cols) as f32;
+        }
+    }
+    (ph, pw)
 }
 
 /// Reduces one batch: `tensors` holds the exposed tensors (one entry per image of
@@ -329,9 +383,29 @@ mod tests {
             selector: "t".into(),
             position: 2,
             top: None,
+            pool: 1,
             keep,
             channel_axis,
         }
+    }
+
+    #[test]
+    fn average_pooling_over_blocks_and_cut_edges() {
+        // 3 x 5 map, values 0..15; 2 x 2 blocks give 2 x 3, edges averaging what they hold.
+        let map: Vec<f32> = (0..15).map(|v| v as f32).collect();
+        let mut out = Vec::new();
+        assert_eq!(average_pool(&map, 3, 5, 2, &mut out), (2, 3));
+        let want = [
+            (0.0 + 1.0 + 5.0 + 6.0) / 4.0,
+            (2.0 + 3.0 + 7.0 + 8.0) / 4.0,
+            (4.0 + 9.0) / 2.0,
+            (10.0 + 11.0) / 2.0,
+            (12.0 + 13.0) / 2.0,
+            14.0,
+        ];
+        assert_eq!(out, want);
+        assert_eq!(average_pool(&map, 3, 5, 8, &mut out), (1, 1));
+        assert_eq!(out, [7.0]);
     }
 
     #[test]

@@ -649,3 +649,53 @@ fn a_list_of_files_gives_the_same_tables_as_the_walk() {
         );
     }
 }
+
+#[test]
+fn pooled_maps_are_block_averages_of_the_full_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(&dir.path().join("images"), &FILES[..3]);
+    let layers = "[[layers]]\nname = \"c\"\ntensor = \"conv1\"\nkeep = \"all\"\ntop_k = 2\n";
+    let full = tiny_config_with_layers(dir.path(), "full", layers);
+    run_quietly(&full).unwrap();
+    std::fs::rename(dir.path().join("out"), dir.path().join("full")).unwrap();
+    let pooled = tiny_config_with_layers(dir.path(), "pooled", &format!("{layers}pool = 2\n"));
+    run_quietly(&pooled).unwrap();
+
+    let (a, b) = (dir.path().join("full"), dir.path().join("out"));
+    assert_eq!(
+        read_table(&a, "stats"),
+        read_table(&b, "stats"),
+        "statistics use full maps"
+    );
+    for table in ["maps", "top"] {
+        let (full, pooled) = (read_table(&a, table), read_table(&b, table));
+        assert_eq!(full.num_rows(), pooled.num_rows(), "{table}");
+        let heights = primitives::<UInt32Type>(&full, "height");
+        let widths = primitives::<UInt32Type>(&full, "width");
+        assert_eq!(
+            primitives::<UInt32Type>(&pooled, "height"),
+            heights.iter().map(|h| h.div_ceil(2)).collect::<Vec<_>>()
+        );
+        for (i, (map, got)) in lists(&full).iter().zip(lists(&pooled)).enumerate() {
+            let (h, w) = (heights[i] as usize, widths[i] as usize);
+            // Straightforward reference: each output cell averages the cells of its block.
+            let mut want = Vec::new();
+            for by in (0..h).step_by(2) {
+                for bx in (0..w).step_by(2) {
+                    let cells: Vec<f32> = (by..(by + 2).min(h))
+                        .flat_map(|y| (bx..(bx + 2).min(w)).map(move |x| (y, x)))
+                        .map(|(y, x)| map[y * w + x])
+                        .collect();
+                    want.push(cells.iter().sum::<f32>() / cells.len() as f32);
+                }
+            }
+            assert_close(&got, &want, &format!("{table} row {i}"));
+        }
+    }
+    let wrong = tiny_config_with_layers(dir.path(), "bad", &format!("{layers}pool = 3\n"));
+    let err = format!("{:#}", run_quietly(&wrong).unwrap_err());
+    assert!(
+        err.contains("`layers[0].pool` is 3; stored maps can be average-pooled by 2, 4 or 8 (or 1, not at all)"),
+        "{err}"
+    );
+}
