@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
@@ -24,6 +24,9 @@ use crate::tables::{Rows, Table};
 
 /// Key of the provenance JSON in each Parquet file's key-value metadata.
 pub const PROVENANCE_KEY: &str = "layerwise.provenance";
+
+/// Key of the row order ([`Table::row_order`]) in each Parquet file's key-value metadata.
+pub const ROW_ORDER_KEY: &str = "layerwise.row_order";
 
 /// A row group is closed once its encoded data passes this size, bounding memory.
 pub const ROW_GROUP_BYTES: usize = 64 << 20;
@@ -119,6 +122,29 @@ fn properties(compression: Compression, provenance: String) -> WriterProperties 
         .build()
 }
 
+/// The run's writer properties with what is particular to `table`: its row order in the
+/// key-value metadata, and `image_id` (column 0) as the sorting column where rows are in
+/// ascending `image_id` order.
+fn table_properties(base: &WriterProperties, table: Table) -> WriterProperties {
+    let mut metadata = base.key_value_metadata().cloned().unwrap_or_default();
+    metadata.push(KeyValue::new(
+        ROW_ORDER_KEY.into(),
+        table.row_order().to_owned(),
+    ));
+    let sorting = table.sorted_by_image_id().then(|| {
+        vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]
+    });
+    base.clone()
+        .into_builder()
+        .set_key_value_metadata(Some(metadata))
+        .set_sorting_columns(sorting)
+        .build()
+}
+
 /// One part of one table, being written.
 struct TableFile {
     table: Table,
@@ -145,7 +171,7 @@ impl TableFile {
         let writer = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
             table.schema(map_dtype),
-            Some(properties.clone()),
+            Some(table_properties(properties, table)),
         )?;
         Ok(TableFile {
             table,

@@ -51,6 +51,23 @@ impl Table {
         }
     }
 
+    /// The order of the rows in each part file, as recorded in its key-value metadata.
+    pub fn row_order(self) -> &'static str {
+        match self {
+            Table::Images => "image_id",
+            Table::Stats => "image_id, then layer (in config order), then channel",
+            Table::Maps => "image_id, then layer (in config order), then channel (in `keep` order)",
+            Table::Vectors => "image_id, then layer (in config order)",
+            Table::Top => "layer (in config order), then channel, then rank (best first)",
+        }
+    }
+
+    /// Whether the rows are in ascending `image_id` order (the first column), recorded as the
+    /// files' Parquet sorting column.
+    pub fn sorted_by_image_id(self) -> bool {
+        self != Table::Top
+    }
+
     /// The table's schema; `maps.values` holds `map_dtype` elements.
     pub fn schema(self, map_dtype: MapDtype) -> SchemaRef {
         match self {

@@ -391,6 +391,71 @@ fn tables_follow_the_contract() {
         serde_json::from_str(provenance.value.as_deref().unwrap()).unwrap();
     assert_eq!(provenance["model"]["sha256"], sha);
     assert_eq!(provenance["layers"], run["layers"]);
+
+    // The row order each file records holds: image_id ascending (the Parquet sorting column),
+    // then layer in config order, then channel (and `top` by layer, channel, rank).
+    let layer_order = ["conv1", "second", "logits"];
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        for path in part_files(&out, table) {
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+            let meta = parquet::file::reader::FileReader::metadata(&reader);
+            let kv = meta.file_metadata().key_value_metadata().unwrap();
+            let order = kv.iter().find(|k| k.key == "layerwise.row_order").unwrap();
+            if meta.num_row_groups() == 0 {
+                continue; // no rows (this run has no `top_k`)
+            }
+            let sorting = meta.row_group(0).sorting_columns();
+            if table == "top" {
+                assert_eq!(sorting, None);
+            } else {
+                let by_image = parquet::file::metadata::SortingColumn {
+                    column_idx: 0,
+                    descending: false,
+                    nulls_first: false,
+                };
+                assert_eq!(sorting, Some(&vec![by_image]), "{table}");
+            }
+            let rows = read_parquet(&path);
+            let layer_rank = |i: usize| -> u64 {
+                rows.column_by_name("layer").map_or(0, |c| {
+                    let name = c.as_string::<i32>().value(i);
+                    layer_order.iter().position(|l| *l == name).unwrap() as u64
+                })
+            };
+            let column = |name: &str, i: usize| -> u64 {
+                rows.column_by_name(name)
+                    .map_or(0, |c| match c.data_type() {
+                        DataType::UInt64 => c.as_primitive::<UInt64Type>().value(i),
+                        _ => u64::from(c.as_primitive::<UInt32Type>().value(i)),
+                    })
+            };
+            // `second` keeps [5, 0]: its maps come in that order.
+            let channel_rank = |i: usize| match (table, layer_rank(i), column("channel", i)) {
+                ("maps", 1, c) => [5, 0].iter().position(|k| *k == c).unwrap() as u64,
+                (_, _, c) => c,
+            };
+            let key = |i: usize| match table {
+                "top" => [layer_rank(i), column("channel", i), column("rank", i)],
+                _ => [column("image_id", i), layer_rank(i), channel_rank(i)],
+            };
+            for i in 1..rows.num_rows() {
+                assert!(key(i - 1) < key(i), "{table} row {i}: {:?}", order.value);
+            }
+        }
+    }
+}
+
+/// All rows of one Parquet file.
+fn read_parquet(path: &Path) -> RecordBatch {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 #[test]
