@@ -74,15 +74,14 @@ fn walk(spec: &InputSpec) -> Vec<Found> {
                 }
             }
             Ok(_) => {}
-            Err(err) => match err.path() {
-                Some(path) if has_extension(path, &spec.extensions) || path.is_dir() => {
-                    found.push(Found {
+            Err(err) => match err.path().map(|p| (p, p.is_dir())) {
+                Some((path, folder)) if folder || has_extension(path, &spec.extensions) => found
+                    .push(Found {
                         relative: relative_path(&spec.root, path),
                         path: path.to_owned(),
                         label: None,
-                        problem: Some(walk_problem(&err, path.is_dir())),
-                    })
-                }
+                        problem: Some(walk_problem(&err, folder)),
+                    }),
                 _ => tracing::warn!("listing {}: {err}", spec.root.display()),
             },
         }

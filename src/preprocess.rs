@@ -426,6 +426,38 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_must_reach_its_end_of_image_marker() {
+        let mut jpeg = Vec::new();
+        let picture = RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 8) as u8, 99])
+        });
+        DynamicImage::ImageRgb8(picture)
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        assert_eq!(check_jpeg_structure(&jpeg), Ok(()));
+        let mut trailer = jpeg.clone();
+        trailer.extend_from_slice(b"camera trailer \xff\x00 after the end");
+        assert_eq!(
+            check_jpeg_structure(&trailer),
+            Ok(()),
+            "bytes after EOI are allowed"
+        );
+        let truncated = "truncated JPEG: missing end of image (the file was cut short)";
+        for cut in [
+            jpeg.len() - 2,
+            jpeg.len() - 1,
+            jpeg.len() * 2 / 3,
+            jpeg.len() / 3,
+            4,
+        ] {
+            let err = check_jpeg_structure(&jpeg[..cut]).unwrap_err();
+            assert_eq!(err, truncated, "cut at {cut} of {}", jpeg.len());
+            let decoded = decode_at_least(&jpeg[..cut], 16, DEFAULT_MAX_PIXELS).unwrap_err();
+            assert_eq!(decoded, truncated);
+        }
+    }
+
+    #[test]
     fn non_images_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let html = dir.path().join("page.jpg");

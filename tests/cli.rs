@@ -6,10 +6,6 @@ use std::process::Command;
 
 use common::*;
 
-fn layerwise() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_layerwise"))
-}
-
 fn demo_like_config(dir: &std::path::Path, tensor: &str) -> std::path::PathBuf {
     write_images(
         &dir.join("images"),

@@ -6,25 +6,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use common::*;
-
-fn layerwise() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_layerwise"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The dirty folder of `tests/dirty/make_dirty.py` under `dir/images`.
 fn make_dirty(dir: &Path) -> PathBuf {

@@ -97,14 +97,6 @@ for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=p
         s3.download_file(bucket, o['Key'], path)
 "#;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn a_run_into_s3_resumes_and_equals_a_local_run() {
     let moto = Moto::start();

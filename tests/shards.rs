@@ -4,14 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn layerwise() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_layerwise"))
-}
 
 /// `count` images in two classes.
 fn images(dir: &Path, count: usize) {

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use arrow_array::cast::AsArray;
@@ -11,6 +11,20 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use layerwise::runtime::{Runtime, SearchPath};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
+
+/// The `layerwise` binary under test.
+pub fn layerwise() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_layerwise"))
+}
+
+/// A command's standard output then standard error, as text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -168,7 +182,7 @@ pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
 
 /// Runs `config` in one process into `out` (a reference for sharded or resumed runs).
 pub fn single_run(config: &Path, out: &Path) {
-    let run = Command::new(env!("CARGO_BIN_EXE_layerwise"))
+    let run = layerwise()
         .arg("run")
         .arg(config)
         .arg("-q")
