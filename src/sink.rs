@@ -28,8 +28,15 @@ pub const PROVENANCE_KEY: &str = "layerwise.provenance";
 /// Key of the row order ([`Table::row_order`]) in each Parquet file's key-value metadata.
 pub const ROW_ORDER_KEY: &str = "layerwise.row_order";
 
-/// A row group is closed once its encoded data passes this size, bounding memory.
+/// A row group is closed once its encoded data reaches this size: it bounds the memory a
+/// writer and a reader need for the list columns (a `block1_conv1` map is 196 KiB, so a row
+/// group of such maps holds a few hundred rows).
 pub const ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// A row group is closed at this many rows (128 Ki), whichever of this and
+/// [`ROW_GROUP_BYTES`] comes first: DuckDB and Polars read row groups in parallel and prune
+/// them by their statistics, and their own writers use 122,880 and 262,144 rows.
+pub const ROW_GROUP_ROWS: usize = 128 << 10;
 
 /// Batches are handed to the Parquet encoder in slices of about this many bytes: the encoder
 /// keeps levels and indices for every value of what it is given (about 12 bytes a value), so
@@ -112,12 +119,14 @@ fn properties(compression: Compression, provenance: String) -> WriterProperties 
         Compression::Snappy => Codec::SNAPPY,
         Compression::None => Codec::UNCOMPRESSED,
     };
+    let values = ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]);
     WriterProperties::builder()
         .set_compression(codec)
-        .set_column_dictionary_enabled(
-            ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]),
-            false,
-        )
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        // Strings (`layer`, `status`, ...) are dictionary-encoded, as the columns are by
+        // default; map values are not, a dictionary of floats would not pay.
+        .set_column_dictionary_enabled(values, false)
         .set_key_value_metadata(Some(vec![KeyValue::new(PROVENANCE_KEY.into(), provenance)]))
         .build()
 }
@@ -217,9 +226,6 @@ impl PartWriter {
                     .with_context(|| format!("cannot write {}", file.temporary.display()))?;
             }
             file.rows += batch.num_rows() as u64;
-            if file.writer.in_progress_size() > ROW_GROUP_BYTES {
-                file.writer.flush()?;
-            }
         }
         Ok(())
     }
@@ -373,5 +379,113 @@ impl Drop for PartWriter {
         for file in &self.files {
             let _ = std::fs::remove_file(&file.temporary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+    use crate::tables::{MapKey, MapStats};
+
+    /// Writes `rows` as part 0 of a run in `dir`; the finished (unpublished) part.
+    fn write_part(dir: &Path, mut rows: Rows) -> FinishedPart {
+        let output = OutputSpec {
+            dir: dir.to_owned(),
+            compression: Compression::Zstd,
+            map_dtype: MapDtype::Float32,
+        };
+        let sink = Sink::new(dir, &output, "{}".into()).unwrap();
+        let mut part = sink.begin_part(0).unwrap();
+        part.write(&mut rows).unwrap();
+        part.finish().unwrap()
+    }
+
+    fn metadata(part: &FinishedPart, table: Table) -> parquet::file::metadata::ParquetMetaData {
+        let index = Table::ALL.iter().position(|&t| t == table).unwrap();
+        let file = File::open(&part.files[index].0).unwrap();
+        SerializedFileReader::new(file).unwrap().metadata().clone()
+    }
+
+    fn key(image_id: u64, layer: &str, channel: u32, side: u32) -> MapKey<'_> {
+        MapKey {
+            image_id,
+            layer,
+            channel,
+            height: side,
+            width: side,
+        }
+    }
+
+    #[test]
+    fn row_groups_close_at_the_row_count_with_layer_dictionary_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Rows::new(MapDtype::Float32);
+        let stats = MapStats {
+            mean: 0.5,
+            std: 1.0,
+            min: 0.0,
+            max: 2.0,
+            argmax_y: 1,
+            argmax_x: 2,
+            frac_positive: 0.25,
+        };
+        // 521 images x (64 + 512) channels: 300,096 rows of two layers.
+        for image_id in 0..521 {
+            for (layer, channels) in [("block1_conv1", 64), ("block5_conv3", 512)] {
+                for channel in 0..channels {
+                    rows.stats.push(key(image_id, layer, channel, 14), &stats);
+                }
+            }
+        }
+        let meta = metadata(&write_part(dir.path(), rows), Table::Stats);
+        let sizes: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(sizes, [131_072, 131_072, 37_952]);
+        for group in meta.row_groups() {
+            let layer = group.column(1);
+            assert_eq!(layer.column_path().string(), "layer");
+            assert!(layer.dictionary_page_offset().is_some());
+            let encodings: Vec<Encoding> = layer.encodings().collect();
+            assert!(
+                encodings.contains(&Encoding::RLE_DICTIONARY),
+                "{encodings:?}"
+            );
+            // Statistics let readers skip row groups by image_id.
+            let image_id = group.column(0).statistics().expect("statistics on");
+            assert!(image_id.min_bytes_opt().is_some() && image_id.max_bytes_opt().is_some());
+        }
+    }
+
+    #[test]
+    fn row_groups_of_maps_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Rows::new(MapDtype::Float32);
+        // 400 maps of 256 x 256 noise (which does not compress): 100 MiB.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut map = vec![0f32; 256 * 256];
+        for channel in 0..400 {
+            for v in &mut map {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *v = (state >> 40) as f32;
+            }
+            rows.maps.push(key(0, "block1_conv1", channel, 256), &map);
+        }
+        let meta = metadata(&write_part(dir.path(), rows), Table::Maps);
+        let groups = meta.row_groups();
+        assert!(groups.len() >= 2, "{} row groups", groups.len());
+        let slack = WRITE_SLICE_BYTES as i64;
+        for group in groups {
+            assert!(
+                group.compressed_size() <= ROW_GROUP_BYTES as i64 + slack,
+                "{} bytes",
+                group.compressed_size()
+            );
+        }
+        let total: i64 = groups.iter().map(|g| g.num_rows()).sum();
+        assert_eq!(total, 400);
     }
 }
