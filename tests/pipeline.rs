@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
+use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use common::*;
@@ -138,32 +138,6 @@ fn reference_stats(map: &[f32], width: usize) -> [f64; 7] {
         (at % width) as f64,
         positive,
     ]
-}
-
-fn u64s(batch: &RecordBatch, column: &str) -> Vec<u64> {
-    primitives::<UInt64Type>(batch, column)
-}
-
-fn u32s(batch: &RecordBatch, column: &str) -> Vec<u32> {
-    primitives::<UInt32Type>(batch, column)
-}
-
-fn f32s(batch: &RecordBatch, column: &str) -> Vec<f32> {
-    primitives::<Float32Type>(batch, column)
-}
-
-fn strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
-    let c = batch.column_by_name(column).unwrap().as_string::<i32>();
-    (0..c.len())
-        .map(|i| c.is_valid(i).then(|| c.value(i).to_owned()))
-        .collect()
-}
-
-fn lists(batch: &RecordBatch) -> Vec<Vec<f32>> {
-    let c = batch.column_by_name("values").unwrap().as_list::<i32>();
-    (0..c.len())
-        .map(|i| c.value(i).as_primitive::<Float32Type>().values().to_vec())
-        .collect()
 }
 
 /// Column names, types and nullability, named as in `schemas/*.json`.

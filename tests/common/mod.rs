@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::ArrowPrimitiveType;
-use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_array::types::{ArrowPrimitiveType, Float32Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch, RecordBatchReader};
 use layerwise::runtime::{Runtime, SearchPath};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
@@ -45,33 +45,46 @@ pub fn python() -> PathBuf {
 }
 
 /// The folder of test models made by `tests/models/make_models.py`, built once per version of
-/// the script (its hash names the folder) and shared by all test binaries.
+/// the script and shared by all test binaries.
 pub fn models() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = root().join("tests/models/make_models.py");
-        let hash = Sha256::digest(std::fs::read(&script).unwrap());
-        let tag: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-        let dir = root().join(format!("target/test-models-{tag}"));
-        if !dir.join("identity_nhwc.onnx").exists() {
-            let building = root().join(format!("target/test-models-{tag}.{}", std::process::id()));
-            let out = Command::new(python())
-                .arg(&script)
-                .arg(&building)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "make_models.py failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // Another test binary may have finished first; either copy is the same.
-            if std::fs::rename(&building, &dir).is_err() {
-                std::fs::remove_dir_all(&building).unwrap();
-            }
+    DIR.get_or_init(|| built_by("tests/models/make_models.py", "identity_nhwc.onnx"))
+}
+
+/// The demo's model and images, made by `demo/make_demo.py` (`models/`, `images/`), built once
+/// per version of the script and shared by all test binaries.
+pub fn demo() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| built_by("demo/make_demo.py", "models/demo_vgg.onnx"))
+}
+
+/// The folder that `script OUT_DIR` fills, under `target/`, named by the script's hash; made
+/// unless `last` (a file the script writes last) is already there.
+fn built_by(script: &str, last: &str) -> PathBuf {
+    let script = root().join(script);
+    let hash = Sha256::digest(std::fs::read(&script).unwrap());
+    let tag: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let stem = script.file_stem().unwrap().to_string_lossy().into_owned();
+    let dir = root().join(format!("target/{stem}-{tag}"));
+    if !dir.join(last).exists() {
+        let building = root().join(format!("target/{stem}-{tag}.{}", std::process::id()));
+        let out = Command::new(python())
+            .arg(&script)
+            .arg(&building)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Another test binary may have finished first; either copy is the same.
+        if std::fs::rename(&building, &dir).is_err() {
+            std::fs::remove_dir_all(&building).unwrap();
         }
-        dir
-    })
+    }
+    dir
 }
 
 /// A test model's path.
@@ -133,6 +146,37 @@ pub fn read_table(out: &Path, table: &str) -> RecordBatch {
         }
     }
     arrow_select::concat::concat_batches(&schema.unwrap(), &batches).unwrap()
+}
+
+/// The values of a `UInt64` column.
+pub fn u64s(batch: &RecordBatch, column: &str) -> Vec<u64> {
+    primitives::<UInt64Type>(batch, column)
+}
+
+/// The values of a `UInt32` column.
+pub fn u32s(batch: &RecordBatch, column: &str) -> Vec<u32> {
+    primitives::<UInt32Type>(batch, column)
+}
+
+/// The values of a `Float32` column.
+pub fn f32s(batch: &RecordBatch, column: &str) -> Vec<f32> {
+    primitives::<Float32Type>(batch, column)
+}
+
+/// The values of a string column (`None` for nulls).
+pub fn strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+    let c = batch.column_by_name(column).unwrap().as_string::<i32>();
+    (0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i).to_owned()))
+        .collect()
+}
+
+/// The maps of a `values` column of `Float32` lists.
+pub fn lists(batch: &RecordBatch) -> Vec<Vec<f32>> {
+    let c = batch.column_by_name("values").unwrap().as_list::<i32>();
+    (0..c.len())
+        .map(|i| c.value(i).as_primitive::<Float32Type>().values().to_vec())
+        .collect()
 }
 
 /// Writes a config file into `dir` and returns its path.
