@@ -3,48 +3,58 @@
 //! This module only mirrors the file. Defaults that need no outside knowledge are applied
 //! here; everything that must be checked against the file system or the model is done when
 //! the config becomes a [`Plan`](crate::plan::Plan).
+//!
+//! The types also describe themselves as a JSON Schema ([`config_schema`], checked in as
+//! `schemas/config.schema.json`): their doc comments are the descriptions an editor shows, and
+//! the limits that validation enforces without the model are stated there too.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PlanError;
 
 /// A whole pipeline config, as read from its TOML file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Experiment name, recorded in the outputs.
+    /// Experiment name, recorded in the outputs; not empty.
+    #[schemars(pattern(r"\S"))]
     pub name: String,
-    /// Where the images come from.
+    /// `[input]`: where the images come from.
     pub input: InputConfig,
-    /// The ONNX model.
+    /// `[model]`: the ONNX model.
     pub model: ModelConfig,
-    /// How an image becomes the model's input tensor.
+    /// `[preprocess]`: how an image becomes the model's input tensor.
     #[serde(default)]
     pub preprocess: PreprocessConfig,
-    /// Batching, threads and the runtime library.
+    /// `[run]`: batching, threads, the execution provider and the runtime library.
     #[serde(default)]
     pub run: RunConfig,
-    /// The tensors to extract.
+    /// `[[layers]]`: the tensors to extract, at least one.
+    #[schemars(length(min = 1))]
     pub layers: Vec<LayerConfig>,
-    /// Where and how the Parquet dataset is written.
+    /// `[output]`: where and how the Parquet dataset is written.
     #[serde(default)]
     pub output: OutputConfig,
 }
 
 /// `[input]`: the image folder.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// The folder image paths are relative to: walked recursively unless `list` is given.
+    /// The folder image paths are relative to: walked recursively unless `list` is given. A
+    /// relative path is taken from the config file's folder.
     pub root: PathBuf,
     /// A list of images instead of a walk: a text file with one path per line, or a CSV or
     /// Parquet file with a `path` column (and optionally `label`); paths relative to `root`.
     pub list: Option<PathBuf>,
-    /// File extensions taken, compared case-insensitively.
+    /// File extensions taken, compared case-insensitively, with or without the dot.
     #[serde(default = "default_extensions")]
+    #[schemars(length(min = 1), inner(pattern(r"[^.]")))]
     pub extensions: Vec<String>,
     /// How each image's label is found.
     #[serde(default)]
@@ -66,7 +76,7 @@ fn default_extensions() -> Vec<String> {
 }
 
 /// Where an image's label comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelSource {
     /// The name of the folder holding the file (null for files directly in `root`).
@@ -77,10 +87,10 @@ pub enum LabelSource {
 }
 
 /// `[model]`: the ONNX file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Path to the `.onnx` file.
+    /// Path to the `.onnx` file; a relative path is taken from the config file's folder.
     pub path: PathBuf,
     /// The graph input fed with images; optional when the model has one input.
     pub input: Option<String>,
@@ -88,10 +98,11 @@ pub struct ModelConfig {
 
 /// `[preprocess]`: decode, resize and normalise. `scale`, `mean` and `std` apply to float
 /// inputs; a `uint8` model input is fed the pixel bytes as they are.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessConfig {
     /// `[height, width]` of the model input; optional when the model's H and W are static.
+    #[schemars(inner(range(min = 1)))]
     pub size: Option<[u32; 2]>,
     /// How the image is brought to `size`.
     #[serde(default)]
@@ -102,16 +113,19 @@ pub struct PreprocessConfig {
     /// Order of the colour channels in the model input.
     #[serde(default)]
     pub channel_order: ChannelOrder,
-    /// Pixel values (0..255) are multiplied by this first (default 1/255).
+    /// Pixel values (0..255) are multiplied by this first (default 1/255); finite, not 0.
     pub scale: Option<f32>,
-    /// Subtracted per channel (in `channel_order`) after scaling (default 0).
+    /// Subtracted per channel (in `channel_order`) after scaling (default 0): three values.
+    #[schemars(length(equal = 3))]
     pub mean: Option<Vec<f32>>,
-    /// Divides per channel (in `channel_order`) after the mean (default 1).
+    /// Divides per channel (in `channel_order`) after the mean (default 1): three finite,
+    /// non-zero values.
+    #[schemars(length(equal = 3))]
     pub std: Option<Vec<f32>>,
 }
 
 /// How an image is brought to the model's input size.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResizeMode {
     /// Resize to exactly `size`, ignoring the aspect ratio.
@@ -122,7 +136,7 @@ pub enum ResizeMode {
 }
 
 /// The memory layout of the model's image input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum Layout {
     /// `[batch, channels, height, width]` (PyTorch, most ONNX exports).
     #[default]
@@ -132,7 +146,7 @@ pub enum Layout {
 }
 
 /// The order of the colour channels fed to the model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum ChannelOrder {
     /// Red, green, blue.
     #[default]
@@ -142,19 +156,22 @@ pub enum ChannelOrder {
 }
 
 /// `[run]`: execution settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Images per model call (a model with a fixed batch size uses its own).
     #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// Worker threads for decoding and for ONNX Runtime; 0 means all cores.
     #[serde(default)]
     pub threads: usize,
-    /// Images per output part file.
+    /// Images per output part file (and per unit of resuming and sharding).
     #[serde(default = "default_part_size")]
+    #[schemars(range(min = 1))]
     pub part_size: usize,
-    /// Path to the ONNX Runtime shared library (after `ORT_DYLIB_PATH`).
+    /// Path to the ONNX Runtime shared library; the `ORT_DYLIB_PATH` environment variable
+    /// takes precedence over it.
     pub onnxruntime: Option<PathBuf>,
     /// Where the model runs.
     #[serde(default)]
@@ -162,17 +179,19 @@ pub struct RunConfig {
     /// The GPU to use with `cuda` or `tensorrt`.
     #[serde(default)]
     pub device: u32,
-    /// Threads decoding images (default: `threads`).
+    /// Threads decoding images (default, or 0: `threads`).
     pub decode_threads: Option<usize>,
-    /// ONNX Runtime's intra-op threads (default: `threads` on the CPU, 1 with a GPU).
+    /// ONNX Runtime's intra-op threads (default, or 0: `threads` on the CPU, 1 with a GPU).
     pub inference_threads: Option<usize>,
     /// Batches of rows that may wait for the Parquet writer thread.
     #[serde(default = "default_queue_depth")]
+    #[schemars(range(min = 1))]
     pub queue_depth: usize,
     /// The share of images (0 to 1) that may fail to decode before the run counts as failed:
     /// above it, the run still writes every part, then exits with status 4. 1.0 (the default)
     /// never fails for bad images.
     #[serde(default = "default_max_error_fraction")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_error_fraction: f64,
 }
 
@@ -185,7 +204,7 @@ fn default_queue_depth() -> usize {
 }
 
 /// The execution provider that runs the model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// ONNX Runtime's CPU provider.
@@ -223,19 +242,21 @@ fn default_part_size() -> usize {
 }
 
 /// One `[[layers]]` entry: a tensor of the graph to extract.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LayerConfig {
     /// Name used in the output tables; `{tensor}` and `{index}` are filled in. Defaults to
     /// the tensor's name.
+    #[schemars(length(min = 1))]
     pub name: Option<String>,
     /// The tensor: an exact name, `op:Conv#0` / `op:Relu#-1`, or a glob such as `block*_conv*`.
     pub tensor: String,
-    /// Channels whose whole maps are stored.
+    /// Channels whose whole maps are stored (the `maps` table); none by default.
     #[serde(default)]
     pub keep: Keep,
-    /// Axis of the channels in the tensor.
+    /// Axis of the channels in the tensor (not 0, the batch axis).
     #[serde(default = "default_channel_axis")]
+    #[schemars(range(min = 1))]
     pub channel_axis: usize,
     /// Keep, for every channel, the maps of the k images that excite it most (the `top` table).
     pub top_k: Option<usize>,
@@ -245,6 +266,7 @@ pub struct LayerConfig {
     /// Stored maps (in `maps` and `top`) are average-pooled over `pool` x `pool` blocks:
     /// 1 (default, as computed), 2, 4 or 8. Statistics always use the full maps.
     #[serde(default = "default_pool")]
+    #[schemars(extend("enum" = [1, 2, 4, 8]))]
     pub pool: usize,
 }
 
@@ -253,7 +275,7 @@ fn default_pool() -> usize {
 }
 
 /// The score that ranks images for `top_k`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TopBy {
     /// The map's largest value (the peak response).
@@ -323,6 +345,42 @@ impl<'de> Deserialize<'de> for Keep {
     }
 }
 
+/// What [`Keep`]'s deserializer takes: `"all"`, a list of distinct channel numbers (the plan
+/// refuses a repeated one), or a range string. The range's `A < B` and the channel count of
+/// the layer cannot be said in a schema; the parser and the plan check them.
+impl JsonSchema for Keep {
+    fn schema_name() -> Cow<'static, str> {
+        "Keep".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Channels whose whole maps are stored: \"all\", a list of channel numbers, or a half-open range \"A..B\".",
+            "oneOf": [
+                {
+                    "const": "all",
+                    "description": "Every channel."
+                },
+                {
+                    "type": "array",
+                    "items": { "type": "integer", "minimum": 0, "maximum": u32::MAX },
+                    "uniqueItems": true,
+                    "description": "These channels, in this order, each once; [] (the default) stores no maps."
+                },
+                {
+                    "type": "string",
+                    "pattern": RANGE_PATTERN,
+                    "description": "The channels A to B - 1, as in Rust (\"0..64\": 0 to 63); A must be less than B."
+                }
+            ]
+        })
+    }
+}
+
+/// A range string as [`parse_range`] reads it: two unsigned integers (a `+` sign allowed, as
+/// Rust parses them) around `..`, spaces allowed around each.
+const RANGE_PATTERN: &str = r"^\s*\+?[0-9]+\s*\.\.\s*\+?[0-9]+\s*$";
+
 /// `"A..B"` with `A < B`: the channels `A` to `B - 1`.
 fn parse_range(text: &str) -> Option<std::ops::Range<u32>> {
     let (start, end) = text.split_once("..")?;
@@ -331,10 +389,11 @@ fn parse_range(text: &str) -> Option<std::ops::Range<u32>> {
 }
 
 /// `[output]`: the Parquet dataset.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Output folder; `--out` overrides it.
+    /// Output folder, or `s3://bucket/prefix` for object storage; `--out` overrides it, and
+    /// one of them is needed.
     pub dir: Option<PathBuf>,
     /// Parquet compression codec.
     #[serde(default)]
@@ -345,7 +404,7 @@ pub struct OutputConfig {
 }
 
 /// Parquet compression codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Zstandard (default): compact, and fast to read.
@@ -358,7 +417,7 @@ pub enum Compression {
 }
 
 /// Element type of the stored map values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MapDtype {
     /// 32-bit floats, exactly as the model computed them.
@@ -366,6 +425,57 @@ pub enum MapDtype {
     Float32,
     /// 16-bit floats: half the bytes, about 3 significant digits.
     Float16,
+}
+
+/// The JSON Schema (draft 2020-12) of a pipeline config, as `layerwise schema` prints it and
+/// `schemas/config.schema.json` holds it: for editor completion and validation of the TOML
+/// files, and for CI. It says what parsing checks (keys, types, values) and the limits that
+/// validation checks without the model (`batch_size` at least 1, `pool` 1, 2, 4 or 8, ...).
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Config);
+    schema.insert("$id".into(), "urn:layerwise:config".into());
+    schema.insert("title".into(), "layerwise pipeline config".into());
+    schema.insert(
+        "description".into(),
+        "One TOML file per experiment, for `layerwise run`, `check`, `layers` and `plot`. \
+         Relative paths are taken from the config file's folder."
+            .into(),
+    );
+    let mut value = schema.to_value();
+    tidy(&mut value);
+    value
+}
+
+/// Two touches for TOML files and editors: an optional key is absent or set, never null (TOML
+/// has no null), so null leaves the types and the tables' defaults; and the lines of every
+/// `description` that the doc comments wrapped are joined, for the editor to wrap (a blank
+/// line, a paragraph break, is kept).
+fn tidy(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Object(default)) = map.get_mut("default") {
+                default.retain(|_, v| !v.is_null());
+            }
+            if let Some(Value::String(text)) = map.get_mut("description") {
+                *text = text
+                    .split("\n\n")
+                    .map(|paragraph| paragraph.replace('\n', " "))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
+            }
+            map.values_mut().for_each(tidy);
+        }
+        Value::Array(items) => items.iter_mut().for_each(tidy),
+        _ => {}
+    }
 }
 
 impl Config {

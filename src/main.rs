@@ -104,6 +104,16 @@ enum Command {
         #[arg(long, value_name = "N")]
         shards: Option<usize>,
     },
+    /// Print the JSON Schema of pipeline configs, for editors and CI.
+    ///
+    /// The schema (JSON Schema draft 2020-12, also checked in as schemas/config.schema.json)
+    /// gives editors completion, hover docs and validation of pipeline TOML files: with taplo
+    /// or VS Code's "Even Better TOML", put `#:schema ../schemas/config.schema.json` (a path
+    /// relative to the TOML file) on the file's first line. CI can validate configs against
+    /// it with any JSON Schema validator. It checks keys, types, values and simple limits;
+    /// `layerwise check` also checks the config against the model and the files.
+    #[command(after_help = "Example: layerwise schema > schemas/config.schema.json")]
+    Schema,
     /// Report a run's progress: parts committed and missing, images, rows and bytes.
     ///
     /// Exits 0 only when every part is committed; otherwise prints the command that finishes
@@ -259,6 +269,7 @@ fn main() -> ExitCode {
             shard.as_deref(),
             shards,
         )),
+        Command::Schema => report(schema()),
         Command::Status { out } => {
             match layerwise::dataset::Dataset::read(&out).and_then(|d| d.status()) {
                 Ok(status) => {
@@ -427,6 +438,15 @@ fn check(config: &Path, limit: Option<usize>, json: bool) -> anyhow::Result<()> 
     } else {
         print!("{}", report.to_text());
     }
+    Ok(())
+}
+
+/// Prints the JSON Schema of pipeline configs.
+fn schema() -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&layerwise::config::config_schema())?
+    );
     Ok(())
 }
 
