@@ -3,19 +3,22 @@
 # where layerwise finds it. Nothing else is installed.
 #
 # usage: scripts/fetch-onnxruntime.sh [--gpu] [VERSION]
-#   VERSION  the onnxruntime wheel version (default 1.32.0; ort 2.0.0-rc.15 needs 1.17 or later)
-#   --gpu    take the onnxruntime-gpu wheel (CUDA) instead
+#   VERSION  the wheel's version (default 1.32.0, or 1.31.1 with --gpu: the newest
+#            onnxruntime-gpu release; ort 2.0.0-rc.15 needs 1.17 or later)
+#   --gpu    take the onnxruntime-gpu wheel instead (1.31.1 links CUDA 13: libcudart.so.13)
 #
 # layerwise looks for the library at ORT_DYLIB_PATH, then the config's [run] onnxruntime, then
 # this cache, then an onnxruntime package importable by python3.
 set -euo pipefail
 
 package=onnxruntime
+default_version=1.32.0
 if [[ "${1:-}" == "--gpu" ]]; then
   package=onnxruntime-gpu
+  default_version=1.31.1
   shift
 fi
-version=${1:-1.32.0}
+version=${1:-$default_version}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest="$root/.cache/onnxruntime"
 
