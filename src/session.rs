@@ -69,10 +69,9 @@ fn register_provider(
         }
     };
     let wheel = format!(
-        "provision the onnxruntime-gpu wheel's library (bash {}/scripts/fetch-onnxruntime.sh --gpu \
-         {}) or point ORT_DYLIB_PATH at it",
+        "provision the onnxruntime-gpu wheel's library (bash {}/scripts/fetch-onnxruntime.sh --gpu) \
+         or point ORT_DYLIB_PATH at it",
         env!("CARGO_MANIFEST_DIR"),
-        runtime.version
     );
     if !available.unwrap_or(false) {
         return Err(PlanError::Runtime(format!(

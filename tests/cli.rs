@@ -442,9 +442,7 @@ fn a_gpu_provider_without_the_gpu_library_names_the_wheel() {
             "{stderr}"
         );
         assert!(
-            stderr.contains(
-                "scripts/fetch-onnxruntime.sh --gpu 1.32.0) or point ORT_DYLIB_PATH at it"
-            ),
+            stderr.contains("scripts/fetch-onnxruntime.sh --gpu) or point ORT_DYLIB_PATH at it"),
             "{stderr}"
         );
     }
