@@ -4,23 +4,34 @@
 #
 # usage: benches/compare.sh [IMAGES]     (default 512 JPEGs; needs ../shared/bench)
 # Prints the date and cores, images/s and peak RSS of each, where layerwise's time per image
-# goes, and the ratios layerwise/ceiling and layerwise/peer.
+# goes, and the ratios layerwise/ceiling and layerwise/peer. All three use every core.
+#
+# On a machine with neither cargo nor the network (a cluster node), give a built binary and a
+# Python that has the peer's packages (onnx, onnxruntime, pillow, numpy, scikit-image,
+# pyarrow): LAYERWISE_BIN=path/to/layerwise LAYERWISE_BENCH_PYTHON=python3; layerwise then
+# uses that Python's onnxruntime library, as the peer does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 count=${1:-512}
 bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
+python=${LAYERWISE_BENCH_PYTHON:-.venv/bin/python}
+bin=${LAYERWISE_BIN:-}
+threads=$(nproc)
 data=target/bench
 
-scripts/fetch-onnxruntime.sh >/dev/null
-scripts/python-env.sh
-[[ -f $data/models/vgg16.onnx ]] || .venv/bin/python "$bench/make_models.py" $data/models
+if [[ -z $bin ]]; then
+  scripts/fetch-onnxruntime.sh >/dev/null
+  scripts/python-env.sh
+  cargo build --release --quiet
+  bin=target/release/layerwise
+fi
+[[ -f $data/models/vgg16.onnx ]] || $python "$bench/make_models.py" $data/models
 if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
   rm -rf $data/images
-  .venv/bin/python "$bench/make_images.py" $data/images "$count"
+  $python "$bench/make_images.py" $data/images "$count"
 fi
-cargo build --release --quiet
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $count images"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $threads cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
 
 # measure NAME COMMAND...: prints "NAME images/s peak-RSS-MiB"
 measure() {
@@ -39,11 +50,11 @@ measure() {
 workload() {
   local config=$1 model=$2 outputs=$3 keep=$4 scale=$5
   echo "== $config: $outputs"
-  measure ceiling .venv/bin/python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
-    --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
-  measure layerwise target/release/layerwise run "pipelines/$config.toml" --overwrite --quiet
+  measure ceiling $python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale"
+  measure layerwise "$bin" run "pipelines/$config.toml" --overwrite --quiet
   # Where layerwise's time goes, from its run.json (decoding overlaps the model).
-  .venv/bin/python - "out/$config/run.json" <<'PY'
+  $python - "out/$config/run.json" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["timings"]
 n = t["images"]
@@ -51,8 +62,8 @@ print(f"           per image: model {1000 * t['model_s'] / n:.2f} ms, outside th
       f"{1000 * (t['run_s'] - t['model_s']) / n:.2f} ms (reduce {1000 * t['reduce_s'] / n:.2f} ms, "
       f"decode {1000 * t['decode_s'] / n:.2f} ms overlapped, writer wait {1000 * t['write_wait_s'] / n:.2f} ms)")
 PY
-  measure peer .venv/bin/python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
-    --outputs "$outputs" --keep "$keep" --batch 8 --threads 2 --scale "$scale"
+  measure peer $python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale"
   awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \
     'BEGIN { printf "layerwise/ceiling %.2f   layerwise/peer %.2f\n", l / c, l / p }'
 }

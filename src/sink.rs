@@ -40,8 +40,10 @@ pub const ROW_GROUP_ROWS: usize = 128 << 10;
 
 /// Batches are handed to the Parquet encoder in slices of about this many bytes: the encoder
 /// keeps levels and indices for every value of what it is given (about 12 bytes a value), so
-/// a whole batch of maps would briefly take several times its own size.
-const WRITE_SLICE_BYTES: usize = 4 << 20;
+/// a whole batch of maps would briefly take several times its own size. At 1 MiB those
+/// buffers stay under the 4 MiB mmap threshold (`main.rs`) and are reused from the heap
+/// instead of being mapped and faulted in afresh for every slice.
+const WRITE_SLICE_BYTES: usize = 1 << 20;
 
 /// `batch` cut into zero-copy slices of about `WRITE_SLICE_BYTES` each.
 fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
