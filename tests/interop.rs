@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,18 +43,7 @@ print(json.dumps({
         "WHERE decode(key) = 'layerwise.provenance'")],
 }))
 "#;
-    let output = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let got = python_json(&["-c".as_ref(), script.as_ref(), out.as_os_str()]);
     for (table, rows) in &record.counts.rows {
         assert_eq!(&got["rows"][table], rows, "{table}");
     }
@@ -112,15 +102,17 @@ fn demo_config(dir: &Path) -> PathBuf {
 
 /// Runs README.md's "Query the results" section on `out` (tests/readme/run_queries.py).
 fn readme_queries(out: &Path) -> serde_json::Value {
-    let output = Command::new(python())
-        .arg(root().join("tests/readme/run_queries.py"))
-        .arg(root().join("README.md"))
-        .arg(out)
-        .output()
-        .unwrap();
+    let script = root().join("tests/readme/run_queries.py");
+    let readme = root().join("README.md");
+    python_json(&[script.as_os_str(), readme.as_os_str(), out.as_os_str()])
+}
+
+/// Runs the project's Python with `args` and parses what it prints as JSON.
+fn python_json(args: &[&OsStr]) -> serde_json::Value {
+    let output = Command::new(python()).args(args).output().unwrap();
     assert!(
         output.status.success(),
-        "a README query failed:\n{}",
+        "python {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -482,18 +474,7 @@ print(json.dumps({
     "polars": frame["values"].explode().cast(pl.Float32).to_list(),
 }))
 "#;
-    let output = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let got = python_json(&["-c".as_ref(), script.as_ref(), out.as_os_str()]);
     assert_eq!(got["duckdb_type"], "FLOAT[]");
     assert_eq!(got["polars_type"], "List(Float16)");
     assert_eq!(want.len(), 2 * 4 * 64, "2 images x 4 channels of 8 x 8");
