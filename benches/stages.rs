@@ -9,9 +9,9 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fast_image_resize::Resizer;
 use layerwise::config::{ChannelOrder, Layout, MapDtype, ResizeMode};
-use layerwise::preprocess::{self, InputType, Preprocess};
+use layerwise::input::preprocess::{self, InputType, Preprocess};
+use layerwise::output::tables::{MapKey, MapRows};
 use layerwise::reduce::map_stats;
-use layerwise::tables::{MapKey, MapRows};
 
 fn vgg_input() -> Preprocess {
     Preprocess {
@@ -24,7 +24,7 @@ fn vgg_input() -> Preprocess {
         scale: 1.0,
         mean: [103.939, 116.779, 123.68],
         std: [1.0; 3],
-        max_pixels: preprocess::DEFAULT_MAX_PIXELS,
+        max_pixels: layerwise::config::DEFAULT_MAX_PIXELS,
     }
 }
 

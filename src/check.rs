@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::MapDtype;
-use crate::listing;
+use crate::input::listing;
+use crate::output::provenance::LayerInfo;
+use crate::output::sink::{Sink, TableCounts, ROW_GROUP_BYTES};
+use crate::output::tables::{Rows, Table};
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::Overrides;
 use crate::progress::bytes;
-use crate::provenance::LayerInfo;
-use crate::sink::{Sink, TableCounts, ROW_GROUP_BYTES};
-use crate::tables::{Rows, Table};
 
 /// Batches run to measure the estimates.
 const SAMPLE_BATCHES: usize = 2;

@@ -65,8 +65,11 @@ pub struct InputConfig {
     pub max_pixels: u64,
 }
 
+/// The default `[input] max_pixels`: 100 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
 fn default_max_pixels() -> u64 {
-    crate::preprocess::DEFAULT_MAX_PIXELS
+    DEFAULT_MAX_PIXELS
 }
 
 fn default_extensions() -> Vec<String> {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use layerwise::error::RunStop;
-use layerwise::provenance::RunRecord;
+use layerwise::output::provenance::RunRecord;
+use layerwise::output::tables::Table;
 use layerwise::shard::Shard;
-use layerwise::tables::Table;
 use layerwise::{Overrides, PlanError, RunOptions};
 
 /// Extract what the layers of a vision model respond to, across whole image datasets.
@@ -271,7 +271,7 @@ fn main() -> ExitCode {
         )),
         Command::Schema => report(schema()),
         Command::Status { out } => {
-            match layerwise::dataset::Dataset::read(&out).and_then(|d| d.status()) {
+            match layerwise::output::dataset::Dataset::read(&out).and_then(|d| d.status()) {
                 Ok(status) => {
                     print!("{}", status.to_text());
                     if status.complete() {
@@ -337,7 +337,7 @@ fn stop_on_signal() -> &'static AtomicBool {
 
 /// Draws a figure and says where it went.
 fn plot(figure: Figure) -> anyhow::Result<()> {
-    use layerwise::plot::{self as p, ImageRef, ImageSet};
+    use layerwise::view::plot::{self as p, ImageRef, ImageSet};
     let (cells, look, default) = match figure {
         Figure::Channels {
             run,
@@ -350,7 +350,7 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
             let channels = channels.as_deref().map(p::parse_channels).transpose()?;
             match (run, config) {
                 (Some(run), _) => {
-                    let stored = layerwise::read::StoredRun::open(&run)?;
+                    let stored = layerwise::view::read::StoredRun::open(&run)?;
                     let cells = p::channels_from_run(
                         &stored,
                         &layer,
@@ -389,7 +389,7 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
                 channel,
             } = of;
             let which = images.as_deref().map(ImageSet::parse).transpose()?;
-            let stored = layerwise::read::StoredRun::open(&run)?;
+            let stored = layerwise::view::read::StoredRun::open(&run)?;
             let cells = p::images_from_run(&stored, &layer, channel, which.as_ref())?;
             (
                 cells,
@@ -403,7 +403,7 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
                 layer,
                 channel,
             } = of;
-            let stored = layerwise::read::StoredRun::open(&run)?;
+            let stored = layerwise::view::read::StoredRun::open(&run)?;
             let cells = p::top_from_run(&stored, &layer, channel, k)?;
             (
                 cells,
@@ -413,7 +413,7 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
         }
     };
     let path = look.png.unwrap_or(default);
-    let style = layerwise::render::Style {
+    let style = layerwise::view::render::Style {
         cols: look.cols,
         levels: look.levels,
         shared_scale: look.shared_scale,
@@ -452,7 +452,7 @@ fn schema() -> anyhow::Result<()> {
 
 /// Prints the tensors of a model or config.
 fn layers(target: &Path, shapes: bool, pattern: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let mut listing = layerwise::inspect::for_path(target, shapes)?;
+    let mut listing = layerwise::model::inspect::for_path(target, shapes)?;
     if let Some(pattern) = pattern {
         let glob = glob::Pattern::new(pattern).map_err(|e| {
             PlanError::invalid("--match", format!("`{pattern}` is not a valid glob: {e}"))

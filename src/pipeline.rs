@@ -8,24 +8,24 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
-use crate::dataset::{Dataset, Manifest, PartMarker};
 use crate::error::RunStop;
-use crate::listing::{self, Entry};
+use crate::input::listing::{self, Entry};
+use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
+use crate::model::runtime::{self, Runtime, SearchPath};
+use crate::model::session::Extractor;
 use crate::model::ModelFile;
-use crate::plan::{Overrides, Plan};
-use crate::preprocess::{InputElement, InputType, Preprocess, SourceSize};
-use crate::progress::Progress;
-use crate::provenance::{
+use crate::output::dataset::{Dataset, Manifest, PartMarker};
+use crate::output::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
 };
+use crate::output::sink::{BackgroundPart, Sink, TableCounts};
+use crate::output::store::Store;
+use crate::output::tables::{ImageStatus, Rows, Table};
+use crate::plan::{Overrides, Plan};
+use crate::progress::Progress;
+use crate::reduce::top::LayerTop;
 use crate::reduce::{self, LayerReducer};
-use crate::runtime::{self, Runtime, SearchPath};
-use crate::session::Extractor;
 use crate::shard::Shard;
-use crate::sink::{BackgroundPart, Sink, TableCounts};
-use crate::store::Store;
-use crate::tables::{ImageStatus, Rows, Table};
-use crate::top::LayerTop;
 
 /// How a run behaves, beyond what the plan says.
 #[derive(Debug, Clone, Copy, Default)]

@@ -8,9 +8,9 @@ use crate::config::{
     Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig, Provider, TopBy,
 };
 use crate::error::PlanError;
+use crate::input::preprocess::{InputType, Preprocess};
+use crate::model::select::{self, Selector};
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
-use crate::preprocess::{InputType, Preprocess};
-use crate::select::{self, Selector};
 
 /// What the command line may change in a config.
 #[derive(Debug, Clone, Default)]
@@ -232,7 +232,7 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
         .output
         .dir
         .as_mut()
-        .filter(|p| !crate::store::is_remote(p))
+        .filter(|p| !crate::output::store::is_remote(p))
     {
         resolve(p);
     }
@@ -722,7 +722,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
                 "is not set; set it in the config or pass --out DIR",
             )
         })?;
-    if !crate::store::is_remote(&dir) && dir.is_file() {
+    if !crate::output::store::is_remote(&dir) && dir.is_file() {
         return Err(PlanError::invalid(
             "output.dir",
             format!("is {}, which is a file; choose a folder", dir.display()),

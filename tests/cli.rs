@@ -179,7 +179,7 @@ fn a_runtime_too_old_is_refused_with_its_version_and_the_fix() {
 
 #[test]
 fn the_runtime_is_found_in_a_python_package() {
-    let search = layerwise::runtime::SearchPath {
+    let search = layerwise::model::runtime::SearchPath {
         python: Some(python().display().to_string()),
         ..Default::default()
     };

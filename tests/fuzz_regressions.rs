@@ -11,8 +11,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use layerwise::input::preprocess::decode_at_least;
 use layerwise::model::decode_model;
-use layerwise::preprocess::decode_at_least;
 
 /// The files directly inside `fuzz/<kind>/<target>/` for every target, dotfiles excluded.
 fn inputs(kind: &str) -> Vec<PathBuf> {

@@ -13,7 +13,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use common::*;
 use fast_image_resize::Resizer;
-use layerwise::provenance::RunRecord;
+use layerwise::output::provenance::RunRecord;
 use layerwise::{Overrides, RunOptions};
 use ndarray::{ArrayD, Axis};
 use ort::session::Session;
@@ -90,8 +90,8 @@ fn run_tiny(dir: &Path, model_name: &str, extra: &str) -> (std::path::PathBuf, R
 
 /// Tensors of a direct session run on one preprocessed image, by name.
 fn direct_run(image: &Path, names: &[&str]) -> HashMap<String, ArrayD<f32>> {
-    let spec = layerwise::preprocess::Preprocess {
-        input_type: layerwise::preprocess::InputType::Float32,
+    let spec = layerwise::input::preprocess::Preprocess {
+        input_type: layerwise::input::preprocess::InputType::Float32,
         height: 8,
         width: 8,
         resize: layerwise::config::ResizeMode::Stretch,
@@ -100,7 +100,7 @@ fn direct_run(image: &Path, names: &[&str]) -> HashMap<String, ArrayD<f32>> {
         scale: 1.0 / 255.0,
         mean: [0.5, 0.4, 0.3],
         std: [0.2, 0.25, 0.3],
-        max_pixels: layerwise::preprocess::DEFAULT_MAX_PIXELS,
+        max_pixels: layerwise::config::DEFAULT_MAX_PIXELS,
     };
     let mut input = vec![0.0; spec.image_len()];
     spec.load_into(image, &mut Resizer::new(), &mut input)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use layerwise::render::{magnification, GAP, INK, TITLE_BAND};
+use layerwise::view::render::{magnification, GAP, INK, TITLE_BAND};
 
 const H: u32 = 6;
 const W: u32 = 8;

@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = layerwise::preprocess::decode_at_least(data, 224, 4_000_000);
+    let _ = layerwise::input::preprocess::decode_at_least(data, 224, 4_000_000);
 });

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float32Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, RecordBatchReader};
-use layerwise::runtime::{Runtime, SearchPath};
+use layerwise::model::runtime::{Runtime, SearchPath};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
@@ -94,7 +94,7 @@ pub fn model(name: &str) -> PathBuf {
 
 /// The ONNX Runtime provisioned by `scripts/fetch-onnxruntime.sh`.
 pub fn runtime() -> &'static Runtime {
-    layerwise::runtime::load(&SearchPath::standard(None))
+    layerwise::model::runtime::load(&SearchPath::standard(None))
         .expect("ONNX Runtime: run scripts/fetch-onnxruntime.sh")
 }
 
@@ -205,7 +205,7 @@ pub fn tiny_config_with_layers(dir: &Path, name: &str, layers: &str) -> PathBuf 
 }
 
 /// Runs a config with no overrides and no progress output.
-pub fn run_quietly(config: &Path) -> anyhow::Result<layerwise::provenance::RunRecord> {
+pub fn run_quietly(config: &Path) -> anyhow::Result<layerwise::output::provenance::RunRecord> {
     let options = layerwise::RunOptions {
         quiet: true,
         ..Default::default()

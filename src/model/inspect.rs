@@ -6,11 +6,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::PlanError;
+use crate::input::preprocess::InputType;
+use crate::model::runtime::{self, Runtime, SearchPath};
+use crate::model::session::{self, element_name};
 use crate::model::{ModelFile, TensorInfo};
 use crate::plan::{self, ModelSpec};
-use crate::preprocess::InputType;
-use crate::runtime::{self, Runtime, SearchPath};
-use crate::session::{self, element_name};
 
 /// One row of the listing.
 #[derive(Debug, Clone, Serialize)]

@@ -1,10 +1,17 @@
-//! Reading an ONNX model's graph, and opening it up so chosen intermediate tensors become outputs.
+//! The model: reading an ONNX model's graph (here), picking tensors from it ([`select`]),
+//! loading ONNX Runtime ([`runtime`]), opening a session that exposes them ([`session`]) and
+//! listing what can be extracted ([`inspect`]).
 //!
-//! Only the few protobuf fields needed are decoded (nodes, graph inputs and outputs, initializer
+//! To read the graph, only the few protobuf fields needed are decoded (nodes, graph inputs and outputs, initializer
 //! names); weights are skipped without being parsed. To expose tensors, a second serialized
 //! `ModelProto` holding only `graph.output` entries is appended to the file's bytes: protobuf
 //! parses concatenated messages as their merge, and repeated fields concatenate, so the result
 //! is the original model with more outputs, and no full rewrite is needed.
+
+pub mod inspect;
+pub mod runtime;
+pub mod select;
+pub mod session;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
-use crate::config::{ChannelOrder, Layout, ResizeMode};
+use crate::config::{ChannelOrder, Layout, ResizeMode, DEFAULT_MAX_PIXELS};
 
 /// The element type of the model's image input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -64,9 +64,6 @@ pub struct Preprocess {
     /// Images with more pixels than this are refused from their header, before decoding.
     pub max_pixels: u64,
 }
-
-/// The default `[input] max_pixels`: 100 megapixels.
-pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 /// What decoding an image file tells about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use ort::value::{TensorElementType, TensorRef};
 
 use crate::config::Provider;
 use crate::error::PlanError;
+use crate::input::preprocess::{InputElement, InputType};
+use crate::model::runtime::Runtime;
 use crate::model::ModelFile;
 use crate::plan::Plan;
-use crate::preprocess::{InputElement, InputType};
-use crate::runtime::Runtime;
 
 /// The shape of one image's slice of an extracted tensor (the batch axis removed).
 pub type ImageShape = Vec<usize>;

@@ -6,10 +6,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::output::sink::TableCounts;
+use crate::output::tables::Table;
 use crate::plan::LayerSpec;
 use crate::reduce::{LayerReducer, LayerShape};
-use crate::sink::TableCounts;
-use crate::tables::Table;
 
 /// What produced a dataset.
 #[derive(Debug, Clone, Serialize)]

@@ -10,13 +10,13 @@ use fast_image_resize::Resizer;
 use image::RgbImage;
 
 use crate::config::Keep;
-use crate::listing::Entry;
+use crate::input::listing::Entry;
+use crate::input::preprocess::{self, InputType, Preprocess};
+use crate::output::tables::Rows;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
-use crate::preprocess::{self, InputType, Preprocess};
-use crate::read::{self, MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
-use crate::render::{self, Cell};
-use crate::tables::Rows;
+use crate::view::read::{self, MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::view::render::{self, Cell};
 
 /// At most this many cells are drawn by default (a 7 x 7 grid).
 pub const DEFAULT_CELLS: usize = 49;
@@ -358,7 +358,7 @@ fn underlay(
         scale: 1.0,
         mean: [0.0; 3],
         std: [1.0; 3],
-        max_pixels: preprocess::DEFAULT_MAX_PIXELS,
+        max_pixels: crate::config::DEFAULT_MAX_PIXELS,
     };
     fit.resize(decoded, resizer).ok()
 }

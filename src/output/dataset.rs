@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::listing::Entry;
+use crate::input::listing::Entry;
+use crate::output::sink::TableCounts;
+use crate::output::store::Store;
+use crate::output::tables::Table;
 use crate::plan::Plan;
-use crate::sink::TableCounts;
-use crate::store::Store;
-use crate::tables::Table;
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "_manifest.json";

@@ -18,9 +18,9 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::config::{Compression, MapDtype};
+use crate::output::store::Store;
+use crate::output::tables::{Rows, Table};
 use crate::plan::OutputSpec;
-use crate::store::Store;
-use crate::tables::{Rows, Table};
 
 /// Key of the provenance JSON in each Parquet file's key-value metadata.
 pub const PROVENANCE_KEY: &str = "layerwise.provenance";
@@ -390,7 +390,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
-    use crate::tables::{MapKey, MapStats};
+    use crate::output::tables::{MapKey, MapStats};
 
     /// Writes `rows` as part 0 of a run in `dir`; the finished (unpublished) part.
     fn write_part(dir: &Path, mut rows: Rows) -> FinishedPart {

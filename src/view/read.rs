@@ -15,7 +15,7 @@ use parquet::file::statistics::Statistics;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::tables::Table;
+use crate::output::tables::Table;
 
 /// A finished run: its folder and what its `run.json` says.
 #[derive(Debug, Clone)]

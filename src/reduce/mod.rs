@@ -1,13 +1,16 @@
-//! Reduce: one layer's output tensor becomes per-channel statistics, kept maps, or vectors.
+//! Reduce: one layer's output tensor becomes per-channel statistics, kept maps, or vectors;
+//! [`top`] keeps the best maps of each channel.
+
+pub mod top;
 
 use ndarray::{ArrayViewD, Axis};
 use rayon::prelude::*;
 
 use crate::config::{Keep, TopBy};
 use crate::error::PlanError;
+use crate::output::tables::{MapKey, MapStats, Rows};
 use crate::plan::LayerSpec;
-use crate::tables::{MapKey, MapStats, Rows};
-use crate::top::LayerTop;
+use crate::reduce::top::LayerTop;
 
 /// How a layer's tensor is cut up, learned from its real shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

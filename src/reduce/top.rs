@@ -6,7 +6,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use crate::config::TopBy;
-use crate::tables::{MapStats, TopRow, TopRows};
+use crate::output::tables::{MapStats, TopRow, TopRows};
 
 /// A candidate: its score, its image and its map.
 #[derive(Debug, Clone)]
