@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::MapDtype;
-use crate::input::listing;
+use crate::input::{self, Listing, Sample};
 use crate::output::provenance::LayerInfo;
 use crate::output::sink::{Sink, TableCounts, ROW_GROUP_BYTES};
 use crate::output::tables::{Rows, Table};
@@ -32,8 +32,11 @@ pub struct CheckReport {
     pub batch_size: usize,
     /// The layers, with their shapes and estimated bytes per image in each table.
     pub layers: Vec<LayerEstimate>,
-    /// Files the listing finds (after `--limit`).
+    /// Files the listing finds (after `--limit`); for shards, an estimate: the samples of
+    /// the first shard times the number of shards.
     pub images: usize,
+    /// For shards: the samples the first shard holds.
+    pub first_shard: Option<usize>,
     /// Part files per table.
     pub parts: usize,
     /// Images run to measure the estimates.
@@ -83,15 +86,23 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         reducers,
         layers,
     } = prepared;
-    let entries = listing::list(&plan.input)?;
+    let listing = input::list(&plan.input)?;
     let batch_size = extractor.batch_size();
+    let wanted = SAMPLE_BATCHES * batch_size;
+    let (sample, images, first_shard) = match &listing {
+        Listing::Files(files) => (spread(files, wanted), files.len(), None),
+        Listing::Shards { shards, .. } => {
+            let (sample, first) = first_samples(&listing, shards.len(), wanted, plan.input.limit);
+            (sample, first * shards.len(), Some(first))
+        }
+    };
+    let part_size = first_shard.map_or(plan.run.part_size, |n| n.max(1));
     let scratch = Scratch::new()?;
     let sink = Sink::new(&scratch.0, &plan.output, provenance)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.finish()?.counts;
     let mut batcher = Batcher::new(&plan, &mut extractor, &reducers);
     // Two batches: memory keeps growing after the first model call (allocator arenas).
-    let sample = sample(&entries, SAMPLE_BATCHES * batch_size);
     let mut part = sink.begin_part(1)?;
     for batch in sample.chunks(batch_size) {
         let mut rows = Rows::new(plan.output.map_dtype);
@@ -104,24 +115,16 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let measured_peak_bytes = peak_resident_bytes();
     let sampled = part.finish()?.counts;
 
-    let images = entries.len();
-    let parts = images.div_ceil(plan.run.part_size);
+    let parts = listing.parts(plan.run.part_size);
     let top_k = plan
         .layers
         .iter()
         .filter_map(|l| l.top.map(|(k, _)| k))
         .max()
         .unwrap_or(0);
-    let tables = estimate_tables(
-        &empty,
-        &sampled,
-        sample.len(),
-        images,
-        plan.run.part_size,
-        top_k,
-    );
+    let tables = estimate_tables(&empty, &sampled, sample.len(), images, part_size, top_k);
     let estimated_bytes = tables.iter().map(|t| t.estimated_bytes).sum();
-    let part_images = plan.run.part_size.min(images) as f64;
+    let part_images = part_size.min(images) as f64;
     let row_group_bytes = tables
         .iter()
         .map(|t| ((t.bytes_per_image * part_images) as u64).min(ROW_GROUP_BYTES as u64))
@@ -133,6 +136,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         batch_size,
         layers: estimate_layers(&layers, &tables, plan.output.map_dtype),
         images,
+        first_shard,
         parts,
         sample: sample.len(),
         tables,
@@ -142,12 +146,37 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     })
 }
 
-/// Up to `n` entries spread evenly over the listing.
-fn sample(entries: &[listing::Entry], n: usize) -> Vec<listing::Entry> {
-    let k = n.min(entries.len());
-    (0..k)
-        .map(|i| entries[i * entries.len() / k].clone())
-        .collect()
+/// Up to `n` files spread evenly over the listing.
+fn spread(files: &[Sample], n: usize) -> Vec<Sample> {
+    let k = n.min(files.len());
+    (0..k).map(|i| files[i * files.len() / k].clone()).collect()
+}
+
+/// The first `n` samples of the shards, and how many the first shard holds (it is read
+/// through, without decoding, to estimate the run).
+fn first_samples(
+    listing: &Listing,
+    shards: usize,
+    n: usize,
+    limit: Option<usize>,
+) -> (Vec<Sample>, usize) {
+    let mut reader = listing.open(0, 0, limit);
+    let mut sample = reader.next_batch(n);
+    let mut first = sample.len();
+    loop {
+        let more = reader.next_batch(1024).len();
+        if more == 0 {
+            break;
+        }
+        first += more;
+    }
+    for part in 1..shards {
+        if sample.len() >= n {
+            break;
+        }
+        sample.extend(listing.open(part, 0, limit).next_batch(n - sample.len()));
+    }
+    (sample, first)
 }
 
 /// Per table: the bytes of an empty part, plus the bytes per image the sample added. The `top`
@@ -304,10 +333,16 @@ impl CheckReport {
             let [s, m, v] = l.bytes_per_image.map(|b| bytes(b as u64));
             out.push_str(&format!("  {:<16} {:<40} {s} / {m} / {v}\n", i.name, shape));
         }
+        let images = match self.first_shard {
+            Some(first) => format!(
+                "about {} images ({} shards, assumed alike: the first holds {first} samples)",
+                self.images, self.parts
+            ),
+            None => format!("{} images, {} part(s)", self.images, self.parts),
+        };
         out.push_str(&format!(
-            "\n{} images, {} part(s), batches of {}; estimated output, measured on {} sample \
-             image(s):\n",
-            self.images, self.parts, self.batch_size, self.sample
+            "\n{images}, batches of {}; estimated output, measured on {} sample image(s):\n",
+            self.batch_size, self.sample
         ));
         for t in &self.tables {
             out.push_str(&format!(

@@ -40,29 +40,130 @@ pub struct Config {
     /// `[output]`: where and how the Parquet dataset is written.
     #[serde(default)]
     pub output: OutputConfig,
+    /// The folder relative paths are taken from (the config file's; not a key of the file).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub folder: PathBuf,
 }
 
-/// `[input]`: the image folder.
+/// `[input]`: where the images come from. Exactly one of `root` (a folder walked), `list`
+/// (a file naming the images), `webdataset` (tar shards) or `parquet` (Parquet files holding
+/// the image bytes) says it; `list` may be given with `root`, the folder its paths are
+/// relative to.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"anyOf": [{"required": ["root"]}, {"required": ["list"]}]},
+    {"required": ["webdataset"]},
+    {"required": ["parquet"]}
+]))]
 pub struct InputConfig {
     /// The folder image paths are relative to: walked recursively unless `list` is given. A
     /// relative path is taken from the config file's folder.
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
     /// A list of images instead of a walk: a text file with one path per line, or a CSV or
-    /// Parquet file with a `path` column (and optionally `label`); paths relative to `root`.
+    /// Parquet file with a `path` column (and optionally `label`); paths relative to `root`,
+    /// or to the list's folder when `root` is not set.
     pub list: Option<PathBuf>,
+    /// WebDataset tar shards, one part each: a path or a list of them, with brace ranges
+    /// (`shards/{00000..00127}.tar`, zero padding kept as written) and globs; local (relative
+    /// to the config file's folder) or `s3://bucket/key`.
+    pub webdataset: Option<Patterns>,
+    /// Parquet files holding the image bytes (img2dataset's output, Hugging Face datasets),
+    /// one part each, in the same forms as `webdataset`.
+    pub parquet: Option<Patterns>,
+    /// Where each sample's image is. WebDataset: the member extension(s) holding it, the
+    /// first present in a sample taken (default: jpg, jpeg, png, webp). Parquet: the column
+    /// (default: `image` as a Hugging Face struct {bytes, path}, else a binary column named
+    /// jpg, jpeg, png or webp).
+    pub image_field: Option<Patterns>,
+    /// Where each sample's label is. WebDataset: a member extension whose text is the label
+    /// (`txt`, `cls`), or `json:FIELD` for a field of the `.json` member. Parquet: a column
+    /// (a Hugging Face ClassLabel column gives its class names). Default: no label.
+    #[schemars(length(min = 1))]
+    pub label_field: Option<String>,
+    /// Parquet only: the column naming each sample, recorded as `images.key` (default: the
+    /// row number).
+    #[schemars(length(min = 1))]
+    pub key_field: Option<String>,
     /// File extensions taken, compared case-insensitively, with or without the dot.
     #[serde(default = "default_extensions")]
     #[schemars(length(min = 1), inner(pattern(r"[^.]")))]
     pub extensions: Vec<String>,
-    /// How each image's label is found.
+    /// How each image's label is found in a folder or list (shards use `label_field`).
     #[serde(default)]
     pub label: LabelSource,
     /// Images with more pixels (width x height, read from the header) are refused before
     /// decoding, as `too large`: a guard against decompression bombs and giant scans.
     #[serde(default = "default_max_pixels")]
     pub max_pixels: u64,
+}
+
+impl InputConfig {
+    /// The folder that the paths of a folder or list input are relative to: `root`, else the
+    /// list's folder; `None` for shard inputs.
+    pub fn files_root(&self) -> Option<PathBuf> {
+        match (&self.root, &self.list) {
+            (Some(root), _) => Some(root.clone()),
+            (None, Some(list)) => Some(list.parent().map(Path::to_owned).unwrap_or_default()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One text or a list of them, as a config may give either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Patterns {
+    /// One.
+    One(#[schemars(length(min = 1))] String),
+    /// Several, in this order.
+    Many(#[schemars(length(min = 1), inner(length(min = 1)))] Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Patterns;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text or a list of texts, e.g. \"shards/{00000..00009}.tar\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Patterns, E> {
+                if v.is_empty() {
+                    return Err(E::invalid_length(0, &"a non-empty text"));
+                }
+                Ok(Patterns::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Patterns, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    if text.is_empty() {
+                        return Err(serde::de::Error::invalid_length(0, &"a non-empty text"));
+                    }
+                    texts.push(text);
+                }
+                if texts.is_empty() {
+                    return Err(serde::de::Error::invalid_length(0, &"at least one text"));
+                }
+                Ok(Patterns::Many(texts))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Patterns {
+    /// The texts, in order.
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            Patterns::One(text) => vec![text.clone()],
+            Patterns::Many(texts) => texts.clone(),
+        }
+    }
 }
 
 /// The default `[input] max_pixels`: 100 megapixels.

@@ -72,6 +72,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a config's listing once, as a Parquet file that `input.list` takes.
+    ///
+    /// Walks `input.root` (or reads `input.list`) as a run would and writes the sorted paths,
+    /// with their labels, to FILE. Point `input.list` at it (keeping `root`) and every task of
+    /// a job array reads that one file instead of walking the whole tree itself, which is slow
+    /// on a parallel file system and what cluster admins ask to avoid.
+    #[command(
+        after_help = "Example:\n  layerwise list pipelines/demo.toml --out files.parquet\n  \
+        then, in the config's [input]: list = \"files.parquet\" (keep root)"
+    )]
+    List {
+        /// The pipeline config (TOML), with a folder or list input.
+        config: PathBuf,
+        /// The Parquet file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Draw feature maps as PNG grids in viridis, from a run (or on the fly from a config).
     #[command(subcommand)]
     Plot(Figure),
@@ -270,6 +287,7 @@ fn main() -> ExitCode {
             shards,
         )),
         Command::Schema => report(schema()),
+        Command::List { config, out } => report(list(&config, &out)),
         Command::Status { out } => {
             match layerwise::output::dataset::Dataset::read(&out).and_then(|d| d.status()) {
                 Ok(status) => {
@@ -438,6 +456,13 @@ fn check(config: &Path, limit: Option<usize>, json: bool) -> anyhow::Result<()> 
     } else {
         print!("{}", report.to_text());
     }
+    Ok(())
+}
+
+/// Writes a config's listing to a Parquet file.
+fn list(config: &Path, out: &Path) -> anyhow::Result<()> {
+    let written = layerwise::input::listing::write_config_list(config, out)?;
+    println!("wrote {written} paths to {}", out.display());
     Ok(())
 }
 

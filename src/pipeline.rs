@@ -9,18 +9,18 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::error::RunStop;
-use crate::input::listing::{self, Entry};
 use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
+use crate::input::{self, Content, Listing, Sample, SampleReader};
 use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::Extractor;
 use crate::model::ModelFile;
-use crate::output::dataset::{Dataset, Manifest, PartMarker};
+use crate::output::dataset::{Dataset, Listed, Manifest, PartMarker};
 use crate::output::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
 };
 use crate::output::sink::{BackgroundPart, Sink, TableCounts};
 use crate::output::store::Store;
-use crate::output::tables::{ImageStatus, Rows, Table};
+use crate::output::tables::{ImageRef, ImageStatus, Rows, Table};
 use crate::plan::{Overrides, Plan};
 use crate::progress::Progress;
 use crate::reduce::top::LayerTop;
@@ -190,9 +190,15 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     } = prepared;
     let plan = &plan;
     let listed = Instant::now();
-    let entries = listing::list(&plan.input)?;
+    let listing = input::list(&plan.input)?;
     let listing_s = listed.elapsed().as_secs_f64();
-    let manifest = Manifest::new(plan, config, &entries)?;
+    let part_size = plan.run.part_size;
+    let summary = Listed {
+        hash: listing.hash(),
+        images: listing.images(),
+        parts: listing.parts(part_size),
+    };
+    let manifest = Manifest::new(plan, config, &summary)?;
     let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;
     let staging = Staging::for_store(&dataset.store)?;
     let sink = Sink::new(
@@ -203,19 +209,21 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let setup_s = started.elapsed().as_secs_f64() - listing_s;
 
     let shard = options.shard;
-    let parts: Vec<&[Entry]> = entries.chunks(plan.run.part_size).collect();
     let committed = dataset.markers()?;
-    let todo: Vec<usize> = (0..parts.len())
+    let todo: Vec<usize> = (0..summary.parts)
         .filter(|p| shard.owns(*p) && !committed.contains_key(p))
         .collect();
-    let todo_images: usize = todo.iter().map(|p| parts[*p].len()).sum();
+    let todo_images = match &listing {
+        Listing::Files(files) => Some(
+            todo.iter()
+                .map(|p| files.len().min((p + 1) * part_size) - p * part_size)
+                .sum::<usize>() as u64,
+        ),
+        Listing::Shards { .. } => None,
+    };
     tracing::info!(
-        "{} images under {} in {} parts of {}; shard {shard} does {} parts ({todo_images} images), \
-         {} already committed; batches of {}, {} threads",
-        entries.len(),
-        plan.input.root.display(),
-        parts.len(),
-        plan.run.part_size,
+        "{}; shard {shard} does {} parts, {} already committed; batches of {}, {} threads",
+        listing.describe(part_size),
         todo.len(),
         committed.len(),
         extractor.batch_size(),
@@ -224,8 +232,8 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
 
     let running = Instant::now();
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
-    let mut progress = Progress::new(todo_images as u64, options.quiet);
-    let mut errors = 0;
+    let mut progress = Progress::new(todo_images, options.quiet);
+    let (mut errors, mut done_images) = (0, 0);
     let mut write_wait = Duration::ZERO;
     let mut interrupted = false;
     for &part in &todo {
@@ -233,12 +241,12 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             interrupted = true;
             break;
         }
-        let images = parts[part];
+        let mut samples = listing.open(part, part_size, plan.input.limit);
         let mut writer = BackgroundPart::start(sink.begin_part(part)?, plan.run.queue_depth);
         let (mut ok, mut error) = (0u64, 0u64);
-        let batches: Vec<&[Entry]> = images.chunks(batcher.batch_size()).collect();
+        let mut ids: Option<(u64, u64)> = None;
         let outcome = pool.install(|| {
-            batcher.process_all(&batches, |done| {
+            batcher.process_all(samples.as_mut(), |done| {
                 let waiting = Instant::now();
                 let images = done.ok + done.error;
                 writer.write(done.rows)?;
@@ -246,6 +254,8 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
                 ok += done.ok;
                 error += done.error;
                 errors += done.error;
+                done_images += images;
+                ids = Some((ids.map_or(done.ids.0, |i| i.0), done.ids.1));
                 progress.advance(images, errors);
                 if options.stopped() {
                     anyhow::bail!("stopped");
@@ -262,7 +272,15 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         batcher.drain_top(&mut rows);
         writer.write(rows)?;
         let counts = writer.finish()?.publish(&dataset.store)?;
-        dataset.commit(&marker(&dataset, part, images, ok, error, &counts, shard))?;
+        let first = listing.first_image(part, part_size);
+        let (first, last) = ids.unwrap_or((first, first));
+        let done = Done {
+            part,
+            ids: first..last,
+            ok,
+            error,
+        };
+        dataset.commit(&marker(&dataset, &done, &counts, shard))?;
     }
     progress.finish();
     if interrupted {
@@ -300,8 +318,8 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             setup_s,
             listing_s,
             run_s,
-            images: todo_images as u64,
-            images_per_s: todo_images as f64 / run_s.max(1e-9),
+            images: done_images,
+            images_per_s: done_images as f64 / run_s.max(1e-9),
             decode_s: times.decode.as_secs_f64(),
             model_s: times.model.as_secs_f64(),
             reduce_s: times.reduce.as_secs_f64(),
@@ -350,16 +368,17 @@ impl Drop for Staging {
     }
 }
 
-/// The marker of a part just committed.
-fn marker(
-    dataset: &Dataset,
+/// What a finished part holds.
+struct Done {
     part: usize,
-    images: &[Entry],
+    /// Its image ids (a range: files are numbered in order, and so are a shard's samples).
+    ids: std::ops::Range<u64>,
     ok: u64,
     error: u64,
-    counts: &TableCounts,
-    shard: Shard,
-) -> PartMarker {
+}
+
+/// The marker of a part just committed.
+fn marker(dataset: &Dataset, done: &Done, counts: &TableCounts, shard: Shard) -> PartMarker {
     let per_table = |values: &[u64; Table::COUNT]| {
         Table::ALL
             .iter()
@@ -368,11 +387,11 @@ fn marker(
             .collect()
     };
     PartMarker {
-        part,
-        first_image: images.first().map_or(0, |e| e.image_id),
-        end_image: images.last().map_or(0, |e| e.image_id + 1),
-        ok,
-        error,
+        part: done.part,
+        first_image: done.ids.start,
+        end_image: done.ids.end,
+        ok: done.ok,
+        error: done.error,
         rows: per_table(&counts.rows),
         bytes: per_table(&counts.bytes),
         config_hash: dataset.manifest.config_hash.clone(),
@@ -429,6 +448,8 @@ struct Decoded {
 pub struct BatchResult {
     /// Its rows.
     pub rows: Rows,
+    /// Its first image id, and one past its last.
+    pub ids: (u64, u64),
     /// Images run through the model.
     pub ok: u64,
     /// Images that could not be used.
@@ -459,9 +480,10 @@ impl<'a> Batcher<'a> {
     }
 
     /// Processes one batch into `rows`; returns the numbers of images ok and in error.
-    pub fn process(&mut self, batch: &[Entry], rows: &mut Rows) -> Result<(u64, u64)> {
+    pub fn process(&mut self, batch: &[Sample], rows: &mut Rows) -> Result<(u64, u64)> {
         let mut result = None;
-        self.process_all(&[batch], |r| {
+        let mut reader = input::Slice(batch);
+        self.process_all(&mut reader, |r| {
             result = Some(r);
             Ok(())
         })?;
@@ -470,17 +492,17 @@ impl<'a> Batcher<'a> {
         Ok((r.ok, r.error))
     }
 
-    /// Processes `batches` in order, decoding each next batch (on the worker threads) while the
-    /// current one runs; hands each batch's rows to `done` as soon as they are complete. Call
-    /// inside the worker pool (`ThreadPool::install`).
+    /// Processes the samples of `reader` in batches, reading and decoding each next batch (on
+    /// the worker threads) while the current one runs; hands each batch's rows to `done` as
+    /// soon as they are complete. Call inside the worker pool (`ThreadPool::install`).
     pub fn process_all(
         &mut self,
-        batches: &[&[Entry]],
+        reader: &mut dyn SampleReader,
         done: impl FnMut(BatchResult) -> Result<()>,
     ) -> Result<()> {
         match &mut self.input {
-            InputBuffers::F32(buffers) => pipelined(&mut self.stage, buffers, batches, done),
-            InputBuffers::U8(buffers) => pipelined(&mut self.stage, buffers, batches, done),
+            InputBuffers::F32(buffers) => pipelined(&mut self.stage, buffers, reader, done),
+            InputBuffers::U8(buffers) => pipelined(&mut self.stage, buffers, reader, done),
         }
     }
 
@@ -500,47 +522,52 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// Decodes batch k + 1 into one buffer while batch k runs from the other.
+/// Reads and decodes batch k + 1 into one buffer while batch k runs from the other.
 fn pipelined<T: InputElement>(
     stage: &mut Stage,
     buffers: &mut [Vec<T>; 2],
-    batches: &[&[Entry]],
+    reader: &mut dyn SampleReader,
     mut done: impl FnMut(BatchResult) -> Result<()>,
 ) -> Result<()> {
-    let Some(first) = batches.first() else {
-        return Ok(());
-    };
+    let size = stage.extractor.batch_size();
     let preprocess = &stage.plan.preprocess;
     let [mut current, mut next] = buffers.each_mut();
-    let mut decoded = decode(preprocess, current, first);
-    for (k, batch) in batches.iter().enumerate() {
+    let mut batch = reader.next_batch(size);
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut decoded = decode(preprocess, current, &batch);
+    loop {
         stage.times.decode += decoded.took;
-        let following = batches.get(k + 1);
-        let (decoded_next, result) = rayon::join(
-            || following.map(|b| decode(preprocess, next, b)),
-            || infer(stage, current, batch, decoded),
+        let ((following, decoded_next), result) = rayon::join(
+            || {
+                let following = reader.next_batch(size);
+                let decoded = (!following.is_empty()).then(|| decode(preprocess, next, &following));
+                (following, decoded)
+            },
+            || infer(stage, current, &batch, decoded),
         );
         done(result?)?;
         std::mem::swap(&mut current, &mut next);
         match decoded_next {
-            Some(d) => decoded = d,
-            None => break,
+            Some(d) => (decoded, batch) = (d, following),
+            None => return Ok(()),
         }
     }
-    Ok(())
 }
 
 /// Decodes `batch` into `input` in parallel and moves the images that decoded to the front.
-fn decode<T: InputElement>(preprocess: &Preprocess, input: &mut [T], batch: &[Entry]) -> Decoded {
+fn decode<T: InputElement>(preprocess: &Preprocess, input: &mut [T], batch: &[Sample]) -> Decoded {
     let started = Instant::now();
     let len = preprocess.image_len();
     let results: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
         .par_chunks_mut(len)
         .zip(batch.par_iter())
-        .map_init(Resizer::new, |resizer, (slot, entry)| {
-            match &entry.problem {
-                Some(problem) => Err(problem.clone()),
-                None => preprocess.load_into(&entry.path, resizer, slot),
+        .map_init(Resizer::new, |resizer, (slot, sample)| {
+            match &sample.content {
+                Content::Failed(problem) => Err(problem.clone()),
+                Content::File(path) => preprocess.load_into(path, resizer, slot),
+                Content::Bytes(bytes) => preprocess.decode_into(bytes, resizer, slot),
             }
         })
         .collect();
@@ -572,17 +599,19 @@ fn decode<T: InputElement>(preprocess: &Preprocess, input: &mut [T], batch: &[En
 fn infer<T: InputElement>(
     stage: &mut Stage,
     input: &[T],
-    batch: &[Entry],
+    batch: &[Sample],
     decoded: Decoded,
 ) -> Result<BatchResult> {
     let mut rows = Rows::new(stage.plan.output.map_dtype);
-    for (entry, status) in batch.iter().zip(&decoded.statuses) {
-        rows.images.push(
-            entry.image_id,
-            &entry.relative,
-            entry.label.as_deref(),
-            status,
-        );
+    for (sample, status) in batch.iter().zip(&decoded.statuses) {
+        let image = ImageRef {
+            image_id: sample.image_id,
+            path: &sample.path,
+            label: sample.label.as_deref(),
+            source: sample.source.as_deref(),
+            key: sample.key.as_deref(),
+        };
+        rows.images.push(image, status);
     }
     let ok_ids = &decoded.ok_ids;
     if !ok_ids.is_empty() {
@@ -600,8 +629,13 @@ fn infer<T: InputElement>(
         stage.times.reduce += reduced;
     }
     let ok = ok_ids.len() as u64;
+    let ids = (
+        batch.first().map_or(0, |s| s.image_id),
+        batch.last().map_or(0, |s| s.image_id + 1),
+    );
     Ok(BatchResult {
         rows,
+        ids,
         ok,
         error: batch.len() as u64 - ok,
     })

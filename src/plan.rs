@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    Compression, Config, Keep, LabelSource, Layout, MapDtype, PreprocessConfig, Provider, TopBy,
+    Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns, PreprocessConfig, Provider,
+    TopBy,
 };
 use crate::error::PlanError;
 use crate::input::preprocess::{InputType, Preprocess};
@@ -42,19 +43,52 @@ pub struct Plan {
     pub output: OutputSpec,
 }
 
-/// The image folder and how it is listed.
+/// Where the images come from.
 #[derive(Debug, Clone)]
 pub struct InputSpec {
-    /// Folder walked recursively.
+    /// The folder, list or shards.
+    pub source: InputSource,
+    /// `--limit`: only the first N images of a listing, or of each shard.
+    pub limit: Option<usize>,
+}
+
+/// The kinds of input.
+#[derive(Debug, Clone)]
+pub enum InputSource {
+    /// Files of a folder (walked) or of a list.
+    Files(FilesSpec),
+    /// WebDataset tar shards, one part each.
+    WebDataset(ShardsSpec),
+    /// Parquet files holding image bytes, one part each.
+    Parquet(ShardsSpec),
+}
+
+/// An image folder and how it is listed.
+#[derive(Debug, Clone)]
+pub struct FilesSpec {
+    /// Folder walked recursively (and that a list's paths are relative to).
     pub root: PathBuf,
     /// Lower-case extensions without the dot.
     pub extensions: Vec<String>,
     /// How labels are found.
     pub label: LabelSource,
-    /// Only the first N files of the listing, if set.
-    pub limit: Option<usize>,
     /// A list of images to read instead of walking `root`.
     pub list: Option<PathBuf>,
+}
+
+/// Shards named by patterns, and where their samples' fields are.
+#[derive(Debug, Clone)]
+pub struct ShardsSpec {
+    /// The patterns as configured: brace ranges and globs, local or `s3://`.
+    pub patterns: Vec<String>,
+    /// The folder local patterns are relative to (the config file's).
+    pub folder: PathBuf,
+    /// `input.image_field`: member extensions (lower case) or one column; empty: the default.
+    pub image_field: Vec<String>,
+    /// `input.label_field`, as configured.
+    pub label_field: Option<String>,
+    /// `input.key_field`, as configured.
+    pub key_field: Option<String>,
 }
 
 /// The model file and its image input.
@@ -220,8 +254,10 @@ pub fn read_model(config: &Config) -> Result<ModelFile, PlanError> {
 fn resolve_paths(mut config: Config, base: &Path) -> Config {
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     let resolve = |p: &mut PathBuf| *p = normalize(&base.join(&*p));
-    resolve(&mut config.input.root);
-    if let Some(p) = config.input.list.as_mut() {
+    for p in [config.input.root.as_mut(), config.input.list.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         resolve(p);
     }
     resolve(&mut config.model.path);
@@ -236,6 +272,7 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
     {
         resolve(p);
     }
+    config.folder = base;
     config
 }
 
@@ -306,8 +343,68 @@ impl From<PlanError> for Misfit {
     }
 }
 
-fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanError> {
-    let root = &config.input.root;
+/// The input a config names, checked against the file system (its model is not needed).
+pub fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanError> {
+    if overrides.limit == Some(0) {
+        return Err(PlanError::invalid("--limit", "must be at least 1"));
+    }
+    let input = &config.input;
+    let given: Vec<&str> = [
+        ("root", input.root.is_some()),
+        ("list", input.list.is_some()),
+        ("webdataset", input.webdataset.is_some()),
+        ("parquet", input.parquet.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    let source = match (&input.webdataset, &input.parquet, given.as_slice()) {
+        (Some(patterns), None, ["webdataset"]) => {
+            InputSource::WebDataset(shards_spec(config, patterns)?)
+        }
+        (None, Some(patterns), ["parquet"]) => InputSource::Parquet(shards_spec(config, patterns)?),
+        (None, None, [_, ..]) => InputSource::Files(files_spec(config)?),
+        _ => {
+            let has = if given.is_empty() {
+                "none of them".to_owned()
+            } else {
+                given.join(" and ")
+            };
+            return Err(PlanError::invalid(
+                "input",
+                format!(
+                    "must set exactly one of root (a folder to walk), list (a file naming the \
+                     images; root may be given too, as the folder its paths are relative to), \
+                     webdataset (tar shards) or parquet (Parquet files with the image bytes); \
+                     it sets {has}"
+                ),
+            ));
+        }
+    };
+    Ok(InputSpec {
+        source,
+        limit: overrides.limit,
+    })
+}
+
+/// A folder walked, or a list of files.
+fn files_spec(config: &Config) -> Result<FilesSpec, PlanError> {
+    let input = &config.input;
+    for (key, set) in [
+        ("image_field", input.image_field.is_some()),
+        ("label_field", input.label_field.is_some()),
+        ("key_field", input.key_field.is_some()),
+    ] {
+        if set {
+            return Err(PlanError::invalid(
+                format!("input.{key}"),
+                "applies to webdataset and parquet inputs; a folder or list uses `label`",
+            ));
+        }
+    }
+    let root = input
+        .files_root()
+        .expect("input_spec checked that root or list is set");
     if !root.is_dir() {
         return Err(PlanError::invalid(
             "input.root",
@@ -318,8 +415,7 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
             ),
         ));
     }
-    let extensions: Vec<String> = config
-        .input
+    let extensions: Vec<String> = input
         .extensions
         .iter()
         .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
@@ -330,10 +426,7 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
             "must list at least one non-empty extension, e.g. [\"jpg\", \"png\"]",
         ));
     }
-    if overrides.limit == Some(0) {
-        return Err(PlanError::invalid("--limit", "must be at least 1"));
-    }
-    if let Some(list) = &config.input.list {
+    if let Some(list) = &input.list {
         if !list.is_file() {
             return Err(PlanError::invalid(
                 "input.list",
@@ -341,12 +434,55 @@ fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, PlanE
             ));
         }
     }
-    Ok(InputSpec {
-        list: config.input.list.clone(),
-        root: root.clone(),
+    Ok(FilesSpec {
+        list: input.list.clone(),
+        root,
         extensions,
-        label: config.input.label,
-        limit: overrides.limit,
+        label: input.label,
+    })
+}
+
+/// Shards named by patterns: `image_field`, `label_field` and `key_field` as the format reads
+/// them (checked by the format's reader).
+fn shards_spec(config: &Config, patterns: &Patterns) -> Result<ShardsSpec, PlanError> {
+    let input = &config.input;
+    let webdataset = input.webdataset.is_some();
+    if webdataset && input.key_field.is_some() {
+        return Err(PlanError::invalid(
+            "input.key_field",
+            "applies to parquet inputs only; a WebDataset sample's key is its members' name \
+             without the extension",
+        ));
+    }
+    let image_field: Vec<String> = input.image_field.as_ref().map_or_else(Vec::new, |f| {
+        f.texts()
+            .into_iter()
+            .map(|e| match webdataset {
+                true => e.trim_start_matches('.').to_ascii_lowercase(),
+                false => e,
+            })
+            .collect()
+    });
+    if !webdataset && image_field.len() > 1 {
+        return Err(PlanError::invalid(
+            "input.image_field",
+            "names one column for a parquet input",
+        ));
+    }
+    if let Some(field) = &input.label_field {
+        if field.strip_prefix("json:").is_some_and(str::is_empty) {
+            return Err(PlanError::invalid(
+                "input.label_field",
+                "is `json:` without a field; write e.g. \"json:label\"",
+            ));
+        }
+    }
+    Ok(ShardsSpec {
+        patterns: patterns.texts(),
+        folder: config.folder.clone(),
+        image_field,
+        label_field: input.label_field.clone(),
+        key_field: input.key_field.clone(),
     })
 }
 
@@ -810,7 +946,11 @@ dir = "/tmp/layerwise-plan-test-out"
         c.model.path = PathBuf::from("../models/m.onnx");
         let c = resolve_paths(c, Path::new("/work/pipelines"));
         assert_eq!(c.model.path, Path::new("/work/models/m.onnx"));
-        assert_eq!(c.input.root, std::env::temp_dir(), "absolute paths stay");
+        assert_eq!(
+            c.input.root,
+            Some(std::env::temp_dir()),
+            "absolute paths stay"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Reports how many images are done.
 pub struct Progress {
-    total: u64,
+    /// The images to do, when known before reading (not for shards).
+    total: Option<u64>,
     done: u64,
     started: Instant,
     display: Display,
@@ -24,17 +25,18 @@ enum Display {
 
 impl Progress {
     /// A bar when stderr is a terminal, log lines when it is not; nothing when `quiet`.
-    pub fn new(total: u64, quiet: bool) -> Progress {
+    /// Without a `total` (shards, whose samples are counted as they are read) the bar and the
+    /// lines give the count and the rate.
+    pub fn new(total: Option<u64>, quiet: bool) -> Progress {
         let display = if quiet {
             Display::Quiet
         } else if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
-                )
-                .expect("a valid template"),
-            );
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let template = match total {
+                Some(_) => "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
+                None => "{spinner} {pos} images  {per_sec}  {msg}",
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
             Display::Bar(bar)
         } else {
             Display::Log {
@@ -59,7 +61,9 @@ impl Progress {
                     bar.set_message(format!("{errors} errors"));
                 }
             }
-            Display::Log { last } if last.elapsed() >= LOG_EVERY || self.done == self.total => {
+            Display::Log { last }
+                if last.elapsed() >= LOG_EVERY || Some(self.done) == self.total =>
+            {
                 *last = Instant::now();
                 tracing::info!("{}", self.line(errors));
             }
@@ -71,12 +75,15 @@ impl Progress {
     fn line(&self, errors: u64) -> String {
         let secs = self.started.elapsed().as_secs_f64();
         let rate = self.done as f64 / secs.max(1e-9);
-        let left = self.total.saturating_sub(self.done) as f64 / rate.max(1e-9);
+        let Some(total) = self.total else {
+            return format!("{} images, {errors} errors, {rate:.1} images/s", self.done);
+        };
+        let left = total.saturating_sub(self.done) as f64 / rate.max(1e-9);
         format!(
             "{}/{} images ({:.1}%), {errors} errors, {rate:.1} images/s, ETA {}",
             self.done,
-            self.total,
-            100.0 * self.done as f64 / (self.total.max(1)) as f64,
+            total,
+            100.0 * self.done as f64 / (total.max(1)) as f64,
             clock(left)
         )
     }
@@ -137,7 +144,7 @@ mod tests {
 
     #[test]
     fn log_line_has_count_rate_and_eta() {
-        let mut p = Progress::new(10, true);
+        let mut p = Progress::new(Some(10), true);
         p.advance(5, 1);
         let line = p.line(1);
         assert!(

@@ -1,5 +1,5 @@
-//! Listing: the images of a run (a walk of `input.root`, or `input.list`), in a stable order
-//! that gives each its `image_id`.
+//! Listing: the images of a folder (a walk of `input.root`) or of `input.list`, in a stable
+//! order that gives each its `image_id`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,45 +7,87 @@ use walkdir::WalkDir;
 
 use crate::config::LabelSource;
 use crate::error::PlanError;
-use crate::plan::InputSpec;
+use crate::input::{Content, Sample};
+use crate::plan::FilesSpec;
 
-/// One file of the listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Ordinal in the sorted listing.
-    pub image_id: u64,
-    /// Full path to read.
-    pub path: PathBuf,
-    /// Path relative to the root, with `/` separators.
-    pub relative: String,
-    /// The label, from the parent folder's name.
-    pub label: Option<String>,
-    /// Why the file cannot be read, when the listing already knows (e.g. a broken link).
-    pub problem: Option<String>,
-}
-
-/// The images of a run, sorted by path relative to `spec.root` (bytewise), numbered from 0, and
-/// cut to `spec.limit`: the files of `spec.list` when given, else those with a wanted extension
-/// found by walking `spec.root`.
-pub fn list(spec: &InputSpec) -> Result<Vec<Entry>, PlanError> {
+/// The images of a folder or list, sorted by path relative to `spec.root` (bytewise),
+/// numbered from 0, and cut to `limit`: the files of `spec.list` when given, else those with a
+/// wanted extension found by walking `spec.root`. A file the listing already knows to be
+/// unusable (a broken link, an unreadable folder) is a sample whose content has failed.
+pub fn list(spec: &FilesSpec, limit: Option<usize>) -> Result<Vec<Sample>, PlanError> {
     let mut found = match &spec.list {
         Some(list) => read_list(list, &spec.root)?,
         None => walk(spec),
     };
     found.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
     found.dedup_by(|a, b| a.relative == b.relative);
-    found.truncate(spec.limit.unwrap_or(usize::MAX));
+    found.truncate(limit.unwrap_or(usize::MAX));
     Ok(found
         .into_iter()
         .enumerate()
-        .map(|(i, f)| Entry {
+        .map(|(i, f)| Sample {
             image_id: i as u64,
             label: f.label.or_else(|| label(spec.label, &f.relative)),
-            path: f.path,
-            relative: f.relative,
-            problem: f.problem,
+            content: match f.problem {
+                Some(problem) => Content::Failed(problem),
+                None => Content::File(f.path),
+            },
+            path: f.relative,
+            source: None,
+            key: None,
         })
         .collect())
+}
+
+/// Writes a listing as a Parquet file with `path` and `label` columns, which `input.list`
+/// takes (with the same `root`): an array of tasks then reads one file instead of each walking
+/// the tree. The file appears whole or not at all.
+pub fn write_list(samples: &[Sample], file: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    let paths: ArrayRef = std::sync::Arc::new(StringArray::from_iter_values(
+        samples.iter().map(|s| s.path.as_str()),
+    ));
+    let labels: ArrayRef = std::sync::Arc::new(StringArray::from_iter(
+        samples.iter().map(|s| s.label.as_deref()),
+    ));
+    let batch = RecordBatch::try_from_iter([("path", paths), ("label", labels)])?;
+    let name = file
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> anyhow::Result<()> {
+        let out = std::fs::File::create(&temporary)?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(out, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        std::fs::rename(&temporary, file)?;
+        Ok(())
+    };
+    write()
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temporary);
+            e
+        })
+        .with_context(|| format!("cannot write the listing to {}", file.display()))
+}
+
+/// Lists the folder or list input of the config at `config` (no model needed) and writes
+/// the listing to `file` with [`write_list`]; returns the number of paths written.
+pub fn write_config_list(config: &Path, file: &Path) -> anyhow::Result<usize> {
+    let config = crate::plan::read_config(config)?;
+    let spec = crate::plan::input_spec(&config, &crate::plan::Overrides::default())?;
+    let crate::plan::InputSource::Files(files) = &spec.source else {
+        return Err(PlanError::invalid(
+            "input",
+            "names shards (webdataset or parquet), which need no listing: each task reads only \
+             its own shards; `layerwise list` is for folder and list inputs",
+        )
+        .into());
+    };
+    let samples = list(files, None)?;
+    write_list(&samples, file)?;
+    Ok(samples.len())
 }
 
 /// A file found, before numbering.
@@ -59,7 +101,7 @@ struct Found {
 /// Walks `spec.root`; files that the walk finds but cannot look at (broken links, loops) are
 /// listed with a `problem`, and so is each folder that cannot be read (one row for the folder,
 /// since its files cannot be seen).
-fn walk(spec: &InputSpec) -> Vec<Found> {
+fn walk(spec: &FilesSpec) -> Vec<Found> {
     let mut found = Vec::new();
     for item in WalkDir::new(&spec.root).follow_links(true) {
         match item {
@@ -200,12 +242,21 @@ fn relative_path(root: &Path, path: &Path) -> String {
 }
 
 /// `name` as text: itself when it is UTF-8, else escaped as [`relative_path`] says.
-fn escape_name(name: &std::ffi::OsStr) -> String {
-    if let Some(text) = name.to_str() {
+pub(crate) fn escape_name(name: &std::ffi::OsStr) -> String {
+    match name.to_str() {
+        Some(text) => text.to_owned(),
+        None => escape_bytes(name.as_encoded_bytes()),
+    }
+}
+
+/// A name's bytes as text: each byte that is not part of valid UTF-8 is written `\xNN`, and a
+/// backslash as `\\` when there is any such byte, so distinct names stay distinct.
+pub(crate) fn escape_bytes(name: &[u8]) -> String {
+    if let Ok(text) = std::str::from_utf8(name) {
         return text.to_owned();
     }
     let mut out = String::new();
-    for chunk in name.as_encoded_bytes().utf8_chunks() {
+    for chunk in name.utf8_chunks() {
         out.push_str(&chunk.valid().replace('\\', "\\\\"));
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02x}"));
@@ -249,18 +300,24 @@ fn walk_problem(err: &walkdir::Error, folder: bool) -> String {
 mod tests {
     use super::*;
 
-    fn spec(root: &Path, label: LabelSource, limit: Option<usize>) -> InputSpec {
-        InputSpec {
+    fn spec(root: &Path, label: LabelSource) -> FilesSpec {
+        FilesSpec {
             list: None,
             root: root.to_owned(),
             extensions: vec!["jpg".into(), "png".into()],
             label,
-            limit,
         }
     }
 
-    fn list_ok(spec: &InputSpec) -> Vec<Entry> {
-        list(spec).unwrap()
+    fn list_ok(spec: &FilesSpec) -> Vec<Sample> {
+        list(spec, None).unwrap()
+    }
+
+    fn problem(sample: &Sample) -> Option<&str> {
+        match &sample.content {
+            Content::Failed(problem) => Some(problem),
+            _ => None,
+        }
     }
 
     fn touch(root: &Path, relative: &str) {
@@ -282,10 +339,10 @@ mod tests {
         ] {
             touch(dir.path(), f);
         }
-        let entries = list_ok(&spec(dir.path(), LabelSource::Parent, None));
+        let entries = list_ok(&spec(dir.path(), LabelSource::Parent));
         let got: Vec<_> = entries
             .iter()
-            .map(|e| (e.image_id, e.relative.as_str(), e.label.as_deref()))
+            .map(|e| (e.image_id, e.path.as_str(), e.label.as_deref()))
             .collect();
         assert_eq!(
             got,
@@ -297,7 +354,7 @@ mod tests {
                 (4, "woman/b.JPG", Some("woman")),
             ]
         );
-        assert!(entries.iter().all(|e| e.problem.is_none()));
+        assert!(entries.iter().all(|e| problem(e).is_none()));
     }
 
     #[test]
@@ -306,10 +363,10 @@ mod tests {
         for f in ["a/1.jpg", "a/2.jpg", "b/deep/3.jpg"] {
             touch(dir.path(), f);
         }
-        let entries = list_ok(&spec(dir.path(), LabelSource::None, Some(2)));
+        let entries = list(&spec(dir.path(), LabelSource::None), Some(2)).unwrap();
         assert_eq!(entries.len(), 2);
         assert!(entries.iter().all(|e| e.label.is_none()));
-        let all = list_ok(&spec(dir.path(), LabelSource::Parent, None));
+        let all = list_ok(&spec(dir.path(), LabelSource::Parent));
         assert_eq!(all[2].label.as_deref(), Some("deep"));
     }
 
@@ -320,27 +377,27 @@ mod tests {
         touch(dir.path(), "a/ok.jpg");
         std::os::unix::fs::symlink(dir.path().join("gone.jpg"), dir.path().join("a/link.jpg"))
             .unwrap();
-        let entries = list_ok(&spec(dir.path(), LabelSource::Parent, None));
+        let entries = list_ok(&spec(dir.path(), LabelSource::Parent));
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].relative, "a/link.jpg");
+        assert_eq!(entries[0].path, "a/link.jpg");
         assert_eq!(
-            entries[0].problem.as_deref(),
+            problem(&entries[0]),
             Some("unreadable: broken symbolic link")
         );
-        assert_eq!(entries[1].problem, None);
+        assert_eq!(problem(&entries[1]), None);
     }
 
-    fn list_spec(root: &Path, list: &Path) -> InputSpec {
-        InputSpec {
+    fn list_spec(root: &Path, list: &Path) -> FilesSpec {
+        FilesSpec {
             list: Some(list.to_owned()),
-            ..spec(root, LabelSource::Parent, None)
+            ..spec(root, LabelSource::Parent)
         }
     }
 
-    fn summary(entries: &[Entry]) -> Vec<(String, Option<String>)> {
+    fn summary(entries: &[Sample]) -> Vec<(String, Option<String>)> {
         entries
             .iter()
-            .map(|e| (e.relative.clone(), e.label.clone()))
+            .map(|e| (e.path.clone(), e.label.clone()))
             .collect()
     }
 
@@ -366,7 +423,10 @@ mod tests {
                 pair("b/2.jpg", Some("b"))
             ]
         );
-        assert_eq!(entries[1].path, dir.path().join("a/1.png"));
+        assert_eq!(
+            entries[1].content,
+            Content::File(dir.path().join("a/1.png"))
+        );
         assert_eq!(entries[2].image_id, 2);
     }
 
@@ -409,7 +469,9 @@ mod tests {
             [pair("p/2.jpg", Some("p")), pair("q/1.jpg", Some("man"))]
         );
         std::fs::write(&csv, "file\nx.jpg\n").unwrap();
-        let err = list(&list_spec(dir.path(), &csv)).unwrap_err().to_string();
+        let err = list(&list_spec(dir.path(), &csv), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("it has no `path` column (its first line names the columns)"),
             "{err}"

@@ -1,7 +1,195 @@
 //! Input: where the images of a run come from, and how each becomes model input.
 //!
-//! [`listing`] finds the images of a folder or a list; [`preprocess`] decodes one image and
-//! writes its slice of the input tensor.
+//! A run's input is a [`Listing`]: the files of a folder or a list ([`listing`]), known whole
+//! before any image is read, or shards ([`shards`]): WebDataset tar files ([`webdataset`]) or
+//! Parquet files with the image bytes ([`parquet`]), local or in an object store
+//! ([`remote`]), each read as a stream when its part runs. Either way a part hands out
+//! [`Sample`]s through one [`SampleReader`], so the pipeline does not know which it reads;
+//! [`preprocess`] then decodes one image and writes its slice of the input tensor.
 
 pub mod listing;
+pub mod parquet;
 pub mod preprocess;
+pub mod remote;
+pub mod shards;
+pub mod stream;
+pub mod webdataset;
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::PlanError;
+use crate::plan::{InputSource, InputSpec};
+use shards::Shard;
+
+/// One sample of the input: exactly one row of the `images` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Its id: the ordinal in a folder's or list's sorted listing, or `(part << 32) | i` for
+    /// the `i`-th sample of the shard of part `part`.
+    pub image_id: u64,
+    /// The file's path relative to the root, or the member's or row's name in its shard.
+    pub path: String,
+    /// The shard it came from, as configured after expansion; `None` for files.
+    pub source: Option<String>,
+    /// The WebDataset `__key__`, or the Parquet key column or row number; `None` for files.
+    pub key: Option<String>,
+    /// Its label, if any.
+    pub label: Option<String>,
+    /// Where its bytes are.
+    pub content: Content,
+}
+
+/// Where a sample's encoded image is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// In a file, read when the image is decoded.
+    File(PathBuf),
+    /// Read already, from a shard.
+    Bytes(Vec<u8>),
+    /// Nowhere usable, with the reason for the `images` row.
+    Failed(String),
+}
+
+/// The images of a run, as far as they are known before any is read.
+#[derive(Debug, Clone)]
+pub enum Listing {
+    /// The files of a folder or a list, sorted and numbered; parts are runs of `part_size`.
+    Files(Vec<Sample>),
+    /// Shards, sorted; part `p` is shard `p`, read when it runs.
+    Shards {
+        /// How their samples are read.
+        format: Format,
+        /// The shards.
+        shards: Vec<Shard>,
+    },
+}
+
+/// The format of shards, with where their samples' fields are.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// WebDataset tar files.
+    WebDataset(webdataset::Fields),
+    /// Parquet files.
+    Parquet(parquet::Fields),
+}
+
+/// The samples of one part, a batch at a time.
+pub trait SampleReader: Send {
+    /// The next `n` samples, fewer only at the end of the part; empty when it is done.
+    fn next_batch(&mut self, n: usize) -> Vec<Sample>;
+}
+
+/// Lists the input of a plan: walks the folder or reads the list, or expands the shard
+/// patterns (a glob that matches nothing, or a shard named twice, is a config error).
+pub fn list(spec: &InputSpec) -> Result<Listing, PlanError> {
+    match &spec.source {
+        InputSource::Files(files) => Ok(Listing::Files(listing::list(files, spec.limit)?)),
+        InputSource::WebDataset(spec) => Ok(Listing::Shards {
+            format: Format::WebDataset(webdataset::Fields::new(spec)),
+            shards: shards::expand(spec, "input.webdataset")?,
+        }),
+        InputSource::Parquet(spec) => Ok(Listing::Shards {
+            format: Format::Parquet(parquet::Fields::new(spec)),
+            shards: shards::expand(spec, "input.parquet")?,
+        }),
+    }
+}
+
+impl Listing {
+    /// The number of parts: files in runs of `part_size`, or one per shard.
+    pub fn parts(&self, part_size: usize) -> usize {
+        match self {
+            Listing::Files(files) => files.len().div_ceil(part_size),
+            Listing::Shards { shards, .. } => shards.len(),
+        }
+    }
+
+    /// The number of images, when known before reading (files, not shards).
+    pub fn images(&self) -> Option<usize> {
+        match self {
+            Listing::Files(files) => Some(files.len()),
+            Listing::Shards { .. } => None,
+        }
+    }
+
+    /// SHA-256 of what was listed (relative paths, or shard names), one per line.
+    pub fn hash(&self) -> String {
+        let mut hash = Sha256::new();
+        let mut line = |text: &str| {
+            hash.update(text.as_bytes());
+            hash.update(b"\n");
+        };
+        match self {
+            Listing::Files(files) => files.iter().for_each(|f| line(&f.path)),
+            Listing::Shards { shards, .. } => shards.iter().for_each(|s| line(&s.name)),
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What was listed, for a log line.
+    pub fn describe(&self, part_size: usize) -> String {
+        match self {
+            Listing::Files(files) => format!(
+                "{} images in {} parts of {part_size}",
+                files.len(),
+                self.parts(part_size)
+            ),
+            Listing::Shards { shards, .. } => format!("{} shards, one part each", shards.len()),
+        }
+    }
+
+    /// The first image id of part `part` (of its samples, when it has any).
+    pub fn first_image(&self, part: usize, part_size: usize) -> u64 {
+        match self {
+            Listing::Files(_) => (part * part_size) as u64,
+            Listing::Shards { .. } => shard_image_id(part, 0),
+        }
+    }
+
+    /// The samples of part `part`: a slice of the files, or a reader streaming its shard
+    /// (at most `limit` samples of it).
+    pub fn open(
+        &self,
+        part: usize,
+        part_size: usize,
+        limit: Option<usize>,
+    ) -> Box<dyn SampleReader + '_> {
+        match self {
+            Listing::Files(files) => {
+                let start = (part * part_size).min(files.len());
+                let end = (start + part_size).min(files.len());
+                Box::new(Slice(&files[start..end]))
+            }
+            Listing::Shards { format, shards } => {
+                let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
+                match format {
+                    Format::WebDataset(fields) => {
+                        Box::new(webdataset::read(shard, part, fields, limit))
+                    }
+                    Format::Parquet(fields) => Box::new(parquet::read(shard, part, fields, limit)),
+                }
+            }
+        }
+    }
+}
+
+/// Samples already in memory (a part of a listing of files), handed out in order.
+pub struct Slice<'a>(pub &'a [Sample]);
+
+impl SampleReader for Slice<'_> {
+    fn next_batch(&mut self, n: usize) -> Vec<Sample> {
+        let (batch, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        batch.to_vec()
+    }
+}
+
+/// The id of the `index`-th sample of the shard of part `part`.
+pub fn shard_image_id(part: usize, index: u64) -> u64 {
+    ((part as u64) << 32) | index
+}
+
+/// The most samples one shard can hold (ids keep 32 bits for the position in the shard).
+pub const MAX_SHARD_SAMPLES: u64 = 1 << 32;

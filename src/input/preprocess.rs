@@ -96,8 +96,18 @@ impl Preprocess {
         resizer: &mut Resizer,
         out: &mut [T],
     ) -> Result<SourceSize, String> {
-        let bytes = read_file(path)?;
-        let (image, size) = decode_at_least(&bytes, self.height.max(self.width), self.max_pixels)?;
+        self.decode_into(&read_file(path)?, resizer, out)
+    }
+
+    /// Decodes an encoded image (JPEG, PNG, ... in memory), resizes it and writes its tensor
+    /// values into `out` (`image_len()` long).
+    pub fn decode_into<T: InputElement>(
+        &self,
+        bytes: &[u8],
+        resizer: &mut Resizer,
+        out: &mut [T],
+    ) -> Result<SourceSize, String> {
+        let (image, size) = decode_at_least(bytes, self.height.max(self.width), self.max_pixels)?;
         let resized = self.resize(image, resizer)?;
         self.write_tensor(&resized, out);
         Ok(size)

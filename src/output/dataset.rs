@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::input::listing::Entry;
 use crate::output::sink::TableCounts;
 use crate::output::store::Store;
 use crate::output::tables::Table;
@@ -24,6 +23,17 @@ pub const MANIFEST: &str = "_manifest.json";
 /// The folder of part markers.
 pub const PARTS: &str = "_parts";
 
+/// What a run's input listing holds, as a manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// SHA-256 of the listed names.
+    pub hash: String,
+    /// The images, when known before reading.
+    pub images: Option<usize>,
+    /// The parts.
+    pub parts: usize,
+}
+
 /// Which run a folder holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -33,12 +43,12 @@ pub struct Manifest {
     pub config_path: String,
     /// SHA-256 of `config`.
     pub config_hash: String,
-    /// SHA-256 of the listing's relative paths.
+    /// SHA-256 of the listing's relative paths, or of the shard names.
     pub listing_hash: String,
-    /// Files in the listing.
-    pub images: usize,
-    /// Images per part.
-    pub part_size: usize,
+    /// Files in the listing; `None` for shards, whose samples are counted as they are read.
+    pub images: Option<usize>,
+    /// Images per part; `None` for shards (one part each).
+    pub part_size: Option<usize>,
     /// Parts of the whole run.
     pub parts: usize,
     /// The `--limit` the listing was cut to, if any.
@@ -49,8 +59,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of a plan over a listing.
-    pub fn new(plan: &Plan, config_path: &Path, entries: &[Entry]) -> Result<Manifest> {
+    /// The manifest of a plan over what was listed.
+    pub fn new(plan: &Plan, config_path: &Path, listed: &Listed) -> Result<Manifest> {
         // Through text, so f32 values keep their short form (0.4, not 0.4000000059604645).
         let mut config: Value = serde_json::from_str(&serde_json::to_string(&plan.config)?)?;
         if let Value::Object(map) = &mut config {
@@ -64,11 +74,6 @@ impl Manifest {
             }
             map.insert("model_sha256".into(), plan.model.sha256.clone().into());
         }
-        let mut listing = Sha256::new();
-        for e in entries {
-            listing.update(e.relative.as_bytes());
-            listing.update(b"\n");
-        }
         Ok(Manifest {
             tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
             config_path: std::path::absolute(config_path)
@@ -76,10 +81,10 @@ impl Manifest {
                 .display()
                 .to_string(),
             config_hash: hex(&Sha256::digest(serde_json::to_string(&config)?)),
-            listing_hash: hex(&listing.finalize()),
-            images: entries.len(),
-            part_size: plan.run.part_size,
-            parts: entries.len().div_ceil(plan.run.part_size),
+            listing_hash: listed.hash.clone(),
+            images: listed.images,
+            part_size: listed.images.map(|_| plan.run.part_size),
+            parts: listed.parts,
             limit: plan.input.limit,
             config,
         })
@@ -94,16 +99,15 @@ impl Manifest {
             return Some(format!("its config differs: {}", shown.join("; ")));
         }
         if self.listing_hash != now.listing_hash {
-            return Some(if self.images == now.images {
-                format!(
-                    "its listing differs: {} files then and now, but not the same ones",
-                    now.images
-                )
+            let what = |images: Option<usize>, parts| match images {
+                Some(images) => format!("{images} files"),
+                None => format!("{parts} shards"),
+            };
+            let (then, now_) = (what(self.images, self.parts), what(now.images, now.parts));
+            return Some(if then == now_ {
+                format!("its listing differs: {now_} then and now, but not the same ones")
             } else {
-                format!(
-                    "its listing differs: {} files then, {} now",
-                    self.images, now.images
-                )
+                format!("its listing differs: {then} then, {now_} now")
             });
         }
         None
@@ -341,16 +345,18 @@ impl Status {
             error += marker.error;
         }
         let missing = self.missing();
+        let (each, of) = match (m.part_size, m.images) {
+            (Some(size), Some(images)) => (format!("{size} images each"), format!(" of {images}")),
+            _ => ("one shard each".to_owned(), String::new()),
+        };
         let mut out = format!(
-            "{}: {} of {} parts committed ({} images each), {} missing\n\
-             images: {} of {} done, {ok} ok, {error} error\n",
+            "{}: {} of {} parts committed ({each}), {} missing\n\
+             images: {}{of} done, {ok} ok, {error} error\n",
             self.location,
             self.markers.len(),
             m.parts,
-            m.part_size,
             missing.len(),
             ok + error,
-            m.images
         );
         for (i, t) in Table::ALL.iter().enumerate() {
             out.push_str(&format!(

@@ -44,22 +44,11 @@ impl Store {
             return Ok(Store::Local(location.to_owned()));
         }
         let url = location.to_string_lossy().trim_end_matches('/').to_owned();
-        let rest = url.strip_prefix("s3://").unwrap_or_default();
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let store = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .with_context(|| {
-                format!("cannot open {url} (credentials and endpoint come from AWS_* variables)")
-            })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the object store client")?;
+        let (store, prefix) = s3_client(&url)?;
         Ok(Store::Remote(Remote {
-            store: Arc::new(store),
-            prefix: Key::from(prefix),
-            runtime,
+            store,
+            prefix,
+            runtime: client_runtime()?,
             url,
         }))
     }
@@ -233,6 +222,28 @@ impl Store {
             }),
         }
     }
+}
+
+/// A client for the bucket of `url` (`s3://bucket/key`), with credentials and endpoint from
+/// the `AWS_*` environment variables, and the key the URL names in it.
+pub fn s3_client(url: &str) -> Result<(Arc<dyn ObjectStore>, Key)> {
+    let rest = url.strip_prefix("s3://").unwrap_or_default();
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .with_context(|| {
+            format!("cannot open {url} (credentials and endpoint come from AWS_* variables)")
+        })?;
+    Ok((Arc::new(store), Key::from(key)))
+}
+
+/// A runtime that drives object-store requests from synchronous code, on the calling thread.
+pub fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the object store client")
 }
 
 impl Remote {

@@ -103,6 +103,8 @@ static IMAGES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("height", DataType::UInt32, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("key", DataType::Utf8, true),
     ]))
 });
 
@@ -174,6 +176,21 @@ pub enum ImageStatus {
     Error(String),
 }
 
+/// Which sample an `images` row is about.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRef<'a> {
+    /// Its id.
+    pub image_id: u64,
+    /// Its path, or its name in its shard.
+    pub path: &'a str,
+    /// Its label.
+    pub label: Option<&'a str>,
+    /// The shard it came from.
+    pub source: Option<&'a str>,
+    /// Its key in the shard.
+    pub key: Option<&'a str>,
+}
+
 /// Rows of the `images` table.
 #[derive(Debug, Default)]
 pub struct ImageRows {
@@ -184,14 +201,18 @@ pub struct ImageRows {
     height: UInt32Builder,
     status: StringBuilder,
     error: StringBuilder,
+    source: StringBuilder,
+    key: StringBuilder,
 }
 
 impl ImageRows {
-    /// Adds one file's row.
-    pub fn push(&mut self, image_id: u64, path: &str, label: Option<&str>, status: &ImageStatus) {
-        self.image_id.append_value(image_id);
-        self.path.append_value(path);
-        self.label.append_option(label);
+    /// Adds one sample's row.
+    pub fn push(&mut self, image: ImageRef, status: &ImageStatus) {
+        self.image_id.append_value(image.image_id);
+        self.path.append_value(image.path);
+        self.label.append_option(image.label);
+        self.source.append_option(image.source);
+        self.key.append_option(image.key);
         match status {
             ImageStatus::Ok { width, height } => {
                 self.width.append_value(*width);
@@ -220,6 +241,8 @@ impl ImageRows {
                 Arc::new(self.height.finish()),
                 Arc::new(self.status.finish()),
                 Arc::new(self.error.finish()),
+                Arc::new(self.source.finish()),
+                Arc::new(self.key.finish()),
             ],
         )
     }

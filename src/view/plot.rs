@@ -10,8 +10,8 @@ use fast_image_resize::Resizer;
 use image::RgbImage;
 
 use crate::config::Keep;
-use crate::input::listing::Entry;
 use crate::input::preprocess::{self, InputType, Preprocess};
+use crate::input::{Content, Sample};
 use crate::output::tables::Rows;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
@@ -216,17 +216,18 @@ pub fn channels_from_config(
         );
     }
     let mut prepared = Prepared::new(plan, model)?;
-    let entry = Entry {
+    let sample = Sample {
         image_id: 0,
-        path: image.to_owned(),
-        relative: image.display().to_string(),
+        path: image.display().to_string(),
+        source: None,
+        key: None,
         label: None,
-        problem: None,
+        content: Content::File(image.to_owned()),
     };
     let mut rows = Rows::new(prepared.plan.output.map_dtype);
     let pool = prepared.pool()?;
     let mut batcher = Batcher::new(&prepared.plan, &mut prepared.extractor, &prepared.reducers);
-    pool.install(|| batcher.process(&[entry], &mut rows))?;
+    pool.install(|| batcher.process(&[sample], &mut rows))?;
     let images = rows.images.finish();
     let errors = images
         .column_by_name("error")
@@ -340,7 +341,14 @@ fn underlay(
     size: (u32, u32),
     resizer: &mut Resizer,
 ) -> Option<RgbImage> {
-    let path = run.config.input.root.join(&image.path);
+    let Some(root) = run.config.input.files_root() else {
+        tracing::warn!(
+            "{}: the image is inside a shard; drawing its map alone",
+            image.path
+        );
+        return None;
+    };
+    let path = root.join(&image.path);
     let decoded = match preprocess::decode(&path) {
         Ok(d) => d,
         Err(e) => {

@@ -1,0 +1,345 @@
+//! Parquet files holding image bytes, read a few rows at a time with only the needed columns
+//! projected: img2dataset's output (a `jpg` binary column, `key`, `status`, `error_message`)
+//! and Hugging Face datasets (an `image` column of `struct<bytes: binary, path: string>`,
+//! class names of a ClassLabel column under the schema metadata's `huggingface` key).
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_schema::{DataType, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
+
+use crate::input::remote::Object;
+use crate::input::shards::{Location, Shard};
+use crate::input::stream::{self, Emitter, Streamed};
+use crate::input::webdataset::open_problem;
+use crate::input::Content;
+use crate::plan::ShardsSpec;
+
+/// The binary columns tried, in order, when `input.image_field` is not set and there is no
+/// Hugging Face `image` column.
+pub const DEFAULT_IMAGE_COLUMNS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// Rows decoded at a time (the reader's memory is a few of these and one page per column).
+const ROWS: usize = 16;
+
+/// Which columns hold a row's image, label and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    image: Option<String>,
+    label: Option<String>,
+    key: Option<String>,
+}
+
+impl Fields {
+    /// The columns a shards spec names (`image_field`, `label_field`, `key_field`).
+    pub fn new(spec: &ShardsSpec) -> Fields {
+        Fields {
+            image: spec.image_field.first().cloned(),
+            label: spec.label_field.clone(),
+            key: spec.key_field.clone(),
+        }
+    }
+}
+
+/// Streams the rows of a Parquet shard (at most `limit`), read on a thread of its own.
+pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Streamed {
+    let (location, fields) = (shard.location.clone(), fields.clone());
+    stream::spawn(shard, part, limit, move |emit| {
+        let result = match &location {
+            Location::Local(path) => std::fs::File::open(path)
+                .map_err(|e| open_problem(&e))
+                .and_then(|file| match file.metadata().is_ok_and(|m| m.is_dir()) {
+                    true => Err("not a shard: it is a folder".into()),
+                    false => read_rows(file, &fields, emit),
+                }),
+            Location::Remote(url) => Object::open(url).and_then(|o| read_rows(o, &fields, emit)),
+        };
+        if let Err(reason) = result {
+            emit.shard_error(reason);
+        }
+    })
+}
+
+/// Where the columns a run reads are, in the projected batches.
+struct Columns {
+    image: String,
+    label: Option<String>,
+    key: Option<String>,
+    /// img2dataset's reason for a failed download.
+    error_message: bool,
+    status: bool,
+    /// Class names of a Hugging Face ClassLabel label column.
+    class_names: Option<Vec<String>>,
+}
+
+/// Sends every row; an error before the first row is the shard's row's reason.
+fn read_rows<R: ChunkReader + 'static>(
+    reader: R,
+    fields: &Fields,
+    emit: &mut Emitter,
+) -> Result<(), String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
+        .map_err(|e| format!("not a Parquet file ({e})"))?;
+    let schema = builder.schema().clone();
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let columns = columns(&schema, fields)?;
+    let wanted: Vec<&str> = [Some(columns.image.as_str()), columns.label.as_deref()]
+        .into_iter()
+        .chain([columns.key.as_deref()])
+        .flatten()
+        .chain(columns.error_message.then_some("error_message"))
+        .chain(columns.status.then_some("status"))
+        .collect();
+    let roots: Vec<usize> = wanted
+        .iter()
+        .filter_map(|name| schema.index_of(name).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let batches = builder
+        .with_projection(mask)
+        .with_batch_size(ROWS)
+        .build()
+        .map_err(|e| format!("unreadable Parquet file ({e})"))?;
+    for batch in batches {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Every row not read yet still gets its row.
+                let reason = format!("unreadable row: the file is damaged here ({e})");
+                while emit.sent() < rows {
+                    let row = emit.sent().to_string();
+                    if !emit.emit(
+                        row.clone(),
+                        Some(row),
+                        None,
+                        Content::Failed(reason.clone()),
+                    ) {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+        };
+        if !send_batch(&batch, &columns, emit) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Sends the rows of one batch; `false` when reading should stop.
+fn send_batch(batch: &RecordBatch, columns: &Columns, emit: &mut Emitter) -> bool {
+    let column = |name: &str| batch.column_by_name(name).cloned();
+    let image = column(&columns.image).expect("projected");
+    let (bytes, paths) = match image.data_type() {
+        DataType::Struct(_) => {
+            let image: &StructArray = image.as_struct();
+            (
+                image.column_by_name("bytes").cloned().expect("checked"),
+                image.column_by_name("path").cloned(),
+            )
+        }
+        _ => (image, None),
+    };
+    let label = columns.label.as_deref().and_then(column);
+    let key = columns.key.as_deref().and_then(column);
+    let error_message = columns
+        .error_message
+        .then(|| column("error_message"))
+        .flatten();
+    let status = columns.status.then(|| column("status")).flatten();
+    for i in 0..batch.num_rows() {
+        let row = emit.sent().to_string();
+        let key = key.as_ref().and_then(|k| text(k, i)).unwrap_or(row);
+        let path = paths
+            .as_ref()
+            .and_then(|p| text(p, i))
+            .unwrap_or_else(|| key.clone());
+        let label = label.as_ref().and_then(|l| label_text(l, i, columns));
+        let content = match binary(&bytes, i) {
+            Some(data) => Content::Bytes(data.to_vec()),
+            None => Content::Failed(no_bytes(
+                status.as_ref().and_then(|s| text(s, i)),
+                error_message.as_ref().and_then(|m| text(m, i)),
+            )),
+        };
+        if !emit.emit(path, Some(key), label, content) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The reason for a row without image bytes, with img2dataset's own when it left one.
+fn no_bytes(status: Option<String>, message: Option<String>) -> String {
+    match (status, message) {
+        (_, Some(message)) if !message.is_empty() => {
+            format!("no image bytes (the row's error_message: {message})")
+        }
+        (Some(status), _) => format!("no image bytes (the row's status: {status})"),
+        _ => "no image bytes (the image is null)".into(),
+    }
+}
+
+/// Finds the columns of a file's schema that `fields` name, or the defaults.
+fn columns(schema: &Schema, fields: &Fields) -> Result<Columns, String> {
+    let names = || {
+        let all: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        all.join(", ")
+    };
+    let image = match &fields.image {
+        Some(name) => {
+            let field = schema.field_with_name(name).map_err(|_| {
+                format!(
+                    "no column `{name}` (input.image_field); its columns are {}",
+                    names()
+                )
+            })?;
+            if !holds_images(field.data_type()) {
+                return Err(format!(
+                    "column `{name}` (input.image_field) holds {}, not image bytes (binary, or \
+                     a struct with a binary `bytes` field)",
+                    field.data_type()
+                ));
+            }
+            name.clone()
+        }
+        None => ["image"]
+            .into_iter()
+            .chain(DEFAULT_IMAGE_COLUMNS)
+            .find(|name| {
+                schema
+                    .field_with_name(name)
+                    .is_ok_and(|f| holds_images(f.data_type()))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no image column: none of image (a struct of bytes and path), {} holds \
+                     image bytes; its columns are {}; set input.image_field",
+                    DEFAULT_IMAGE_COLUMNS.join(", "),
+                    names()
+                )
+            })?
+            .to_owned(),
+    };
+    for (name, key) in [(&fields.label, "label_field"), (&fields.key, "key_field")] {
+        if let Some(name) = name {
+            if schema.field_with_name(name).is_err() {
+                return Err(format!(
+                    "no column `{name}` (input.{key}); its columns are {}",
+                    names()
+                ));
+            }
+        }
+    }
+    let text_column = |name: &str| {
+        schema
+            .field_with_name(name)
+            .is_ok_and(|f| is_text(f.data_type()))
+    };
+    Ok(Columns {
+        class_names: fields
+            .label
+            .as_deref()
+            .and_then(|label| class_names(schema, label)),
+        image,
+        label: fields.label.clone(),
+        key: fields.key.clone(),
+        error_message: text_column("error_message"),
+        status: text_column("status"),
+    })
+}
+
+/// Whether a column type holds encoded images: binary, or a struct with binary `bytes`.
+fn holds_images(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Struct(fields) => fields
+            .iter()
+            .any(|f| f.name() == "bytes" && is_binary(f.data_type())),
+        other => is_binary(other),
+    }
+}
+
+fn is_binary(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    )
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// The class names of a Hugging Face ClassLabel column, from the schema metadata.
+fn class_names(schema: &Schema, column: &str) -> Option<Vec<String>> {
+    let meta: serde_json::Value =
+        serde_json::from_str(schema.metadata().get("huggingface")?).ok()?;
+    let feature = meta.get("info")?.get("features")?.get(column)?;
+    if feature.get("_type")?.as_str()? != "ClassLabel" {
+        return None;
+    }
+    feature
+        .get("names")?
+        .as_array()?
+        .iter()
+        .map(|n| n.as_str().map(String::from))
+        .collect()
+}
+
+/// Row `i` of a binary column; `None` when null.
+fn binary(column: &ArrayRef, i: usize) -> Option<&[u8]> {
+    if column.is_null(i) {
+        return None;
+    }
+    Some(match column.data_type() {
+        DataType::Binary => column.as_binary::<i32>().value(i),
+        DataType::LargeBinary => column.as_binary::<i64>().value(i),
+        DataType::BinaryView => column.as_binary_view().value(i),
+        _ => return None,
+    })
+}
+
+/// Row `i` of a column as text: strings as they are, integers and booleans written out;
+/// `None` when null or of another type.
+fn text(column: &ArrayRef, i: usize) -> Option<String> {
+    use arrow_array::types::*;
+    if column.is_null(i) {
+        return None;
+    }
+    Some(match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().value(i).to_owned(),
+        DataType::LargeUtf8 => column.as_string::<i64>().value(i).to_owned(),
+        DataType::Utf8View => column.as_string_view().value(i).to_owned(),
+        DataType::Int8 => column.as_primitive::<Int8Type>().value(i).to_string(),
+        DataType::Int16 => column.as_primitive::<Int16Type>().value(i).to_string(),
+        DataType::Int32 => column.as_primitive::<Int32Type>().value(i).to_string(),
+        DataType::Int64 => column.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::UInt8 => column.as_primitive::<UInt8Type>().value(i).to_string(),
+        DataType::UInt16 => column.as_primitive::<UInt16Type>().value(i).to_string(),
+        DataType::UInt32 => column.as_primitive::<UInt32Type>().value(i).to_string(),
+        DataType::UInt64 => column.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Boolean => column.as_boolean().value(i).to_string(),
+        _ => return None,
+    })
+}
+
+/// A row's label: a ClassLabel's name for its index, else the column's value as text.
+fn label_text(column: &ArrayRef, i: usize, columns: &Columns) -> Option<String> {
+    let value = text(column, i)?;
+    match &columns.class_names {
+        Some(names) => Some(
+            value
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| names.get(index).cloned())
+                .unwrap_or(value),
+        ),
+        None => Some(value),
+    }
+}

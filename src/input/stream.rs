@@ -1,0 +1,102 @@
+//! A shard read on a thread of its own: its samples go through a bounded queue, so reading
+//! (sequential I/O, a download) overlaps decoding, and memory holds at most the queue.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use crate::input::shards::Shard;
+use crate::input::{shard_image_id, Content, Sample, SampleReader, MAX_SHARD_SAMPLES};
+
+/// Samples that may wait in the queue.
+const QUEUE: usize = 64;
+
+/// Hands a shard's samples to the reader thread's consumer, numbering them.
+pub struct Emitter {
+    queue: SyncSender<Sample>,
+    part: usize,
+    source: String,
+    next: u64,
+    limit: u64,
+}
+
+impl Emitter {
+    /// Sends the next sample; `false` when reading should stop (the limit is reached or
+    /// nobody takes samples any more).
+    pub fn emit(
+        &mut self,
+        path: String,
+        key: Option<String>,
+        label: Option<String>,
+        content: Content,
+    ) -> bool {
+        if self.next >= self.limit {
+            return false;
+        }
+        let sample = Sample {
+            image_id: shard_image_id(self.part, self.next),
+            path,
+            source: Some(self.source.clone()),
+            key,
+            label,
+            content,
+        };
+        self.next += 1;
+        self.queue.send(sample).is_ok() && self.next < self.limit
+    }
+
+    /// One row for the shard itself (`path` and `source` its name, no key): it cannot be
+    /// opened, is not of its format, or ends in a way no sample can be blamed for.
+    pub fn shard_error(&mut self, reason: String) {
+        let name = self.source.clone();
+        self.emit(name, None, None, Content::Failed(reason));
+    }
+
+    /// The samples sent so far.
+    pub fn sent(&self) -> u64 {
+        self.next
+    }
+}
+
+/// Reads `shard` on a new thread with `read`, which sends its samples through the emitter;
+/// at most `limit` of them are taken. A panic while reading becomes one last error row.
+pub fn spawn(
+    shard: &Shard,
+    part: usize,
+    limit: usize,
+    read: impl FnOnce(&mut Emitter) + Send + 'static,
+) -> Streamed {
+    let (queue, samples) = sync_channel(QUEUE);
+    let mut emitter = Emitter {
+        queue,
+        part,
+        source: shard.name.clone(),
+        next: 0,
+        limit: (limit as u64).min(MAX_SHARD_SAMPLES),
+    };
+    std::thread::Builder::new()
+        .name(format!("shard-{part}"))
+        .spawn(move || {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read(&mut emitter);
+            }));
+            if caught.is_err() {
+                emitter.shard_error(
+                    "reading stopped: layerwise failed while reading this shard (a bug; \
+                     please report it with the shard)"
+                        .into(),
+                );
+            }
+        })
+        .expect("cannot start a shard reader thread");
+    Streamed { samples }
+}
+
+/// The consumer's end of a shard's queue.
+pub struct Streamed {
+    samples: Receiver<Sample>,
+}
+
+impl SampleReader for Streamed {
+    fn next_batch(&mut self, n: usize) -> Vec<Sample> {
+        self.samples.iter().take(n).collect()
+    }
+}
