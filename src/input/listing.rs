@@ -65,9 +65,8 @@ pub fn write_list(samples: &[Sample], file: &Path) -> anyhow::Result<()> {
         Ok(())
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&temporary);
-            e
         })
         .with_context(|| format!("cannot write the listing to {}", file.display()))
 }
