@@ -222,9 +222,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         Listing::Shards { .. } => None,
     };
     tracing::info!(
-        "{}; shard {shard} does {} parts, {} already committed; batches of {}, {} threads",
+        "{}; shard {shard} does {} parts{}, {} already committed; batches of {}, {} threads",
         listing.describe(part_size),
         todo.len(),
+        todo_images.map_or_else(String::new, |n| format!(" ({n} images)")),
         committed.len(),
         extractor.batch_size(),
         plan.run.threads

@@ -365,6 +365,20 @@ fn what_the_schema_cannot_say_is_left_to_layerwise() {
 }
 
 /// Every key of the config, each set to a value other than its default, over the NHWC model.
+/// The every-key config with its folder input swapped for a WebDataset and a Parquet one
+/// (the keys that only a shard input takes; `root`, `webdataset` and `parquet` exclude each
+/// other).
+fn shard_key_configs() -> [String; 2] {
+    let folder = "root = \"images\"\nlist = \"list.txt\"\n";
+    let every = every_key_config();
+    assert!(every.contains(folder));
+    [
+        "webdataset = [\"shards/{00000..00003}.tar\", \"more/*.tar\"]\nimage_field = [\"png\", \"jpg\"]\nlabel_field = \"json:label\"\n",
+        "parquet = \"data/train-*.parquet\"\nimage_field = \"jpg\"\nlabel_field = \"caption\"\nkey_field = \"key\"\n",
+    ]
+    .map(|input| every.replace(folder, input))
+}
+
 fn every_key_config() -> String {
     format!(
         r#"name = "every-key"
@@ -499,32 +513,43 @@ fn without_nulls(value: &Value) -> Value {
 #[test]
 fn a_config_setting_every_key_is_valid_for_both() {
     let dir = workdir();
-    let text = every_key_config();
-    assert_eq!(plan_verdict(dir.path(), &text), Ok(()), "layerwise");
-    assert_eq!(schema_verdicts(std::slice::from_ref(&text)), vec![None]);
-    // Every key the schema knows is set here, and none to its default.
+    let [webdataset, parquet] = shard_key_configs();
+    let texts = [every_key_config(), webdataset, parquet];
+    for text in &texts {
+        assert_eq!(plan_verdict(dir.path(), text), Ok(()), "layerwise: {text}");
+    }
+    assert_eq!(schema_verdicts(&texts), vec![None, None, None]);
+    // Every key the schema knows is set in one of them, and none to its default.
     let schema = config_schema();
-    let written = serde_json::to_value(toml::from_str::<toml::Table>(&text).unwrap()).unwrap();
+    let mut set: std::collections::BTreeMap<String, Value> = Default::default();
     let mut all = Vec::new();
-    keys(&schema, &schema, &written, "", &mut all);
-    for key in &all {
-        assert!(
-            !key.value.is_null(),
-            "the every-key config does not set `{}`",
-            key.path
-        );
-        if let Some(default) = key.default {
-            assert_ne!(
-                &without_nulls(&key.value),
-                default,
-                "`{}` is its default",
-                key.path
-            );
+    for text in &texts {
+        let written = serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap();
+        let mut found = Vec::new();
+        keys(&schema, &schema, &written, "", &mut found);
+        for key in found {
+            if !key.value.is_null() {
+                if let Some(default) = key.default {
+                    assert_ne!(
+                        &without_nulls(&key.value),
+                        default,
+                        "`{}` is its default",
+                        key.path
+                    );
+                }
+                set.insert(key.path.clone(), key.value.clone());
+            }
+            if !all.contains(&key.path) {
+                all.push(key.path);
+            }
         }
+    }
+    for path in &all {
+        assert!(set.contains_key(path), "no every-key config sets `{path}`");
     }
     assert_eq!(
         all.len(),
-        41,
+        46,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }
@@ -557,8 +582,9 @@ fn every_default_in_the_schema_is_what_the_parser_fills_in() {
                 );
                 defaults.push(key.path.as_str());
             }
-            // An optional key without a default is one whose absence means unset.
-            None if !key.required => assert!(
+            // An optional key without a default is one whose absence means unset (`root`
+            // is optional since a list or shards may stand for it, and this config sets it).
+            None if !key.required && key.path != "input.root" => assert!(
                 key.value.is_null(),
                 "`{}` is optional and has no default in the schema, but the parser fills in {} \
                  (schema {})",

@@ -175,3 +175,146 @@ fn a_run_into_s3_resumes_and_equals_a_local_run() {
         text(&refused)
     );
 }
+
+const UPLOAD: &str = r#"
+import os
+bucket, prefix, source = argv
+for name in sorted(os.listdir(source)):
+    s3.upload_file(os.path.join(source, name), bucket, f"{prefix}/{name}")
+"#;
+
+/// The columns of a table of two runs are equal (their provenance, which names the input,
+/// differs).
+fn assert_same_columns(a: &Path, b: &Path, tables: &[&str]) {
+    for table in tables {
+        let (x, y) = (read_table(a, table), read_table(b, table));
+        assert_eq!(x.num_rows(), y.num_rows(), "{table}: rows");
+        assert_eq!(x.columns(), y.columns(), "{table}: values");
+    }
+}
+
+#[test]
+fn shards_in_s3_are_read_as_local_ones_and_a_killed_run_resumes() {
+    let data = built_by("tests/datasets/make_datasets.py", "dirty/notatar.tar");
+    let moto = Moto::start();
+    moto.boto("s3.create_bucket(Bucket='data')", &[]);
+    for folder in ["wds", "hf"] {
+        moto.boto(
+            UPLOAD,
+            &["data", folder, data.join(folder).to_str().unwrap()],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, input: &str, model_name: &str, run: &str| {
+        let text = format!(
+            "name = \"{name}\"\n[input]\n{input}\n[model]\npath = \"{}\"\n\
+             [[layers]]\ntensor = \"op:Relu#0\"\nkeep = [0, 1]\n[[layers]]\ntensor = \"op:Relu#-1\"\n\
+             [run]\n{run}\n[output]\ndir = \"out-{name}\"\n",
+            model(model_name).display()
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let local = |p: &str| data.join(p).display().to_string();
+
+    // Parquet over ranged reads, against the same file read locally.
+    let remote = config(
+        "hf-s3",
+        "parquet = \"s3://data/hf/*.parquet\"\nlabel_field = \"label\"",
+        "tiny_nchw.onnx",
+        "",
+    );
+    let here = config(
+        "hf-local",
+        &format!(
+            "parquet = \"{}\"\nlabel_field = \"label\"",
+            local("hf/train.parquet")
+        ),
+        "tiny_nchw.onnx",
+        "",
+    );
+    for c in [&remote, &here] {
+        let out = moto.layerwise(&["run", c.to_str().unwrap(), "-q"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (remote_out, local_out) = (
+        dir.path().join("out-hf-s3"),
+        dir.path().join("out-hf-local"),
+    );
+    assert_same_columns(&remote_out, &local_out, &["stats", "maps"]);
+    let sources = strings(&read_table(&remote_out, "images"), "source");
+    assert!(sources
+        .iter()
+        .all(|s| s.as_deref() == Some("s3://data/hf/train.parquet")));
+
+    // Tar shards streamed, listed by a glob; killed after its first part, then resumed.
+    let slow = "batch_size = 1";
+    let shards = config(
+        "wds-s3",
+        "webdataset = \"s3://data/wds/shard-*.tar\"\nlabel_field = \"txt\"",
+        "vgg16.onnx",
+        slow,
+    );
+    let out = dir.path().join("out-wds-s3");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerwise"))
+        .args(["run", shards.to_str().unwrap(), "-q"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", &moto.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = out.join("_parts/part-00000.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !first.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first part was never committed"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !out.join("run.json").exists(),
+        "the run was killed before it finished"
+    );
+    let resumed = moto.layerwise(&["run", shards.to_str().unwrap(), "-q"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let whole = dir.path().join("whole");
+    let again = moto.layerwise(&[
+        "run",
+        shards.to_str().unwrap(),
+        "-q",
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_same_tables(&out, &whole);
+    let images = read_table(&out, "images");
+    assert_eq!(images.num_rows(), 12);
+    assert_eq!(
+        strings(&images, "source")[3].as_deref(),
+        Some("s3://data/wds/shard-000001.tar")
+    );
+    // The same shards read locally give the same numbers.
+    let here = config(
+        "wds-local",
+        &format!(
+            "webdataset = \"{}\"\nlabel_field = \"txt\"",
+            local("wds/shard-*.tar")
+        ),
+        "vgg16.onnx",
+        slow,
+    );
+    single_run(&here, &dir.path().join("out-wds-local"));
+    assert_same_columns(
+        &out,
+        &dir.path().join("out-wds-local"),
+        &["stats", "maps", "vectors"],
+    );
+}

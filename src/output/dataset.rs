@@ -99,15 +99,23 @@ impl Manifest {
             return Some(format!("its config differs: {}", shown.join("; ")));
         }
         if self.listing_hash != now.listing_hash {
-            let what = |images: Option<usize>, parts| match images {
+            let what = |m: &Manifest| match m.images {
                 Some(images) => format!("{images} files"),
-                None => format!("{parts} shards"),
+                None => format!("{} shards", m.parts),
             };
-            let (then, now_) = (what(self.images, self.parts), what(now.images, now.parts));
-            return Some(if then == now_ {
-                format!("its listing differs: {now_} then and now, but not the same ones")
-            } else {
-                format!("its listing differs: {then} then, {now_} now")
+            return Some(match (self.images, now.images) {
+                _ if what(self) == what(now) => format!(
+                    "its listing differs: {} then and now, but not the same ones",
+                    what(now)
+                ),
+                (Some(then), Some(images)) => {
+                    format!("its listing differs: {then} files then, {images} now")
+                }
+                _ => format!(
+                    "its listing differs: {} then, {} now",
+                    what(self),
+                    what(now)
+                ),
             });
         }
         None

@@ -60,7 +60,7 @@ pub fn demo() -> &'static Path {
 
 /// The folder that `script OUT_DIR` fills, under `target/`, named by the script's hash; made
 /// unless `last` (a file the script writes last) is already there.
-fn built_by(script: &str, last: &str) -> PathBuf {
+pub fn built_by(script: &str, last: &str) -> PathBuf {
     let script = root().join(script);
     let hash = Sha256::digest(std::fs::read(&script).unwrap());
     let tag: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();

@@ -1,10 +1,12 @@
-"""Writes the same images as shards with the real writers, for tests/datasets.rs.
+"""Writes the same images as a folder and as shards with the real writers, for tests/datasets.rs.
 
-usage: make_datasets.py FOLDER OUT
+usage: make_datasets.py OUT
 
-FOLDER holds images in class folders (FOLDER/<label>/<name>.<ext>). Under OUT:
+Under OUT:
+- folder/: 12 photos-like images in two class folders (folder/<label>/<label>_NNN.<ext>, JPEG
+  and PNG, of several sizes), written with Pillow;
 - wds/shard-00000{0..3}.tar: WebDataset shards written by the `webdataset` package's
-  TarWriter, each sample {__key__: <label>_<stem>, <ext>: the file's bytes, txt: the label,
+  TarWriter, each sample {__key__: the file stem, <ext>: the file's bytes, txt: the label,
   json: {"label": ..., "index": ...}};
 - i2d_wds/ and i2d_parquet/: img2dataset's own WebDataset and Parquet output over file://
   URLs of the images (bytes kept, not re-encoded), plus one URL of a missing file that it
@@ -44,7 +46,7 @@ def write_webdataset(files, out):
                 label = path.parent.name
                 sink.write(
                     {
-                        "__key__": f"{label}_{path.stem}",
+                        "__key__": path.stem,
                         path.suffix[1:]: path.read_bytes(),
                         "txt": label,
                         "json": {"label": label, "index": i},
@@ -127,10 +129,28 @@ def write_dirty(files, out):
     (dirty / "notatar.tar").write_text("just some text, saved with a .tar name\n" * 20)
 
 
+def write_folder(folder):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for label in ["cat", "dog"]:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(6):
+            h, w = 20 + 3 * i, 24 + 5 * (i % 3)
+            y, x = np.mgrid[0:h, 0:w]
+            base = np.stack([x * 9, y * 11, (x + y) * 5], axis=-1) % 256
+            noise = rng.integers(0, 40, size=(h, w, 3))
+            pixels = ((base + noise) % 256).astype("uint8")
+            ext = "jpg" if i % 2 == 0 else "png"
+            Image.fromarray(pixels).save(folder / label / f"{label}_{i:03d}.{ext}")
+
+
 def main():
-    folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+    out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    files = images(folder)
+    write_folder(out / "folder")
+    files = images(out / "folder")
     write_webdataset(files, out / "wds")
     write_img2dataset(files, out)
     write_huggingface(files, out)
