@@ -92,7 +92,7 @@ enum Command {
     /// Draw feature maps as PNG grids in viridis, from a run (or on the fly from a config).
     #[command(subcommand)]
     Plot(Figure),
-    /// Run a pipeline config: images in, Parquet tables and run.json out.
+    /// Run a pipeline config: images in (a folder, a list or shards), Parquet tables out.
     ///
     /// Writes OUT/images, OUT/stats, OUT/maps and OUT/vectors (folders of part-NNNNN.parquet
     /// files) and OUT/run.json. Query them with e.g.
@@ -104,7 +104,7 @@ enum Command {
         /// Output folder, instead of the config's [output] dir.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Only the first N images of the sorted listing (for a quick look).
+        /// Only the first N images of the sorted listing, or of each shard (for a quick look).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
         /// Replace a run already in the output folder.

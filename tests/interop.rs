@@ -417,6 +417,7 @@ fn readme_queries_answer_what_the_rust_side_computed() {
     assert_eq!(
         rows(sql("The files that could not be read, and why.")),
         &vec![serde_json::json!([
+            null,
             "cat/corrupt.jpg",
             "not an image: looks like HTML (a saved error page?)"
         ])]

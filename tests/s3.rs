@@ -67,16 +67,21 @@ impl Moto {
         );
     }
 
-    fn layerwise(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_layerwise"))
+    /// `layerwise` with these arguments and the environment that points it at this server.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_layerwise"));
+        command
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .output()
-            .unwrap()
+            .env("AWS_ALLOW_HTTP", "true");
+        command
+    }
+
+    fn layerwise(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 }
 
@@ -257,32 +262,12 @@ fn shards_in_s3_are_read_as_local_ones_and_a_killed_run_resumes() {
         slow,
     );
     let out = dir.path().join("out-wds-s3");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_layerwise"))
-        .args(["run", shards.to_str().unwrap(), "-q"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ENDPOINT", &moto.endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
+    let mut child = moto
+        .command(&["run", shards.to_str().unwrap(), "-q"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = out.join("_parts/part-00000.json");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !first.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first part was never committed"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        !out.join("run.json").exists(),
-        "the run was killed before it finished"
-    );
+    kill_after_first_part(&mut child, &out, Duration::ZERO);
     let resumed = moto.layerwise(&["run", shards.to_str().unwrap(), "-q"]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let whole = dir.path().join("whole");

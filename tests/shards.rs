@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -126,24 +126,8 @@ fn a_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the first part to be committed, then kill the run inside the next one.
-    let first = out.join("_parts/part-00000.json");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !first.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first part was never committed"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        !out.join("run.json").exists(),
-        "the run was killed before it finished"
-    );
+    // Kill the run inside the part after its first.
+    kill_after_first_part(&mut child, &out, Duration::from_millis(150));
     assert_no_partial_files(&out);
     let status = layerwise().arg("status").arg(&out).output().unwrap();
     let report = String::from_utf8_lossy(&status.stdout);

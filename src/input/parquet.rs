@@ -11,9 +11,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
 use crate::input::remote::Object;
-use crate::input::shards::{Location, Shard};
+use crate::input::shards::{open_local, Location, Shard};
 use crate::input::stream::{self, Emitter, Streamed};
-use crate::input::webdataset::open_problem;
 use crate::input::Content;
 use crate::plan::ShardsSpec;
 
@@ -48,12 +47,7 @@ pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Stream
     let (location, fields) = (shard.location.clone(), fields.clone());
     stream::spawn(shard, part, limit, move |emit| {
         let result = match &location {
-            Location::Local(path) => std::fs::File::open(path)
-                .map_err(|e| open_problem(&e))
-                .and_then(|file| match file.metadata().is_ok_and(|m| m.is_dir()) {
-                    true => Err("not a shard: it is a folder".into()),
-                    false => read_rows(file, &fields, emit),
-                }),
+            Location::Local(path) => open_local(path).and_then(|f| read_rows(f, &fields, emit)),
             Location::Remote(url) => Object::open(url).and_then(|o| read_rows(o, &fields, emit)),
         };
         if let Err(reason) = result {

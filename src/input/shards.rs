@@ -87,6 +87,19 @@ pub fn expand(spec: &ShardsSpec, key: &str) -> Result<Vec<Shard>, PlanError> {
     Ok(shards)
 }
 
+/// Opens a local shard file; the error is the reason for its `images` row.
+pub fn open_local(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "shard not found (no such file)".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "unreadable: permission denied".to_owned(),
+        _ => format!("unreadable: {e}"),
+    })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("not a shard: it is a folder".into());
+    }
+    Ok(file)
+}
+
 /// Where a shard name points: an object, or a file (relative to `folder`).
 fn location(name: &str, folder: &Path) -> Location {
     if is_remote(Path::new(name)) {

@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use crate::input::remote::Object;
-use crate::input::shards::{Location, Shard};
+use crate::input::shards::{open_local, Location, Shard};
 use crate::input::stream::{self, Emitter, Streamed};
 use crate::input::Content;
 use crate::plan::ShardsSpec;
@@ -81,28 +81,13 @@ pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Stream
 }
 
 /// Opens a shard for one sequential pass; the error is its row's reason.
-pub fn open(location: &Location) -> Result<Box<dyn Read + Send>, String> {
+fn open(location: &Location) -> Result<Box<dyn Read + Send>, String> {
     match location {
-        Location::Local(path) => {
-            let file = std::fs::File::open(path).map_err(|e| open_problem(&e))?;
-            if file.metadata().is_ok_and(|m| m.is_dir()) {
-                return Err("not a shard: it is a folder".into());
-            }
-            Ok(Box::new(std::io::BufReader::with_capacity(
-                READ_BUFFER,
-                file,
-            )))
-        }
+        Location::Local(path) => Ok(Box::new(std::io::BufReader::with_capacity(
+            READ_BUFFER,
+            open_local(path)?,
+        ))),
         Location::Remote(url) => Ok(Box::new(Object::open(url)?.stream()?)),
-    }
-}
-
-/// The reason for a shard that cannot be opened.
-pub fn open_problem(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "shard not found (no such file)".into(),
-        std::io::ErrorKind::PermissionDenied => "unreadable: permission denied".into(),
-        _ => format!("unreadable: {e}"),
     }
 }
 
@@ -152,7 +137,11 @@ fn read_tar(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitter) {
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(_) if members == 0 => return emit.shard_error(NOT_A_TAR.into()),
-            Err(_) => return ends_early(group, "a member's header is cut short", None, emit),
+            Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                let reason = truncated("a member's header is cut short");
+                return stopped(group, reason, None, emit);
+            }
+            Err(e) => return stopped(group, format!("reading stopped: {e}"), None, emit),
         };
         members += 1;
         if !entry.header().entry_type().is_file() {
@@ -181,13 +170,17 @@ fn read_tar(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitter) {
         } else {
             let mut data = Vec::with_capacity(size as usize);
             let read = entry.read_to_end(&mut data);
-            if read.is_err() || (data.len() as u64) < size {
+            let image = fields.image.contains(&extension).then(|| name.clone());
+            if let Err(e) = read {
+                let reason = format!("reading stopped in its member {name}: {e}");
+                return stopped(group, reason, image, emit);
+            }
+            if (data.len() as u64) < size {
                 let why = format!(
                     "its member {name} is cut short ({} of {size} bytes)",
                     data.len()
                 );
-                let image = fields.image.contains(&extension).then_some(name);
-                return ends_early(group, &why, image, emit);
+                return stopped(group, truncated(&why), image, emit);
             }
             Ok(data)
         };
@@ -203,13 +196,17 @@ fn read_tar(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitter) {
     finish(group, fields, emit);
 }
 
-/// The shard stopped short: the sample being read is one error row, named by its image
-/// member when that was the one cut (or the shard's row, when no sample was under way).
-fn ends_early(group: Option<Group>, why: &str, image: Option<String>, emit: &mut Emitter) {
-    let reason = format!(
+/// The reason for the sample a truncated tar cuts.
+fn truncated(why: &str) -> String {
+    format!(
         "the shard ends early (truncated tar: {why}); was the copy interrupted? Samples \
          before it are kept"
-    );
+    )
+}
+
+/// Reading the shard stopped: the sample being read is one error row, named by its image
+/// member when that was the one cut (or the shard's row, when no sample was under way).
+fn stopped(group: Option<Group>, reason: String, image: Option<String>, emit: &mut Emitter) {
     match group {
         Some(g) => {
             let path = image.unwrap_or_else(|| g.key.clone());

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float32Type, UInt32Type, UInt64Type};
@@ -238,6 +239,28 @@ pub fn single_run(config: &Path, out: &Path) {
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Waits until a run into `out` has committed its first part, waits `then` more, and kills
+/// it with SIGKILL; panics if it never commits one or ends by itself first.
+pub fn kill_after_first_part(child: &mut std::process::Child, out: &Path, then: Duration) {
+    let first = out.join("_parts/part-00000.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !first.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first part was never committed"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(then);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !out.join("run.json").exists(),
+        "the run was killed before it finished"
     );
 }
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The same images as files, as WebDataset tar shards and as Parquet files: images/s and peak
+# RSS of `layerwise run` on each (the bench-small workload, where input handling weighs most),
+# then the peak RSS over one large shard of each format against a small one (it must not grow
+# with the shard).
+#
+# usage: benches/inputs.sh [IMAGES] [ROUNDS]   (default 512 images, 3 rounds; needs ../shared/bench)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+count=${1:-512}
+rounds=${2:-3}
+bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
+python=.venv/bin/python
+data=target/bench
+work=target/bench/inputs
+
+scripts/fetch-onnxruntime.sh >/dev/null
+scripts/python-env.sh
+cargo build --release --quiet
+bin=target/release/layerwise
+[[ -f $data/models/small.onnx ]] || $python "$bench/make_models.py" $data/models
+if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
+  rm -rf $data/images
+  $python "$bench/make_images.py" $data/images "$count"
+fi
+mkdir -p $work
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
+
+# shards SOURCE OUT SHARDS COPIES: SOURCE's images (sorted, each COPIES times) as SHARDS tar shards
+# written by the webdataset package and as SHARDS Parquet files (a binary `jpg` column, as
+# img2dataset writes; row groups of 256 rows).
+shards() {
+  $python - "$@" <<'PY'
+import os, sys
+from pathlib import Path
+import pyarrow as pa, pyarrow.parquet as pq
+import webdataset as wds
+source, out, shards, copies = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+files = sorted(source.glob("*/*.jpg")) * copies
+(out / "wds").mkdir(parents=True, exist_ok=True)
+(out / "parquet").mkdir(parents=True, exist_ok=True)
+per = (len(files) + shards - 1) // shards
+for s in range(shards):
+    part = list(enumerate(files))[s * per:(s + 1) * per]
+    with wds.TarWriter(str(out / "wds" / f"{s:05d}.tar")) as sink:
+        for i, p in part:
+            sink.write({"__key__": f"{i:09d}", "jpg": p.read_bytes(), "txt": p.parent.name})
+    table = pa.table({
+        "key": [f"{i:09d}" for i, _ in part],
+        "jpg": pa.array([p.read_bytes() for _, p in part], pa.binary()),
+        "caption": [p.parent.name for _, p in part],
+    })
+    pq.write_table(table, out / "parquet" / f"{s:05d}.parquet", row_group_size=256)
+PY
+}
+
+# config NAME INPUT [RUN]: a copy of pipelines/bench-small.toml reading INPUT instead of its
+# folder (RUN: a line more for its [run] table).
+config() {
+  sed -e "s|^root = .*|$2|" -e "s|^dir = .*|dir = \"../../../out/bench-inputs-$1\"|" \
+    -e "s|\.\./target/bench/models|../models|" -e "s|^batch_size = 8|batch_size = 8\n${3:-}|" \
+    pipelines/bench-small.toml > "$work/$1.toml"
+}
+
+# measure NAME CONFIG: prints "NAME images/s peak-RSS-MiB"
+measure() {
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f "rss_kib=%M" "$bin" run "$2" --overwrite --quiet >"$log" 2>&1 || { cat "$log"; exit 1; }
+  local rate rss
+  rate=$(grep -oE '[0-9.]+ images/s' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
+  rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
+  printf '%-22s %8.1f images/s %6d MiB\n' "$1" "$rate" "$((rss / 1024))"
+  rm -f "$log"
+}
+
+[[ -f $work/same/parquet/00007.parquet ]] || shards $data/images $work/same 8 1
+config files "root = \"../images\""
+config files-64 "root = \"../images\"" "part_size = 64"
+config webdataset "webdataset = \"same/wds/{00000..00007}.tar\""
+config parquet "parquet = \"same/parquet/*.parquet\""
+echo "== the same $count images: files (one part; parts of 64), 8 WebDataset shards, 8 Parquet files (bench-small)"
+for round in $(seq "$rounds"); do
+  for input in files files-64 webdataset parquet; do
+    measure "$input" "$work/$input.toml"
+  done
+done
+
+# One shard of each format holding the images once, 16 times and 32 times over: the peak RSS
+# must not grow with the shard.
+for copies in 1 16 32; do
+  [[ -f $work/x$copies/parquet/00000.parquet ]] || shards $data/images $work/x$copies 1 $copies
+  config x$copies-wds "webdataset = \"x$copies/wds/00000.tar\""
+  config x$copies-parquet "parquet = \"x$copies/parquet/00000.parquet\""
+done
+size() { du -h "$1" | cut -f1; }
+echo "== peak RSS over one shard: tar $(size $work/x1/wds/00000.tar), $(size $work/x16/wds/00000.tar), $(size $work/x32/wds/00000.tar); Parquet $(size $work/x1/parquet/00000.parquet), $(size $work/x16/parquet/00000.parquet), $(size $work/x32/parquet/00000.parquet)"
+for copies in 1 16 32; do
+  measure "x$copies-wds" "$work/x$copies-wds.toml"
+  measure "x$copies-parquet" "$work/x$copies-parquet.toml"
+done
