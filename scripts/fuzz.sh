@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the two parsers that read untrusted bytes, with cargo-fuzz (libFuzzer + AddressSanitizer):
+# Fuzzes the parsers that read untrusted bytes, with cargo-fuzz (libFuzzer + AddressSanitizer):
 #   decode_image  preprocess::decode_at_least (JPEG/PNG/GIF/BMP/TIFF/WebP to RGB)
 #   read_model    model::decode_model (the ONNX ModelProto reader)
+#   read_tar      webdataset::read_from (WebDataset tar shards to samples)
+#   read_parquet  parquet::read_from (Parquet shards to samples)
 # Each target starts from the seeds checked in under fuzz/seeds/<target>/, copied into a scratch
 # corpus fuzz/corpus/<target>/ (git-ignored; it grows across runs), and runs for SECONDS.
 # Exits non-zero if a target crashes, saying where libFuzzer wrote the input; keep it under
@@ -23,7 +25,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: scripts/fuzz.sh [SECONDS]   (SECONDS per target, a positive integer)" >&2
     exit 2
 fi
-targets=(decode_image read_model)
+targets=(decode_image read_model read_tar read_parquet)
 limit=(-max_total_time="$seconds")
 if [[ -n ${LAYERWISE_FUZZ_RUNS:-} ]]; then
     limit=(-runs="$LAYERWISE_FUZZ_RUNS" -seed=1)

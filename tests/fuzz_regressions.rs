@@ -1,9 +1,10 @@
-//! Replays the fuzzing inputs kept in the repository through the two entry points the fuzz
+//! Replays the fuzzing inputs kept in the repository through the entry points the fuzz
 //! targets in `fuzz/` exercise, so that a fixed crash stays fixed without `cargo fuzz`:
 //! every file under `fuzz/seeds/<target>/` (the small valid files the fuzzers start from) and
-//! `fuzz/regressions/<target>/` (inputs that once made a target panic) goes through both
-//! `preprocess::decode_at_least` (as the `decode_image` target calls it) and
-//! `model::decode_model`. The only assertion is that they return, `Ok` or `Err`: no panic.
+//! `fuzz/regressions/<target>/` (inputs that once made a target panic) goes through
+//! `preprocess::decode_at_least` (as the `decode_image` target calls it),
+//! `model::decode_model`, and the WebDataset and Parquet shard readers. The only assertion is
+//! that they return: no panic. The seeds of the shard readers must also give their rows.
 //!
 //! To keep a new crash: copy the artifact `scripts/fuzz.sh` reports into
 //! `fuzz/regressions/<target>/`.
@@ -12,6 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use layerwise::input::preprocess::decode_at_least;
+use layerwise::input::{parquet, stream, webdataset, Content, Sample};
 use layerwise::model::decode_model;
 
 /// The files directly inside `fuzz/<kind>/<target>/` for every target, dotfiles excluded.
@@ -39,6 +41,49 @@ fn inputs(kind: &str) -> Vec<PathBuf> {
     files
 }
 
+/// A reader of shard bytes: the samples it emits.
+type ShardReader = fn(&[u8]) -> Vec<Sample>;
+
+/// The shard readers, as the `read_tar` and `read_parquet` targets call them.
+fn shard_readers() -> [(&'static str, ShardReader); 2] {
+    fn tar(bytes: &[u8]) -> Vec<Sample> {
+        let reader = Box::new(std::io::Cursor::new(bytes.to_vec()));
+        let fields = webdataset::Fields::default();
+        stream::collect("t.tar", |emit| webdataset::read_from(reader, &fields, emit))
+    }
+    fn parquet_file(bytes: &[u8]) -> Vec<Sample> {
+        let bytes = bytes::Bytes::copy_from_slice(bytes);
+        let fields = parquet::Fields::default();
+        stream::collect("t.parquet", |emit| parquet::read_from(bytes, &fields, emit))
+    }
+    [
+        ("webdataset::read_from", tar),
+        ("parquet::read_from", parquet_file),
+    ]
+}
+
+#[test]
+fn the_shard_seeds_give_their_rows() {
+    let statuses = |samples: Vec<Sample>| -> Vec<(String, bool)> {
+        samples
+            .into_iter()
+            .map(|s| (s.path, matches!(s.content, Content::Bytes(_))))
+            .collect()
+    };
+    let seed =
+        |path: &str| std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    let [(_, tar), (_, parquet_file)] = shard_readers();
+    assert_eq!(
+        statuses(parquet_file(&seed(
+            "fuzz/seeds/read_parquet/two_rows.parquet"
+        ))),
+        [("a.png".to_owned(), true), ("b.png".to_owned(), false)]
+    );
+    let good = statuses(tar(&seed("fuzz/seeds/read_tar/good.tar")));
+    assert_eq!(good.len(), 3);
+    assert!(good.iter().all(|(_, ok)| *ok), "{good:?}");
+}
+
 #[test]
 fn seeds_and_regressions_never_panic() {
     let seeds = inputs("seeds");
@@ -60,6 +105,11 @@ fn seeds_and_regressions_never_panic() {
         }));
         if model.is_err() {
             panicked.push(format!("decode_model: {}", file.display()));
+        }
+        for (name, read) in shard_readers() {
+            if catch_unwind(AssertUnwindSafe(|| read(&bytes))).is_err() {
+                panicked.push(format!("{name}: {}", file.display()));
+            }
         }
     }
     assert!(panicked.is_empty(), "panicked on:\n{}", panicked.join("\n"));

@@ -23,8 +23,9 @@ pub const DEFAULT_IMAGE_COLUMNS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// Rows decoded at a time (the reader's memory is a few of these and one page per column).
 const ROWS: usize = 16;
 
-/// Which columns hold a row's image, label and key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which columns hold a row's image, label and key (default: the default image column, no
+/// label, the row number as key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
     image: Option<String>,
     label: Option<String>,
@@ -45,15 +46,24 @@ impl Fields {
 /// Streams the rows of a Parquet shard (at most `limit`), read on a thread of its own.
 pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Streamed {
     let (location, fields) = (shard.location.clone(), fields.clone());
-    stream::spawn(shard, part, limit, move |emit| {
-        let result = match &location {
-            Location::Local(path) => open_local(path).and_then(|f| read_rows(f, &fields, emit)),
-            Location::Remote(url) => Object::open(url).and_then(|o| read_rows(o, &fields, emit)),
-        };
-        if let Err(reason) = result {
-            emit.shard_error(reason);
-        }
+    stream::spawn(shard, part, limit, move |emit| match &location {
+        Location::Local(path) => match open_local(path) {
+            Ok(file) => read_from(file, &fields, emit),
+            Err(reason) => emit.shard_error(reason),
+        },
+        Location::Remote(url) => match Object::open(url) {
+            Ok(object) => read_from(object, &fields, emit),
+            Err(reason) => emit.shard_error(reason),
+        },
     })
+}
+
+/// Reads a Parquet shard and emits a sample per row (or one for the shard, when it is no
+/// Parquet file or has no image column).
+pub fn read_from<R: ChunkReader + 'static>(reader: R, fields: &Fields, emit: &mut Emitter) {
+    if let Err(reason) = read_rows(reader, fields, emit) {
+        emit.shard_error(reason);
+    }
 }
 
 /// Where the columns a run reads are, in the projected batches.

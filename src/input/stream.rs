@@ -1,7 +1,7 @@
 //! A shard read on a thread of its own: its samples go through a bounded queue, so reading
 //! (sequential I/O, a download) overlaps decoding, and memory holds at most the queue.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver};
 
 use crate::input::shards::Shard;
 use crate::input::{shard_image_id, Content, Sample, SampleReader, MAX_SHARD_SAMPLES};
@@ -9,16 +9,34 @@ use crate::input::{shard_image_id, Content, Sample, SampleReader, MAX_SHARD_SAMP
 /// Samples that may wait in the queue.
 const QUEUE: usize = 64;
 
-/// Hands a shard's samples to the reader thread's consumer, numbering them.
-pub struct Emitter {
-    queue: SyncSender<Sample>,
+/// Hands a shard's samples on (to the reader thread's consumer, or a list), numbering them.
+pub struct Emitter<'a> {
+    /// Takes a sample; `false` when nobody takes samples any more.
+    sink: Box<dyn FnMut(Sample) -> bool + Send + 'a>,
     part: usize,
     source: String,
     next: u64,
     limit: u64,
 }
 
-impl Emitter {
+impl<'a> Emitter<'a> {
+    /// An emitter for the shard `source` of part `part` that hands at most `limit` samples
+    /// to `sink`.
+    pub fn new(
+        source: &str,
+        part: usize,
+        limit: usize,
+        sink: impl FnMut(Sample) -> bool + Send + 'a,
+    ) -> Emitter<'a> {
+        Emitter {
+            sink: Box::new(sink),
+            part,
+            source: source.to_owned(),
+            next: 0,
+            limit: (limit as u64).min(MAX_SHARD_SAMPLES),
+        }
+    }
+
     /// Sends the next sample; `false` when reading should stop (the limit is reached or
     /// nobody takes samples any more).
     pub fn emit(
@@ -40,7 +58,7 @@ impl Emitter {
             content,
         };
         self.next += 1;
-        self.queue.send(sample).is_ok() && self.next < self.limit
+        (self.sink)(sample) && self.next < self.limit
     }
 
     /// One row for the shard itself (`path` and `source` its name, no key): it cannot be
@@ -65,13 +83,7 @@ pub fn spawn(
     read: impl FnOnce(&mut Emitter) + Send + 'static,
 ) -> Streamed {
     let (queue, samples) = sync_channel(QUEUE);
-    let mut emitter = Emitter {
-        queue,
-        part,
-        source: shard.name.clone(),
-        next: 0,
-        limit: (limit as u64).min(MAX_SHARD_SAMPLES),
-    };
+    let mut emitter = Emitter::new(&shard.name, part, limit, move |s| queue.send(s).is_ok());
     std::thread::Builder::new()
         .name(format!("shard-{part}"))
         .spawn(move || {
@@ -88,6 +100,16 @@ pub fn spawn(
         })
         .expect("cannot start a shard reader thread");
     Streamed { samples }
+}
+
+/// Every sample `read` emits, in order, read on this thread (for tests and fuzzing).
+pub fn collect(source: &str, read: impl FnOnce(&mut Emitter)) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    read(&mut Emitter::new(source, 0, usize::MAX, |s| {
+        samples.push(s);
+        true
+    }));
+    samples
 }
 
 /// The consumer's end of a shard's queue.

@@ -43,11 +43,21 @@ enum LabelField {
     Json(String),
 }
 
+impl Default for Fields {
+    /// The image extensions of [`DEFAULT_IMAGE_FIELDS`], no label.
+    fn default() -> Fields {
+        Fields {
+            image: DEFAULT_IMAGE_FIELDS.map(String::from).to_vec(),
+            label: None,
+        }
+    }
+}
+
 impl Fields {
     /// The fields a shards spec names (`image_field`, `label_field`), or the defaults.
     pub fn new(spec: &ShardsSpec) -> Fields {
         let image = match spec.image_field.is_empty() {
-            true => DEFAULT_IMAGE_FIELDS.map(String::from).to_vec(),
+            true => Fields::default().image,
             false => spec.image_field.clone(),
         };
         let label = spec
@@ -75,7 +85,7 @@ impl Fields {
 pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Streamed {
     let (location, fields) = (shard.location.clone(), fields.clone());
     stream::spawn(shard, part, limit, move |emit| match open(&location) {
-        Ok(reader) => read_tar(reader, &fields, emit),
+        Ok(reader) => read_from(reader, &fields, emit),
         Err(reason) => emit.shard_error(reason),
     })
 }
@@ -122,7 +132,9 @@ struct Member {
     data: Result<Vec<u8>, String>,
 }
 
-fn read_tar(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitter) {
+/// Reads a tar shard in one pass and emits its samples: every sample one, and the sample a
+/// truncation cuts (or the shard, when it is no tar at all) one with its reason.
+pub fn read_from(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitter) {
     let mut archive = tar::Archive::new(Counted {
         inner: reader,
         bytes: 0,

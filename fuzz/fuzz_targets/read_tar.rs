@@ -1,0 +1,12 @@
+//! Fuzz target: the WebDataset tar reader must never panic or hang on arbitrary bytes.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use layerwise::input::{stream, webdataset};
+
+fuzz_target!(|data: &[u8]| {
+    let reader = Box::new(std::io::Cursor::new(data.to_vec()));
+    let fields = webdataset::Fields::default();
+    let _ = stream::collect("fuzz.tar", |emit| webdataset::read_from(reader, &fields, emit));
+});
