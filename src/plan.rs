@@ -469,6 +469,17 @@ fn shards_spec(config: &Config, patterns: &Patterns) -> Result<ShardsSpec, PlanE
             "names one column for a parquet input",
         ));
     }
+    for (key, field) in [
+        ("label_field", &input.label_field),
+        ("key_field", &input.key_field),
+    ] {
+        if field.as_deref().is_some_and(|f| f.trim().is_empty()) {
+            return Err(PlanError::invalid(
+                format!("input.{key}"),
+                "is empty; name a field, or leave the key out",
+            ));
+        }
+    }
     if let Some(field) = &input.label_field {
         if field.strip_prefix("json:").is_some_and(str::is_empty) {
             return Err(PlanError::invalid(

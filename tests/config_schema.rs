@@ -255,6 +255,17 @@ extensions = []"#
 max_pixels = "many""#
                 .into(),
         ),
+        (
+            "input",
+            r#"root = "images""#,
+            "root = \"images\"\nwebdataset = \"s/*.tar\"".into(),
+        ),
+        ("webdataset", r#"root = "images""#, "webdataset = []".into()),
+        (
+            "label_field",
+            r#"root = "images""#,
+            "webdataset = \"s/{0..3}.tar\"\nlabel_field = \"\"".into(),
+        ),
         ("name", r#"name = "schema-cases""#, r#"name = "  ""#.into()),
         ("model", &model_table, String::new()),
         ("layer", "[[layers]]", "[[layer]]".into()),
@@ -364,7 +375,6 @@ fn what_the_schema_cannot_say_is_left_to_layerwise() {
     }
 }
 
-/// Every key of the config, each set to a value other than its default, over the NHWC model.
 /// The every-key config with its folder input swapped for a WebDataset and a Parquet one
 /// (the keys that only a shard input takes; `root`, `webdataset` and `parquet` exclude each
 /// other).
@@ -379,6 +389,7 @@ fn shard_key_configs() -> [String; 2] {
     .map(|input| every.replace(folder, input))
 }
 
+/// Every key of the config, each set to a value other than its default, over the NHWC model.
 fn every_key_config() -> String {
     format!(
         r#"name = "every-key"
