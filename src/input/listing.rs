@@ -430,6 +430,17 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_escaped_losslessly() {
+        assert_eq!(escape_bytes(b"cat/a.jpg"), "cat/a.jpg");
+        assert_eq!(
+            escape_bytes(b"a\\b.jpg"),
+            "a\\b.jpg",
+            "UTF-8 names stay as they are"
+        );
+        assert_eq!(escape_bytes(b"caf\xe9\\x.jpg"), "caf\\xe9\\\\x.jpg");
+    }
+
+    #[test]
     fn csv_and_parquet_lists_carry_labels() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("files.csv");
