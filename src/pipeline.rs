@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::error::RunStop;
 use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
-use crate::input::{self, Content, Listing, Sample, SampleReader};
+use crate::input::{self, Content, Sample, SampleReader};
 use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::Extractor;
 use crate::model::ModelFile;
@@ -213,14 +213,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let todo: Vec<usize> = (0..summary.parts)
         .filter(|p| shard.owns(*p) && !committed.contains_key(p))
         .collect();
-    let todo_images = match &listing {
-        Listing::Files(files) => Some(
-            todo.iter()
-                .map(|p| files.len().min((p + 1) * part_size) - p * part_size)
-                .sum::<usize>() as u64,
-        ),
-        Listing::Shards { .. } => None,
-    };
+    let todo_images: Option<u64> = todo
+        .iter()
+        .map(|&p| listing.images_in(p, part_size).map(|n| n as u64))
+        .sum();
     tracing::info!(
         "{}; shard {shard} does {} parts{}, {} already committed; batches of {}, {} threads",
         listing.describe(part_size),
@@ -480,8 +476,15 @@ impl<'a> Batcher<'a> {
         self.stage.extractor.batch_size()
     }
 
-    /// Processes one batch into `rows`; returns the numbers of images ok and in error.
+    /// Processes one batch (at most [`Batcher::batch_size`] samples) into `rows`; returns the
+    /// numbers of images ok and in error.
     pub fn process(&mut self, batch: &[Sample], rows: &mut Rows) -> Result<(u64, u64)> {
+        assert!(
+            batch.len() <= self.batch_size(),
+            "a batch of {} samples for batches of {}",
+            batch.len(),
+            self.batch_size()
+        );
         let mut result = None;
         let mut reader = input::Slice(batch);
         self.process_all(&mut reader, |r| {

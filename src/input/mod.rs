@@ -114,6 +114,14 @@ impl Listing {
         }
     }
 
+    /// The number of images in part `part`, when known before reading (files, not shards).
+    pub fn images_in(&self, part: usize, part_size: usize) -> Option<usize> {
+        match self {
+            Listing::Files(files) => Some(part_range(files.len(), part, part_size).len()),
+            Listing::Shards { .. } => None,
+        }
+    }
+
     /// SHA-256 of what was listed (relative paths, or shard names), one per line.
     pub fn hash(&self) -> String {
         let mut hash = Sha256::new();
@@ -158,9 +166,7 @@ impl Listing {
     ) -> Box<dyn SampleReader + '_> {
         match self {
             Listing::Files(files) => {
-                let start = (part * part_size).min(files.len());
-                let end = (start + part_size).min(files.len());
-                Box::new(Slice(&files[start..end]))
+                Box::new(Slice(&files[part_range(files.len(), part, part_size)]))
             }
             Listing::Shards { format, shards } => {
                 let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
@@ -173,6 +179,12 @@ impl Listing {
             }
         }
     }
+}
+
+/// The positions of part `part`'s files in a listing of `files`.
+fn part_range(files: usize, part: usize, part_size: usize) -> std::ops::Range<usize> {
+    let start = (part * part_size).min(files);
+    start..(start + part_size).min(files)
 }
 
 /// Samples already in memory (a part of a listing of files), handed out in order.
