@@ -26,7 +26,7 @@ if [[ -z $bin ]]; then
   cargo build --release --quiet
   bin=target/release/layerwise
 fi
-[[ -f $data/models/vgg16.onnx ]] || $python "$bench/make_models.py" $data/models
+[[ -f $data/models/mid.onnx ]] || $python "$bench/make_models.py" $data/models
 if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
   rm -rf $data/images
   $python "$bench/make_images.py" $data/images "$count"
@@ -48,10 +48,10 @@ measure() {
 }
 
 workload() {
-  local config=$1 model=$2 outputs=$3 keep=$4 scale=$5
+  local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224}
   echo "== $config: $outputs"
   measure ceiling $python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
-    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale"
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
   measure layerwise "$bin" run "pipelines/$config.toml" --overwrite --quiet
   # Where layerwise's time goes, from its run.json (decoding overlaps the model).
   $python - "out/$config/run.json" <<'PY'
@@ -63,10 +63,11 @@ print(f"           per image: model {1000 * t['model_s'] / n:.2f} ms, outside th
       f"decode {1000 * t['decode_s'] / n:.2f} ms overlapped, writer wait {1000 * t['write_wait_s'] / n:.2f} ms)")
 PY
   measure peer $python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
-    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale"
+    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
   awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \
     'BEGIN { printf "layerwise/ceiling %.2f   layerwise/peer %.2f\n", l / c, l / p }'
 }
 
 workload bench-vgg16 vgg16.onnx block1_conv1,block5_conv3 0,11,12,27,30,34 1
 workload bench-small small.onnx conv1,conv4 0,1,2,3,4 0.00392156862745098
+workload bench-mid mid.onnx stem,stage4_conv2 0,1,2,3 0.00392156862745098 320
