@@ -100,3 +100,9 @@ for copies in 1 16 32; do
   measure "x$copies-wds" "$work/x$copies-wds.toml"
   measure "x$copies-parquet" "$work/x$copies-parquet.toml"
 done
+# img2dataset writes a shard's Parquet file as one row group: the same 32x file so.
+[[ -f $work/x32/one-row-group.parquet ]] || $python -c "import sys, pyarrow.parquet as pq; \
+  pq.write_table(pq.read_table(sys.argv[1]), sys.argv[2], row_group_size=1 << 30)" \
+  $work/x32/parquet/00000.parquet $work/x32/one-row-group.parquet
+config x32-one-row-group "parquet = \"x32/one-row-group.parquet\""
+measure "x32-one-row-group" "$work/x32-one-row-group.toml"

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,34 +18,34 @@ struct Moto {
 }
 
 impl Moto {
+    /// Starts a server on a port the system picks (so concurrent tests and processes never
+    /// share one) and reads the port from the line it logs.
     fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        let mut child = Command::new(python())
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto: run scripts/python-env.sh");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let endpoint = loop {
+            let line = lines
+                .next()
+                .expect("the moto server ended before it said its address")
+                .unwrap();
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                break line[at..].trim().to_owned();
+            }
+        };
+        // Keep reading its log, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "the moto server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        Moto { child, endpoint }
     }
 
     /// Runs Python with boto3 pointed at this server; `script` sees `s3` (a client) and `argv`.
@@ -252,6 +253,39 @@ fn shards_in_s3_are_read_as_local_ones_and_a_killed_run_resumes() {
     assert!(sources
         .iter()
         .all(|s| s.as_deref() == Some("s3://data/hf/train.parquet")));
+
+    // A missing object named as written is its error row; a glob that matches no object is
+    // a config error.
+    let missing = config(
+        "missing",
+        "parquet = \"s3://data/hf/missing.parquet\"",
+        "tiny_nchw.onnx",
+        "",
+    );
+    let out = moto.layerwise(&["run", missing.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let images = read_table(&dir.path().join("out-missing"), "images");
+    assert_eq!(
+        strings(&images, "path"),
+        [Some("s3://data/hf/missing.parquet".to_owned())]
+    );
+    assert_eq!(
+        strings(&images, "error"),
+        [Some("shard not found (no such object)".to_owned())]
+    );
+    let nothing = config(
+        "nothing",
+        "webdataset = \"s3://data/wds/*.tgz\"",
+        "tiny_nchw.onnx",
+        "",
+    );
+    let out = moto.layerwise(&["run", nothing.to_str().unwrap(), "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`input.webdataset` `s3://data/wds/*.tgz` matches no file"),
+        "{}",
+        text(&out)
+    );
 
     // Tar shards streamed, listed by a glob; killed after its first part, then resumed.
     let slow = "batch_size = 1";
