@@ -4,7 +4,8 @@
 #
 # usage: benches/compare.sh [IMAGES]     (default 512 JPEGs; needs ../shared/bench)
 # Prints the date and cores, images/s and peak RSS of each, where layerwise's time per image
-# goes, and the ratios layerwise/ceiling and layerwise/peer. All three use every core.
+# goes (wall time by stage, and CPU time by stage and for its busiest thread, from run.json),
+# and the ratios layerwise/ceiling and layerwise/peer. All three use every core.
 #
 # On a machine with neither cargo nor the network (a cluster node), give a built binary and a
 # Python that has the peer's packages (onnx, onnxruntime, pillow, numpy, scikit-image,
@@ -61,6 +62,11 @@ n = t["images"]
 print(f"           per image: model {1000 * t['model_s'] / n:.2f} ms, outside the model "
       f"{1000 * (t['run_s'] - t['model_s']) / n:.2f} ms (reduce {1000 * t['reduce_s'] / n:.2f} ms, "
       f"decode {1000 * t['decode_s'] / n:.2f} ms overlapped, writer wait {1000 * t['write_wait_s'] / n:.2f} ms)")
+c = t["cpu"]
+print(f"           CPU per image: {c['process_ms']:.2f} ms = ONNX Runtime {c['onnxruntime_ms']:.2f} + "
+      f"layerwise {c['own_ms']:.2f} (decode {c['decode_ms']:.2f}, reduce {c['reduce_ms']:.2f}, "
+      f"write {c['write_ms']:.2f}, read {c['read_ms']:.2f}); busiest own thread {c['busiest_thread']} "
+      f"{c['busiest_thread_ms']:.2f} ms, {c['busiest_thread_ms'] / max(c['own_ms'], 1e-9):.2f} of layerwise's")
 PY
   measure peer $python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
     --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"

@@ -160,7 +160,8 @@ fn first_samples(
     n: usize,
     limit: Option<usize>,
 ) -> (Vec<Sample>, usize) {
-    let mut reader = listing.open(0, 0, limit);
+    let cpu = Default::default();
+    let mut reader = listing.open(0, 0, limit, &cpu);
     let mut sample = reader.next_batch(n);
     let mut first = sample.len();
     loop {
@@ -174,7 +175,11 @@ fn first_samples(
         if sample.len() >= n {
             break;
         }
-        sample.extend(listing.open(part, 0, limit).next_batch(n - sample.len()));
+        sample.extend(
+            listing
+                .open(part, 0, limit, &cpu)
+                .next_batch(n - sample.len()),
+        );
     }
     (sample, first)
 }

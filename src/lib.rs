@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod input;
 pub mod model;

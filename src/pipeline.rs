@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::cpu::{self, thread_time, Ledger, Meter};
 use crate::error::RunStop;
 use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
 use crate::input::{self, Content, Sample, SampleReader};
@@ -142,6 +144,7 @@ impl Prepared {
     pub fn pool(&self) -> Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.plan.run.threads)
+            .thread_name(|i| format!("{}-{i}", cpu::WORKER))
             .build()
             .context("cannot start the worker threads")
     }
@@ -228,7 +231,9 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     );
 
     let running = Instant::now();
+    let (process_started, main_started) = (cpu::process_time(), thread_time());
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
+    let ledger = batcher.cpu().clone();
     let mut progress = Progress::new(todo_images, options.quiet);
     let (mut errors, mut done_images) = (0, 0);
     let mut write_wait = Duration::ZERO;
@@ -238,8 +243,9 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             interrupted = true;
             break;
         }
-        let mut samples = listing.open(part, part_size, plan.input.limit);
-        let mut writer = BackgroundPart::start(sink.begin_part(part)?, plan.run.queue_depth);
+        let mut samples = listing.open(part, part_size, plan.input.limit, &ledger);
+        let begun = sink.begin_part(part)?;
+        let mut writer = BackgroundPart::start(begun, part, plan.run.queue_depth, &ledger);
         let (mut ok, mut error) = (0u64, 0u64);
         let mut ids: Option<(u64, u64)> = None;
         let outcome = pool.install(|| {
@@ -285,6 +291,14 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         return Err(RunStop::Interrupted { committed }.into());
     }
     let run_s = running.elapsed().as_secs_f64();
+    for (worker, own) in pool.broadcast(|b| (b.index(), cpu::own_time())) {
+        ledger.thread(format!("{}-{worker}", cpu::WORKER), own);
+    }
+    ledger.thread("layerwise-main", thread_time().saturating_sub(main_started));
+    let cpu = ledger.report(
+        done_images,
+        cpu::process_time().saturating_sub(process_started),
+    );
     let times = StageTimes {
         write_wait,
         ..batcher.times()
@@ -321,6 +335,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             model_s: times.model.as_secs_f64(),
             reduce_s: times.reduce.as_secs_f64(),
             write_wait_s: times.write_wait.as_secs_f64(),
+            cpu,
         },
     };
     if complete {
@@ -408,6 +423,7 @@ pub struct Batcher<'a> {
 /// What a batch goes through, besides its input buffer.
 struct Stage<'a> {
     plan: &'a Plan,
+    cpu: Arc<Ledger>,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
     tops: Vec<Option<LayerTop>>,
@@ -463,12 +479,18 @@ impl<'a> Batcher<'a> {
         };
         let stage = Stage {
             plan,
+            cpu: Arc::default(),
             extractor,
             reducers,
             tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
             times: StageTimes::default(),
         };
         Batcher { stage, input }
+    }
+
+    /// Where the CPU time of its batches goes; readers and writers of its parts add theirs.
+    pub fn cpu(&self) -> &Arc<Ledger> {
+        &self.stage.cpu
     }
 
     /// Images per batch.
@@ -540,13 +562,15 @@ fn pipelined<T: InputElement>(
     if batch.is_empty() {
         return Ok(());
     }
-    let mut decoded = decode(preprocess, current, &batch);
+    let cpu = stage.cpu.clone();
+    let mut decoded = decode(preprocess, current, &batch, &cpu.decode);
     loop {
         stage.times.decode += decoded.took;
         let ((following, decoded_next), result) = rayon::join(
             || {
                 let following = reader.next_batch(size);
-                let decoded = (!following.is_empty()).then(|| decode(preprocess, next, &following));
+                let decoded = (!following.is_empty())
+                    .then(|| decode(preprocess, next, &following, &cpu.decode));
                 (following, decoded)
             },
             || infer(stage, current, &batch, decoded),
@@ -560,19 +584,25 @@ fn pipelined<T: InputElement>(
     }
 }
 
-/// Decodes `batch` into `input` in parallel and moves the images that decoded to the front.
-fn decode<T: InputElement>(preprocess: &Preprocess, input: &mut [T], batch: &[Sample]) -> Decoded {
+/// Decodes `batch` into `input` in parallel (the CPU time to `cpu`) and moves the images that
+/// decoded to the front.
+fn decode<T: InputElement>(
+    preprocess: &Preprocess,
+    input: &mut [T],
+    batch: &[Sample],
+    cpu: &Meter,
+) -> Decoded {
     let started = Instant::now();
     let len = preprocess.image_len();
     let results: Vec<Result<SourceSize, String>> = input[..batch.len() * len]
         .par_chunks_mut(len)
         .zip(batch.par_iter())
         .map_init(Resizer::new, |resizer, (slot, sample)| {
-            match &sample.content {
+            cpu.time(|| match &sample.content {
                 Content::Failed(problem) => Err(problem.clone()),
                 Content::File(path) => preprocess.load_into(path, resizer, slot),
                 Content::Bytes(bytes) => preprocess.decode_into(bytes, resizer, slot),
-            }
+            })
         })
         .collect();
     let mut ok_ids = Vec::with_capacity(batch.len());
@@ -620,15 +650,16 @@ fn infer<T: InputElement>(
     let ok_ids = &decoded.ok_ids;
     if !ok_ids.is_empty() {
         let (reducers, tops) = (stage.reducers, &mut stage.tops);
-        let started = Instant::now();
-        let reduced = stage
+        let (started, cpu_started) = (Instant::now(), thread_time());
+        let (reduced, reduce_cpu) = stage
             .extractor
             .run(input, ok_ids.len(), |tensors| {
-                let started = Instant::now();
+                let (started, cpu_started) = (Instant::now(), thread_time());
                 reduce::reduce_batch(reducers, tensors, ok_ids, &mut rows, tops);
-                started.elapsed()
+                (started.elapsed(), thread_time() - cpu_started)
             })
             .context("ONNX Runtime failed on a batch")?;
+        cpu::model_call(thread_time() - cpu_started - reduce_cpu);
         stage.times.model += started.elapsed() - reduced;
         stage.times.reduce += reduced;
     }

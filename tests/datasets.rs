@@ -566,3 +566,16 @@ fn check_estimates_a_shard_run_from_its_first_shard() {
         text(&out)
     );
 }
+
+#[test]
+fn shard_readers_are_counted_in_the_cpu_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), "webdataset = \"DATA/wds/*.tar\"");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let cpu = &run["timings"]["cpu"];
+    assert!(cpu["read_ms"].as_f64().unwrap() > 0.0, "{cpu}");
+    // The workers, four writers, four readers and the main thread.
+    let workers = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(cpu["threads"].as_u64(), Some(workers + 9), "{cpu}");
+}

@@ -738,3 +738,40 @@ fn pooled_maps_are_block_averages_of_the_full_maps() {
         "{err}"
     );
 }
+
+#[test]
+fn run_json_says_where_the_cpu_time_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, record) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
+    let cpu = &record.timings.cpu;
+    // Two workers, a writer for each of the two parts, and the main thread.
+    assert_eq!(cpu.threads, 5, "{cpu:?}");
+    assert!(cpu.decode_ms > 0.0 && cpu.write_ms > 0.0, "{cpu:?}");
+    assert_eq!(cpu.read_ms, 0.0, "a folder has no shard readers: {cpu:?}");
+    assert!(cpu.reduce_ms >= 0.0, "{cpu:?}");
+    assert!(
+        cpu.decode_ms + cpu.reduce_ms + cpu.write_ms <= cpu.own_ms + 1e-9,
+        "the stages are part of layerwise's own time: {cpu:?}"
+    );
+    assert!(cpu.own_ms <= cpu.process_ms, "{cpu:?}");
+    assert!(
+        (cpu.own_ms + cpu.onnxruntime_ms - cpu.process_ms).abs() < 1e-9,
+        "{cpu:?}"
+    );
+    assert!(
+        cpu.busiest_thread.starts_with("layerwise-") && cpu.busiest_thread_ms <= cpu.own_ms,
+        "{cpu:?}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let written = &run["timings"]["cpu"];
+    assert_eq!(written["busiest_thread"], cpu.busiest_thread.as_str());
+    assert_eq!(written["threads"], cpu.threads);
+    for (key, value) in [("process_ms", cpu.process_ms), ("own_ms", cpu.own_ms)] {
+        let read = written[key].as_f64().unwrap();
+        assert!(
+            (read - value).abs() <= 1e-12 * value.max(1.0),
+            "{key}: {read} != {value}"
+        );
+    }
+}

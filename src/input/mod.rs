@@ -16,9 +16,11 @@ pub mod stream;
 pub mod webdataset;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::cpu::Ledger;
 use crate::error::PlanError;
 use crate::plan::{InputSource, InputSpec};
 use shards::Shard;
@@ -157,12 +159,13 @@ impl Listing {
     }
 
     /// The samples of part `part`: a slice of the files, or a reader streaming its shard
-    /// (at most `limit` samples of it).
+    /// (at most `limit` samples of it) on a thread whose CPU time goes to `cpu`.
     pub fn open(
         &self,
         part: usize,
         part_size: usize,
         limit: Option<usize>,
+        cpu: &Arc<Ledger>,
     ) -> Box<dyn SampleReader + '_> {
         match self {
             Listing::Files(files) => {
@@ -172,9 +175,11 @@ impl Listing {
                 let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
                 match format {
                     Format::WebDataset(fields) => {
-                        Box::new(webdataset::read(shard, part, fields, limit))
+                        Box::new(webdataset::read(shard, part, fields, limit, cpu))
                     }
-                    Format::Parquet(fields) => Box::new(parquet::read(shard, part, fields, limit)),
+                    Format::Parquet(fields) => {
+                        Box::new(parquet::read(shard, part, fields, limit, cpu))
+                    }
                 }
             }
         }

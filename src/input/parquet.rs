@@ -10,6 +10,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
+use std::sync::Arc;
+
+use crate::cpu::Ledger;
 use crate::input::remote::Object;
 use crate::input::shards::{open_local, Location, Shard};
 use crate::input::stream::{self, Emitter, Streamed};
@@ -44,9 +47,15 @@ impl Fields {
 }
 
 /// Streams the rows of a Parquet shard (at most `limit`), read on a thread of its own.
-pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Streamed {
+pub fn read(
+    shard: &Shard,
+    part: usize,
+    fields: &Fields,
+    limit: usize,
+    cpu: &Arc<Ledger>,
+) -> Streamed {
     let (location, fields) = (shard.location.clone(), fields.clone());
-    stream::spawn(shard, part, limit, move |emit| match &location {
+    stream::spawn(shard, part, limit, cpu, move |emit| match &location {
         Location::Local(path) => match open_local(path) {
             Ok(file) => read_from(file, &fields, emit),
             Err(reason) => emit.shard_error(reason),

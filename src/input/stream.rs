@@ -2,6 +2,9 @@
 //! (sequential I/O, a download) overlaps decoding, and memory holds at most the queue.
 
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use crate::cpu::{thread_time, Ledger};
 
 use crate::input::shards::Shard;
 use crate::input::{shard_image_id, Content, Sample, SampleReader, MAX_SHARD_SAMPLES};
@@ -75,17 +78,21 @@ impl<'a> Emitter<'a> {
 }
 
 /// Reads `shard` on a new thread with `read`, which sends its samples through the emitter;
-/// at most `limit` of them are taken. A panic while reading becomes one last error row.
+/// at most `limit` of them are taken. A panic while reading becomes one last error row. The
+/// thread's CPU time goes to `cpu`.
 pub fn spawn(
     shard: &Shard,
     part: usize,
     limit: usize,
+    cpu: &Arc<Ledger>,
     read: impl FnOnce(&mut Emitter) + Send + 'static,
 ) -> Streamed {
+    let cpu = cpu.clone();
     let (queue, samples) = sync_channel(QUEUE);
     let mut emitter = Emitter::new(&shard.name, part, limit, move |s| queue.send(s).is_ok());
+    let name = format!("layerwise-reader-{part}");
     std::thread::Builder::new()
-        .name(format!("shard-{part}"))
+        .name(name.clone())
         .spawn(move || {
             let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 read(&mut emitter);
@@ -97,6 +104,9 @@ pub fn spawn(
                         .into(),
                 );
             }
+            let used = thread_time();
+            cpu.read.add(used);
+            cpu.thread(name, used);
         })
         .expect("cannot start a shard reader thread");
     Streamed { samples }

@@ -6,6 +6,9 @@
 
 use std::io::Read;
 
+use std::sync::Arc;
+
+use crate::cpu::Ledger;
 use crate::input::remote::Object;
 use crate::input::shards::{open_local, Location, Shard};
 use crate::input::stream::{self, Emitter, Streamed};
@@ -82,9 +85,15 @@ impl Fields {
 }
 
 /// Streams the samples of a tar shard (at most `limit`), read on a thread of its own.
-pub fn read(shard: &Shard, part: usize, fields: &Fields, limit: usize) -> Streamed {
+pub fn read(
+    shard: &Shard,
+    part: usize,
+    fields: &Fields,
+    limit: usize,
+    cpu: &Arc<Ledger>,
+) -> Streamed {
     let (location, fields) = (shard.location.clone(), fields.clone());
-    stream::spawn(shard, part, limit, move |emit| match open(&location) {
+    stream::spawn(shard, part, limit, cpu, move |emit| match open(&location) {
         Ok(reader) => read_from(reader, &fields, emit),
         Err(reason) => emit.shard_error(reason),
     })

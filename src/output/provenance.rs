@@ -177,6 +177,10 @@ pub struct Timings {
     pub reduce_s: f64,
     /// Of `run_s`: waiting for the writer thread.
     pub write_wait_s: f64,
+    /// Where the CPU time went, per image, by stage and for the busiest thread of layerwise's
+    /// own (absent in runs of earlier versions).
+    #[serde(default)]
+    pub cpu: crate::cpu::CpuTimes,
 }
 
 impl RunRecord {

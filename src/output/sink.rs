@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -18,6 +19,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::config::{Compression, MapDtype};
+use crate::cpu::{thread_time, Ledger};
 use crate::output::store::Store;
 use crate::output::tables::{Rows, Table};
 use crate::plan::OutputSpec;
@@ -264,11 +266,17 @@ pub struct BackgroundPart {
 }
 
 impl BackgroundPart {
-    /// Hands `part` to a new writer thread.
-    pub fn start(mut part: PartWriter, queue_depth: usize) -> BackgroundPart {
+    /// Hands part `number` to a new writer thread, whose CPU time goes to `cpu`.
+    pub fn start(
+        mut part: PartWriter,
+        number: usize,
+        queue_depth: usize,
+        cpu: &Arc<Ledger>,
+    ) -> BackgroundPart {
         let (sender, receiver) = sync_channel::<Rows>(queue_depth);
+        let (cpu, name) = (cpu.clone(), format!("layerwise-writer-{number}"));
         let thread = std::thread::Builder::new()
-            .name("layerwise-writer".into())
+            .name(name.clone())
             .spawn(move || {
                 let written = (|| {
                     for mut rows in receiver {
@@ -276,6 +284,9 @@ impl BackgroundPart {
                     }
                     part.finish()
                 })();
+                let used = thread_time();
+                cpu.write.add(used);
+                cpu.thread(name, used);
                 written.map_err(explain_storage_error)
             })
             .expect("the writer thread starts");
