@@ -3,9 +3,10 @@
 //! A run's input is a [`Listing`]: the files of a folder or a list ([`listing`]), known whole
 //! before any image is read, or shards ([`shards`]): WebDataset tar files ([`webdataset`]) or
 //! Parquet files with the image bytes ([`parquet`]), local or in an object store
-//! ([`remote`]), each read as a stream when its part runs. Either way a part hands out
-//! [`Sample`]s through one [`SampleReader`], so the pipeline does not know which it reads;
-//! [`preprocess`] then decodes one image and writes its slice of the input tensor.
+//! ([`remote`]), each read as a stream on a thread of its own ([`stream`]) when its part
+//! runs. Either way a part hands out [`Sample`]s through one [`SampleReader`], so the
+//! pipeline does not know which it reads; [`preprocess`] then decodes one image and writes its
+//! slice of the input tensor.
 
 pub mod listing;
 pub mod parquet;
@@ -173,14 +174,19 @@ impl Listing {
             }
             Listing::Shards { format, shards } => {
                 let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
-                match format {
-                    Format::WebDataset(fields) => {
-                        Box::new(webdataset::read(shard, part, fields, limit, cpu))
-                    }
-                    Format::Parquet(fields) => {
-                        Box::new(parquet::read(shard, part, fields, limit, cpu))
-                    }
-                }
+                let (location, format) = (shard.location.clone(), format.clone());
+                Box::new(stream::spawn(
+                    shard,
+                    part,
+                    limit,
+                    cpu,
+                    move |emit| match &format {
+                        Format::WebDataset(fields) => {
+                            webdataset::read_location(&location, fields, emit)
+                        }
+                        Format::Parquet(fields) => parquet::read_location(&location, fields, emit),
+                    },
+                ))
             }
         }
     }

@@ -10,12 +10,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
-use std::sync::Arc;
-
-use crate::cpu::Ledger;
 use crate::input::remote::Object;
-use crate::input::shards::{open_local, Location, Shard};
-use crate::input::stream::{self, Emitter, Streamed};
+use crate::input::shards::{open_local, Location};
+use crate::input::stream::Emitter;
 use crate::input::Content;
 use crate::plan::ShardsSpec;
 
@@ -46,25 +43,18 @@ impl Fields {
     }
 }
 
-/// Streams the rows of a Parquet shard (at most `limit`), read on a thread of its own.
-pub fn read(
-    shard: &Shard,
-    part: usize,
-    fields: &Fields,
-    limit: usize,
-    cpu: &Arc<Ledger>,
-) -> Streamed {
-    let (location, fields) = (shard.location.clone(), fields.clone());
-    stream::spawn(shard, part, limit, cpu, move |emit| match &location {
+/// Reads the Parquet shard at `location` and emits its rows (or the shard's error row).
+pub fn read_location(location: &Location, fields: &Fields, emit: &mut Emitter) {
+    match location {
         Location::Local(path) => match open_local(path) {
-            Ok(file) => read_from(file, &fields, emit),
+            Ok(file) => read_from(file, fields, emit),
             Err(reason) => emit.shard_error(reason),
         },
         Location::Remote(url) => match Object::open(url) {
-            Ok(object) => read_from(object, &fields, emit),
+            Ok(object) => read_from(object, fields, emit),
             Err(reason) => emit.shard_error(reason),
         },
-    })
+    }
 }
 
 /// Reads a Parquet shard and emits a sample per row (or one for the shard, when it is no

@@ -6,12 +6,9 @@
 
 use std::io::Read;
 
-use std::sync::Arc;
-
-use crate::cpu::Ledger;
 use crate::input::remote::Object;
-use crate::input::shards::{open_local, Location, Shard};
-use crate::input::stream::{self, Emitter, Streamed};
+use crate::input::shards::{open_local, Location};
+use crate::input::stream::Emitter;
 use crate::input::Content;
 use crate::plan::ShardsSpec;
 
@@ -84,19 +81,12 @@ impl Fields {
     }
 }
 
-/// Streams the samples of a tar shard (at most `limit`), read on a thread of its own.
-pub fn read(
-    shard: &Shard,
-    part: usize,
-    fields: &Fields,
-    limit: usize,
-    cpu: &Arc<Ledger>,
-) -> Streamed {
-    let (location, fields) = (shard.location.clone(), fields.clone());
-    stream::spawn(shard, part, limit, cpu, move |emit| match open(&location) {
-        Ok(reader) => read_from(reader, &fields, emit),
+/// Reads the tar shard at `location` and emits its samples (or the shard's error row).
+pub fn read_location(location: &Location, fields: &Fields, emit: &mut Emitter) {
+    match open(location) {
+        Ok(reader) => read_from(reader, fields, emit),
         Err(reason) => emit.shard_error(reason),
-    })
+    }
 }
 
 /// Opens a shard for one sequential pass; the error is its row's reason.
