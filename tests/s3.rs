@@ -287,6 +287,21 @@ fn shards_in_s3_are_read_as_local_ones_and_a_killed_run_resumes() {
         text(&out)
     );
 
+    // A bucket that cannot be listed is no config mistake: a retry may fix it (exit 1).
+    let unlisted = config(
+        "unlisted",
+        "webdataset = \"s3://nobucket/wds/*.tar\"",
+        "tiny_nchw.onnx",
+        "",
+    );
+    let out = moto.layerwise(&["run", unlisted.to_str().unwrap(), "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot list s3://nobucket/wds/"),
+        "{}",
+        text(&out)
+    );
+
     // Tar shards streamed, listed by a glob; killed after its first part, then resumed.
     let slow = "batch_size = 1";
     let shards = config(

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::cpu::Ledger;
-use crate::error::PlanError;
 use crate::plan::{InputSource, InputSpec};
 use shards::Shard;
 
@@ -85,8 +84,9 @@ pub trait SampleReader: Send {
 }
 
 /// Lists the input of a plan: walks the folder or reads the list, or expands the shard
-/// patterns (a glob that matches nothing, or a shard named twice, is a config error).
-pub fn list(spec: &InputSpec) -> Result<Listing, PlanError> {
+/// patterns. A glob that matches nothing, or a shard named twice, is a config error
+/// ([`crate::PlanError`]); a bucket that cannot be listed is an error a retry may fix.
+pub fn list(spec: &InputSpec) -> anyhow::Result<Listing> {
     match &spec.source {
         InputSource::Files(files) => Ok(Listing::Files(listing::list(files, spec.limit)?)),
         InputSource::WebDataset(spec) => Ok(Listing::Shards {

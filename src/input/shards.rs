@@ -33,9 +33,10 @@ pub enum Location {
 }
 
 /// The shards that `spec.patterns` name, sorted by name. A glob that matches nothing, a
-/// malformed brace, or a shard named twice is an error of `key`; a shard named by a brace
-/// range need not exist (reading it then gives its error row).
-pub fn expand(spec: &ShardsSpec, key: &str) -> Result<Vec<Shard>, PlanError> {
+/// malformed brace, or a shard named twice is an error of `key` ([`PlanError`]); a shard named
+/// by a brace range need not exist (reading it then gives its error row); a bucket that cannot
+/// be listed is an error a retry may fix.
+pub fn expand(spec: &ShardsSpec, key: &str) -> anyhow::Result<Vec<Shard>> {
     let mut named: BTreeMap<String, String> = BTreeMap::new();
     for pattern in &spec.patterns {
         let texts = braces(pattern).map_err(|e| {
@@ -43,10 +44,14 @@ pub fn expand(spec: &ShardsSpec, key: &str) -> Result<Vec<Shard>, PlanError> {
         })?;
         for text in texts {
             let names = if has_glob(&text) {
-                let found = matches(&text, &spec.folder)
-                    .map_err(|e| PlanError::invalid(key, format!("`{pattern}`: {e}")))?;
+                let found = matches(&text, &spec.folder).map_err(|e| match e {
+                    Unmatched::Invalid(e) => {
+                        PlanError::invalid(key, format!("`{pattern}`: {e}")).into()
+                    }
+                    Unmatched::Unlisted(e) => e,
+                })?;
                 if found.is_empty() {
-                    return Err(PlanError::invalid(
+                    return Err(anyhow::Error::from(PlanError::invalid(
                         key,
                         format!(
                             "`{pattern}` matches no file{}; check the path (a relative path is \
@@ -57,7 +62,7 @@ pub fn expand(spec: &ShardsSpec, key: &str) -> Result<Vec<Shard>, PlanError> {
                                 String::new()
                             }
                         ),
-                    ));
+                    )));
                 }
                 found
             } else {
@@ -65,13 +70,13 @@ pub fn expand(spec: &ShardsSpec, key: &str) -> Result<Vec<Shard>, PlanError> {
             };
             for name in names {
                 if let Some(first) = named.insert(name.clone(), pattern.clone()) {
-                    return Err(PlanError::invalid(
+                    return Err(anyhow::Error::from(PlanError::invalid(
                         key,
                         format!(
                             "names the shard `{name}` twice (by `{first}` and `{pattern}`); \
                              each shard is one part and must be listed once"
                         ),
-                    ));
+                    )));
                 }
             }
         }
@@ -113,10 +118,20 @@ fn has_glob(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
+/// Why a glob matched nothing.
+enum Unmatched {
+    /// It is not a valid glob, or names what cannot be matched.
+    Invalid(String),
+    /// The bucket could not be listed.
+    Unlisted(anyhow::Error),
+}
+
 /// The names a glob matches, in the form it was written: relative to `folder` when it is
 /// relative, or `s3://...` URLs.
-fn matches(text: &str, folder: &Path) -> Result<Vec<String>, String> {
-    let pattern = glob::Pattern::new(text).map_err(|e| format!("not a valid glob: {e}"))?;
+fn matches(text: &str, folder: &Path) -> Result<Vec<String>, Unmatched> {
+    let invalid = |e: String| Unmatched::Invalid(e);
+    let pattern =
+        glob::Pattern::new(text).map_err(|e| invalid(format!("not a valid glob: {e}")))?;
     if is_remote(Path::new(text)) {
         let cut = text.find(['*', '?', '[']).unwrap_or(text.len());
         let prefix = &text[..text[..cut].rfind('/').map_or(cut, |i| i + 1)];
@@ -125,16 +140,24 @@ fn matches(text: &str, folder: &Path) -> Result<Vec<String>, String> {
             ..Default::default()
         };
         return Ok(remote::list(prefix)
-            .map_err(|e| format!("cannot list {prefix}: {e:#}"))?
+            .map_err(|e| Unmatched::Unlisted(e.context(format!("cannot list {prefix}"))))?
             .into_iter()
             .filter(|url| pattern.matches_with(url, options))
             .collect());
     }
-    let full = folder.join(text);
-    let full = full.to_str().ok_or("the path is not UTF-8")?;
+    // The folder is taken as it is, not as a pattern.
+    let full = match Path::new(text).is_absolute() {
+        true => text.to_owned(),
+        false => {
+            let folder = folder
+                .to_str()
+                .ok_or_else(|| invalid("the path is not UTF-8".into()))?;
+            format!("{}/{text}", glob::Pattern::escape(folder))
+        }
+    };
     let mut names = Vec::new();
-    for found in glob::glob(full).map_err(|e| format!("not a valid glob: {e}"))? {
-        let path = found.map_err(|e| e.to_string())?;
+    for found in glob::glob(&full).map_err(|e| invalid(format!("not a valid glob: {e}")))? {
+        let path = found.map_err(|e| invalid(e.to_string()))?;
         if !path.is_file() {
             continue;
         }
