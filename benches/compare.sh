@@ -34,19 +34,7 @@ if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
 fi
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $threads cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
 
-# measure NAME COMMAND...: prints "NAME images/s peak-RSS-MiB"
-measure() {
-  local name=$1; shift
-  local log
-  log=$(mktemp)
-  /usr/bin/time -f "rss_kib=%M" "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
-  local rate rss
-  rate=$(grep -oE 'images_per_s=[0-9.]+|[0-9.]+ images/s' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
-  rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
-  printf '%-10s %10.1f images/s %8.0f MiB\n' "$name" "$rate" "$((rss / 1024))"
-  printf -v "${name}_rate" '%s' "$rate"
-  rm -f "$log"
-}
+source "$root/benches/measure.sh"
 
 workload() {
   local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224}

@@ -63,17 +63,7 @@ config() {
     pipelines/bench-small.toml > "$work/$1.toml"
 }
 
-# measure NAME CONFIG: prints "NAME images/s peak-RSS-MiB"
-measure() {
-  local log
-  log=$(mktemp)
-  /usr/bin/time -f "rss_kib=%M" "$bin" run "$2" --overwrite --quiet >"$log" 2>&1 || { cat "$log"; exit 1; }
-  local rate rss
-  rate=$(grep -oE '[0-9.]+ images/s' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
-  rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
-  printf '%-22s %8.1f images/s %6d MiB\n' "$1" "$rate" "$((rss / 1024))"
-  rm -f "$log"
-}
+source "$root/benches/measure.sh"
 
 [[ -f $work/same/parquet/00007.parquet ]] || shards $data/images $work/same 8 1
 config files "root = \"../images\""
@@ -83,7 +73,7 @@ config parquet "parquet = \"same/parquet/*.parquet\""
 echo "== the same $count images: files (one part; parts of 64), 8 WebDataset shards, 8 Parquet files (bench-small)"
 for round in $(seq "$rounds"); do
   for input in files files-64 webdataset parquet; do
-    measure "$input" "$work/$input.toml"
+    measure "$input" "$bin" run "$work/$input.toml" --overwrite --quiet
   done
 done
 
@@ -97,12 +87,13 @@ done
 size() { du -h "$1" | cut -f1; }
 echo "== peak RSS over one shard: tar $(size $work/x1/wds/00000.tar), $(size $work/x16/wds/00000.tar), $(size $work/x32/wds/00000.tar); Parquet $(size $work/x1/parquet/00000.parquet), $(size $work/x16/parquet/00000.parquet), $(size $work/x32/parquet/00000.parquet)"
 for copies in 1 16 32; do
-  measure "x$copies-wds" "$work/x$copies-wds.toml"
-  measure "x$copies-parquet" "$work/x$copies-parquet.toml"
+  for format in wds parquet; do
+    measure "x$copies-$format" "$bin" run "$work/x$copies-$format.toml" --overwrite --quiet
+  done
 done
 # img2dataset writes a shard's Parquet file as one row group: the same 32x file so.
 [[ -f $work/x32/one-row-group.parquet ]] || $python -c "import sys, pyarrow.parquet as pq; \
   pq.write_table(pq.read_table(sys.argv[1]), sys.argv[2], row_group_size=1 << 30)" \
   $work/x32/parquet/00000.parquet $work/x32/one-row-group.parquet
 config x32-one-row-group "parquet = \"x32/one-row-group.parquet\""
-measure "x32-one-row-group" "$work/x32-one-row-group.toml"
+measure x32-one-row-group "$bin" run "$work/x32-one-row-group.toml" --overwrite --quiet

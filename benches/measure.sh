@@ -1,0 +1,16 @@
+# Sourced by the benchmark scripts.
+# measure NAME COMMAND...: runs COMMAND under /usr/bin/time, prints "NAME images/s peak-RSS-MiB"
+# (the rate from the command's own output: `images_per_s=` or `N images/s`) and sets
+# NAME_rate (NAME with every character that is not a letter, digit or _ made _).
+measure() {
+  local name=$1; shift
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f "rss_kib=%M" "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+  local rate rss
+  rate=$(grep -oE 'images_per_s=[0-9.]+|[0-9.]+ images/s' "$log" | tail -1 | grep -oE '[0-9.]+' | head -1)
+  rss=$(grep -oE 'rss_kib=[0-9]+' "$log" | cut -d= -f2)
+  printf '%-22s %10.1f images/s %8.0f MiB\n' "$name" "$rate" "$((rss / 1024))"
+  printf -v "${name//[^a-zA-Z0-9_]/_}_rate" '%s' "$rate"
+  rm -f "$log"
+}
