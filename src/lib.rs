@@ -12,6 +12,7 @@
 pub mod check;
 pub mod config;
 pub mod cpu;
+pub mod digest;
 pub mod error;
 pub mod input;
 pub mod model;

@@ -136,7 +136,7 @@ impl Listing {
             Listing::Files(files) => files.iter().for_each(|f| line(&f.path)),
             Listing::Shards { shards, .. } => shards.iter().for_each(|s| line(&s.name)),
         }
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::digest::hex(&hash.finalize())
     }
 
     /// What was listed, for a log line.

@@ -16,8 +16,6 @@ pub mod session;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// An element type of an ONNX tensor (`TensorProto.DataType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ElementType(pub i32);
@@ -192,7 +190,7 @@ impl ModelFile {
         let graph = decode_model(&bytes).map_err(|e| {
             format!("not a readable ONNX model ({e}); is the file complete, and an .onnx export?")
         })?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = crate::digest::sha256_hex(&bytes);
         Ok(ModelFile {
             path: path.to_owned(),
             bytes,
@@ -217,10 +215,6 @@ impl ModelFile {
         }
         self.bytes
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // Field numbers of onnx.proto3.

@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_hex;
 use crate::output::sink::TableCounts;
 use crate::output::store::Store;
 use crate::output::tables::Table;
@@ -80,7 +80,7 @@ impl Manifest {
                 .unwrap_or_else(|_| config_path.to_owned())
                 .display()
                 .to_string(),
-            config_hash: hex(&Sha256::digest(serde_json::to_string(&config)?)),
+            config_hash: sha256_hex(serde_json::to_string(&config)?),
             listing_hash: listed.hash.clone(),
             images: listed.images,
             part_size: listed.images.map(|_| plan.run.part_size),
@@ -144,10 +144,6 @@ fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
         _ if old != new => out.push(format!("`{path}` was {old}, is now {new}")),
         _ => {}
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The marker of a committed part.
