@@ -79,6 +79,19 @@ fn the_shard_seeds_give_their_rows() {
         ))),
         [("a.png".to_owned(), true), ("b.png".to_owned(), false)]
     );
+    // A footer placing a column chunk at a negative offset: once a panic inside the parquet
+    // crate, now the shard's one error row.
+    let damaged = parquet_file(&seed(
+        "fuzz/regressions/read_parquet/crash-672150e3a19a7934be0f000cb250c3d20c68fa0a",
+    ));
+    assert_eq!(damaged.len(), 1);
+    match &damaged[0].content {
+        Content::Failed(reason) => assert!(
+            reason.starts_with("not a valid Parquet file: row group 0 places column "),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
     let good = statuses(tar(&seed("fuzz/seeds/read_tar/good.tar")));
     assert_eq!(good.len(), 3);
     assert!(good.iter().all(|(_, ok)| *ok), "{good:?}");

@@ -8,6 +8,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 
 use crate::input::remote::Object;
@@ -83,8 +84,10 @@ fn read_rows<R: ChunkReader + 'static>(
     fields: &Fields,
     emit: &mut Emitter,
 ) -> Result<(), String> {
+    let length = reader.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
         .map_err(|e| format!("not a Parquet file ({e})"))?;
+    check_column_ranges(builder.metadata(), length)?;
     let schema = builder.schema().clone();
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
     let columns = columns(&schema, fields)?;
@@ -127,6 +130,33 @@ fn read_rows<R: ChunkReader + 'static>(
         };
         if !send_batch(&batch, &columns, emit) {
             return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a footer whose column chunks lie outside the file: the parquet crate panics on a
+/// negative offset or size (`ColumnChunkMetaData::byte_range`), and a damaged or hostile file
+/// must be an error row, not a crash.
+fn check_column_ranges(metadata: &ParquetMetaData, length: u64) -> Result<(), String> {
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or(column.data_page_offset());
+            let size = column.compressed_size();
+            let inside = start >= 0
+                && size >= 0
+                && (start as u64)
+                    .checked_add(size as u64)
+                    .is_some_and(|end| end <= length);
+            if !inside {
+                return Err(format!(
+                    "not a valid Parquet file: row group {g} places column {} at bytes {start} \
+                     to {start} + {size}, outside the file's {length} bytes",
+                    column.column_path()
+                ));
+            }
         }
     }
     Ok(())
