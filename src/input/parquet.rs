@@ -87,7 +87,7 @@ fn read_rows<R: ChunkReader + 'static>(
     let length = reader.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
         .map_err(|e| format!("not a Parquet file ({e})"))?;
-    check_column_ranges(builder.metadata(), length)?;
+    check_footer(builder.metadata(), length)?;
     let schema = builder.schema().clone();
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
     let columns = columns(&schema, fields)?;
@@ -135,11 +135,18 @@ fn read_rows<R: ChunkReader + 'static>(
     Ok(())
 }
 
-/// Refuses a footer whose column chunks lie outside the file: the parquet crate panics on a
-/// negative offset or size (`ColumnChunkMetaData::byte_range`), and a damaged or hostile file
-/// must be an error row, not a crash.
-fn check_column_ranges(metadata: &ParquetMetaData, length: u64) -> Result<(), String> {
+/// Refuses a footer that the parquet crate would trip over: row counts that are negative or
+/// do not add up to the file's (the reader sums them unchecked), and column chunks outside the
+/// file (`ColumnChunkMetaData::byte_range` panics on a negative offset or size). A damaged or
+/// hostile file must be an error row, not a crash.
+fn check_footer(metadata: &ParquetMetaData, length: u64) -> Result<(), String> {
+    let invalid = |what: String| Err(format!("not a valid Parquet file: {what}"));
+    let mut rows = 0i64;
     for (g, group) in metadata.row_groups().iter().enumerate() {
+        match (group.num_rows() >= 0).then(|| rows.checked_add(group.num_rows())) {
+            Some(Some(sum)) => rows = sum,
+            _ => return invalid(format!("row group {g} has {} rows", group.num_rows())),
+        }
         for column in group.columns() {
             let start = column
                 .dictionary_page_offset()
@@ -151,13 +158,19 @@ fn check_column_ranges(metadata: &ParquetMetaData, length: u64) -> Result<(), St
                     .checked_add(size as u64)
                     .is_some_and(|end| end <= length);
             if !inside {
-                return Err(format!(
-                    "not a valid Parquet file: row group {g} places column {} at bytes {start} \
-                     to {start} + {size}, outside the file's {length} bytes",
+                return invalid(format!(
+                    "row group {g} places column {} at bytes {start} to {start} + {size}, \
+                     outside the file's {length} bytes",
                     column.column_path()
                 ));
             }
         }
+    }
+    let declared = metadata.file_metadata().num_rows();
+    if rows != declared {
+        return invalid(format!(
+            "its row groups hold {rows} rows, its footer says {declared}"
+        ));
     }
     Ok(())
 }
