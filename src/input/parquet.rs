@@ -103,36 +103,44 @@ fn read_rows<R: ChunkReader + 'static>(
         .filter_map(|name| schema.index_of(name).ok())
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let batches = builder
-        .with_projection(mask)
-        .with_batch_size(ROWS)
-        .build()
+    let built = guarded(|| builder.with_projection(mask).with_batch_size(ROWS).build());
+    let mut batches = built
+        .ok_or("unreadable Parquet file: its metadata is damaged")?
         .map_err(|e| format!("unreadable Parquet file ({e})"))?;
-    for batch in batches {
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                // Every row not read yet still gets its row.
-                let reason = format!("unreadable row: the file is damaged here ({e})");
-                while emit.sent() < rows {
-                    let row = emit.sent().to_string();
-                    if !emit.emit(
-                        row.clone(),
-                        Some(row),
-                        None,
-                        Content::Failed(reason.clone()),
-                    ) {
-                        break;
-                    }
+    loop {
+        let reason = match guarded(|| batches.next()) {
+            None => "the Parquet decoder failed on damaged data".to_owned(),
+            Some(None) => return Ok(()),
+            Some(Some(Err(e))) => e.to_string(),
+            Some(Some(Ok(batch))) => {
+                if !send_batch(&batch, &columns, emit) {
+                    return Ok(());
                 }
-                return Ok(());
+                continue;
             }
         };
-        if !send_batch(&batch, &columns, emit) {
-            return Ok(());
+        // Every row not read yet still gets its row.
+        let reason = format!("unreadable row: the file is damaged here ({reason})");
+        while emit.sent() < rows {
+            let row = emit.sent().to_string();
+            if !emit.emit(
+                row.clone(),
+                Some(row),
+                None,
+                Content::Failed(reason.clone()),
+            ) {
+                break;
+            }
         }
+        return Ok(());
     }
-    Ok(())
+}
+
+/// Runs `work`; `None` if it panicked. The parquet crate asserts, rather than returns an
+/// error, on some damaged files (a page that claims no values, for one), and a damaged or
+/// hostile shard must end as error rows, not stop the run.
+fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
 }
 
 /// Refuses a footer that the parquet crate would trip over: row counts that are negative or
