@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::config::MapDtype;
 use crate::input::{self, Listing, Sample};
+use crate::output::encode::{Encoders, ROW_GROUP_BYTES};
 use crate::output::provenance::LayerInfo;
-use crate::output::sink::{Sink, TableCounts, ROW_GROUP_BYTES};
+use crate::output::sink::{Sink, TableCounts};
 use crate::output::tables::{Rows, Table};
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::Overrides;
@@ -98,7 +99,8 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     };
     let part_size = first_shard.map_or(plan.run.part_size, |n| n.max(1));
     let scratch = Scratch::new()?;
-    let sink = Sink::new(&scratch.0, &plan.output, provenance)?;
+    let encoders = Encoders::new(plan.run.threads)?;
+    let sink = Sink::new(&scratch.0, &plan.output, provenance, &encoders)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.finish()?.counts;
     let mut batcher = Batcher::new(&plan, &mut extractor, &reducers);

@@ -78,7 +78,7 @@ impl Meter {
 pub struct Ledger {
     /// Reading, decoding and preprocessing images, on the worker threads.
     pub decode: Meter,
-    /// Encoding and writing part files, on the writer threads.
+    /// Encoding and writing part files, on the writer and encoder threads.
     pub write: Meter,
     /// Reading shards, on their reader threads.
     pub read: Meter,
@@ -137,7 +137,7 @@ pub struct CpuTimes {
     /// The rest of the worker threads: statistics, kept maps, top maps (and the pool's idle
     /// spinning).
     pub reduce_ms: f64,
-    /// Encoding and writing the Parquet part files (writer threads).
+    /// Encoding and writing the Parquet part files (writer and encoder threads).
     pub write_ms: f64,
     /// Reading shards (reader threads).
     pub read_ms: f64,

@@ -17,6 +17,7 @@ use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::Extractor;
 use crate::model::ModelFile;
 use crate::output::dataset::{Dataset, Listed, Manifest, PartMarker};
+use crate::output::encode::Encoders;
 use crate::output::provenance::{
     self, Counts, LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
 };
@@ -204,10 +205,12 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let manifest = Manifest::new(plan, config, &summary)?;
     let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;
     let staging = Staging::for_store(&dataset.store)?;
+    let encoders = Encoders::new(plan.run.threads)?;
     let sink = Sink::new(
         staging.dir(),
         &plan.output,
         serde_json::to_string(&provenance)?,
+        &encoders,
     )?;
     let setup_s = started.elapsed().as_secs_f64() - listing_s;
 
@@ -293,6 +296,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let run_s = running.elapsed().as_secs_f64();
     for (worker, own) in pool.broadcast(|b| (b.index(), cpu::own_time())) {
         ledger.thread(format!("{}-{worker}", cpu::WORKER), own);
+    }
+    for (encoder, used) in encoders.thread_times() {
+        ledger.write.add(used);
+        ledger.thread(encoder, used);
     }
     ledger.thread("layerwise-main", thread_time().saturating_sub(main_started));
     let cpu = ledger.report(

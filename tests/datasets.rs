@@ -575,7 +575,7 @@ fn shard_readers_are_counted_in_the_cpu_record() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     let cpu = &run["timings"]["cpu"];
     assert!(cpu["read_ms"].as_f64().unwrap() > 0.0, "{cpu}");
-    // The workers, four writers, four readers and the main thread.
+    // The workers, as many encoders, four writers, four readers and the main thread.
     let workers = std::thread::available_parallelism().unwrap().get() as u64;
-    assert_eq!(cpu["threads"].as_u64(), Some(workers + 9), "{cpu}");
+    assert_eq!(cpu["threads"].as_u64(), Some(2 * workers + 9), "{cpu}");
 }

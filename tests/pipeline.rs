@@ -744,8 +744,8 @@ fn run_json_says_where_the_cpu_time_went() {
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
     let cpu = &record.timings.cpu;
-    // Two workers, a writer for each of the two parts, and the main thread.
-    assert_eq!(cpu.threads, 5, "{cpu:?}");
+    // Two workers, two encoders, a writer for each of the two parts, and the main thread.
+    assert_eq!(cpu.threads, 7, "{cpu:?}");
     assert!(cpu.decode_ms > 0.0 && cpu.write_ms > 0.0, "{cpu:?}");
     assert_eq!(cpu.read_ms, 0.0, "a folder has no shard readers: {cpu:?}");
     assert!(cpu.reduce_ms >= 0.0, "{cpu:?}");

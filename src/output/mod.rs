@@ -1,10 +1,12 @@
 //! Output: the Parquet dataset a run writes.
 //!
-//! [`tables`] holds the schemas and row builders, [`sink`] writes part files, [`store`] is the
+//! [`tables`] holds the schemas and row builders, [`sink`] writes part files (their row groups
+//! encoded in parallel by [`encode`]), [`store`] is the
 //! folder or bucket they live in, [`dataset`] the manifest and part markers that make a run
 //! resumable, and [`provenance`] what produced it.
 
 pub mod dataset;
+pub mod encode;
 pub mod provenance;
 pub mod sink;
 pub mod store;

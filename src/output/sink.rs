@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::WriterProperties;
@@ -20,6 +18,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::config::{Compression, MapDtype};
 use crate::cpu::{thread_time, Ledger};
+use crate::output::encode::{Encoders, ParallelWriter};
 use crate::output::store::Store;
 use crate::output::tables::{Rows, Table};
 use crate::plan::OutputSpec;
@@ -29,33 +28,6 @@ pub const PROVENANCE_KEY: &str = "layerwise.provenance";
 
 /// Key of the row order ([`Table::row_order`]) in each Parquet file's key-value metadata.
 pub const ROW_ORDER_KEY: &str = "layerwise.row_order";
-
-/// A row group is closed once its encoded data reaches this size: it bounds the memory a
-/// writer and a reader need for the list columns (a `block1_conv1` map is 196 KiB, so a row
-/// group of such maps holds a few hundred rows).
-pub const ROW_GROUP_BYTES: usize = 64 << 20;
-
-/// A row group is closed at this many rows (128 Ki), whichever of this and
-/// [`ROW_GROUP_BYTES`] comes first: DuckDB and Polars read row groups in parallel and prune
-/// them by their statistics, and their own writers use 122,880 and 262,144 rows.
-pub const ROW_GROUP_ROWS: usize = 128 << 10;
-
-/// Batches are handed to the Parquet encoder in slices of about this many bytes: the encoder
-/// keeps levels and indices for every value of what it is given (about 12 bytes a value), so
-/// a whole batch of maps would briefly take several times its own size. At 1 MiB those
-/// buffers stay under the 4 MiB mmap threshold (`main.rs`) and are reused from the heap
-/// instead of being mapped and faulted in afresh for every slice.
-const WRITE_SLICE_BYTES: usize = 1 << 20;
-
-/// `batch` cut into zero-copy slices of about `WRITE_SLICE_BYTES` each.
-fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
-    let rows = batch.num_rows();
-    let per_slice =
-        (rows * WRITE_SLICE_BYTES / batch.get_array_memory_size().max(1)).clamp(1, rows);
-    (0..rows)
-        .step_by(per_slice)
-        .map(move |start| batch.slice(start, per_slice.min(rows - start)))
-}
 
 /// Rows and bytes written per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,13 +53,19 @@ pub struct Sink {
     dir: PathBuf,
     map_dtype: MapDtype,
     properties: WriterProperties,
+    encoders: Encoders,
 }
 
 impl Sink {
     /// A sink that writes part files into `staging` (the output folder itself, or a local
     /// folder they are uploaded from), creating its table folders; every file carries
-    /// `provenance` in its key-value metadata.
-    pub fn new(staging: &Path, output: &OutputSpec, provenance: String) -> Result<Sink> {
+    /// `provenance` in its key-value metadata; `encoders` encode their row groups.
+    pub fn new(
+        staging: &Path,
+        output: &OutputSpec,
+        provenance: String,
+        encoders: &Encoders,
+    ) -> Result<Sink> {
         for table in Table::ALL {
             let folder = staging.join(table.name());
             std::fs::create_dir_all(&folder)
@@ -97,6 +75,7 @@ impl Sink {
             dir: staging.to_owned(),
             map_dtype: output.map_dtype,
             properties: properties(output.compression, provenance),
+            encoders: encoders.clone(),
         })
     }
 
@@ -110,7 +89,15 @@ impl Sink {
         let files = Table::ALL
             .iter()
             .map(|&table| {
-                TableFile::create(&self.dir, table, part, self.map_dtype, &self.properties)
+                let properties = table_properties(&self.properties, table);
+                TableFile::create(
+                    &self.dir,
+                    table,
+                    part,
+                    self.map_dtype,
+                    properties,
+                    &self.encoders,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(PartWriter { files })
@@ -126,8 +113,6 @@ fn properties(compression: Compression, provenance: String) -> WriterProperties 
     let values = ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]);
     WriterProperties::builder()
         .set_compression(codec)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         // Strings (`layer`, `status`, ...) are dictionary-encoded, as the columns are by
         // default; map values are not, a dictionary of floats would not pay.
         .set_column_dictionary_enabled(values, false)
@@ -163,7 +148,7 @@ struct TableFile {
     table: Table,
     temporary: PathBuf,
     name: String,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ParallelWriter<BufWriter<File>>,
     rows: u64,
 }
 
@@ -173,7 +158,8 @@ impl TableFile {
         table: Table,
         part: usize,
         map_dtype: MapDtype,
-        properties: &WriterProperties,
+        properties: WriterProperties,
+        encoders: &Encoders,
     ) -> Result<TableFile> {
         let folder = dir.join(table.name());
         let name = format!("part-{part:05}.parquet");
@@ -181,10 +167,11 @@ impl TableFile {
         let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = File::create(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
-        let writer = ArrowWriter::try_new(
+        let writer = ParallelWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
             table.schema(map_dtype),
-            Some(table_properties(properties, table)),
+            properties,
+            encoders,
         )?;
         Ok(TableFile {
             table,
@@ -224,11 +211,9 @@ impl PartWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
-            for slice in slices(&batch) {
-                file.writer
-                    .write(&slice)
-                    .with_context(|| format!("cannot write {}", file.temporary.display()))?;
-            }
+            file.writer
+                .write(&batch)
+                .with_context(|| format!("cannot write {}", file.temporary.display()))?;
             file.rows += batch.num_rows() as u64;
         }
         Ok(())
@@ -370,8 +355,8 @@ fn explain_storage_error(err: anyhow::Error) -> anyhow::Error {
 }
 
 /// Writes the Parquet footer, flushes and syncs the file.
-fn finish(writer: ArrowWriter<BufWriter<File>>) -> Result<()> {
-    let buffered = writer.into_inner()?;
+fn finish(writer: ParallelWriter<BufWriter<File>>) -> Result<()> {
+    let buffered = writer.finish()?;
     let file = buffered.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(())
@@ -401,6 +386,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
+    use crate::output::encode::ROW_GROUP_BYTES;
     use crate::output::tables::{MapKey, MapStats};
 
     /// Writes `rows` as part 0 of a run in `dir`; the finished (unpublished) part.
@@ -410,7 +396,7 @@ mod tests {
             compression: Compression::Zstd,
             map_dtype: MapDtype::Float32,
         };
-        let sink = Sink::new(dir, &output, "{}".into()).unwrap();
+        let sink = Sink::new(dir, &output, "{}".into(), &Encoders::new(2).unwrap()).unwrap();
         let mut part = sink.begin_part(0).unwrap();
         part.write(&mut rows).unwrap();
         part.finish().unwrap()
@@ -490,7 +476,7 @@ mod tests {
         let meta = metadata(&write_part(dir.path(), rows), Table::Maps);
         let groups = meta.row_groups();
         assert!(groups.len() >= 2, "{} row groups", groups.len());
-        let slack = WRITE_SLICE_BYTES as i64;
+        let slack = 1 << 20;
         for group in groups {
             assert!(
                 group.compressed_size() <= ROW_GROUP_BYTES as i64 + slack,
