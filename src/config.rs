@@ -297,6 +297,25 @@ pub struct RunConfig {
     #[serde(default = "default_max_error_fraction")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_error_fraction: f64,
+    /// Where statistics and stored maps are computed: `host` (by layerwise, from the whole
+    /// tensors), `graph` (by ONNX Runtime, on its execution provider, from reductions appended
+    /// to the model, so that only they leave it) or `auto` (`graph` on a GPU, `host` on the
+    /// CPU, where it measures faster).
+    #[serde(default)]
+    pub reduce: Reduce,
+}
+
+/// Where a layer's tensor is reduced to statistics and stored maps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    /// `graph` with a GPU provider, `host` on the CPU.
+    #[default]
+    Auto,
+    /// By layerwise, from the whole tensors copied out of the session.
+    Host,
+    /// By ONNX Runtime, from nodes appended to the model.
+    Graph,
 }
 
 fn default_max_error_fraction() -> f64 {
@@ -333,6 +352,7 @@ impl Default for RunConfig {
             inference_threads: None,
             queue_depth: default_queue_depth(),
             max_error_fraction: default_max_error_fraction(),
+            reduce: Reduce::default(),
         }
     }
 }

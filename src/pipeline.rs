@@ -9,12 +9,15 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::config::Reduce;
 use crate::cpu::{self, thread_time, Ledger, Meter};
+use crate::error::PlanError;
 use crate::error::RunStop;
 use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
 use crate::input::{self, Content, Sample, SampleReader};
+use crate::model::reduction::{self, LayerGraph};
 use crate::model::runtime::{self, Runtime, SearchPath};
-use crate::model::session::Extractor;
+use crate::model::session::{Exposure, Extractor};
 use crate::model::ModelFile;
 use crate::output::dataset::{Dataset, Listed, Manifest, PartMarker};
 use crate::output::encode::Encoders;
@@ -89,7 +92,7 @@ impl Prepared {
     }
 
     /// Prepares a validated plan over its model.
-    pub fn new(plan: Plan, model: ModelFile) -> Result<Prepared> {
+    pub fn new(plan: Plan, mut model: ModelFile) -> Result<Prepared> {
         let runtime = runtime::load(&SearchPath::standard(plan.config.run.onnxruntime.clone()))?;
         tracing::info!(
             "ONNX Runtime {} from {} ({})",
@@ -97,8 +100,9 @@ impl Prepared {
             runtime.located.path.display(),
             runtime.located.source
         );
-        let extractor = Extractor::open(runtime, &plan, model)?;
-        let reducers = plan
+        let tensors = Exposure::tensors(plan.tensors());
+        let mut extractor = Extractor::open(runtime, &plan, &mut model, &tensors)?;
+        let mut reducers = plan
             .layers
             .iter()
             .map(|layer| {
@@ -106,6 +110,26 @@ impl Prepared {
                 LayerReducer::new(layer, index, &extractor.shapes()[index])
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if plan.run.reduce_in_graph {
+            match reduce_in_graph(&mut reducers, model.graph.opset) {
+                Ok(exposure) => {
+                    drop(extractor);
+                    extractor = Extractor::open(runtime, &plan, &mut model, &exposure)?;
+                    check_graph_shapes(&reducers, &extractor, &model.path)?;
+                    tracing::info!("statistics and stored maps are computed in the model's graph");
+                }
+                Err(problem) if plan.config.run.reduce == Reduce::Graph => {
+                    return Err(PlanError::Model {
+                        path: model.path.clone(),
+                        problem,
+                    }
+                    .into())
+                }
+                Err(problem) => {
+                    tracing::info!("statistics are computed here, not in the graph: {problem}")
+                }
+            }
+        }
         let layers: Vec<LayerInfo> = plan
             .layers
             .iter()
@@ -149,6 +173,63 @@ impl Prepared {
             .build()
             .context("cannot start the worker threads")
     }
+}
+
+/// What the session must expose for `reducers` to take their maps layers from reductions
+/// appended to the model; points each reducer at its outputs.
+fn reduce_in_graph(reducers: &mut [LayerReducer], opset: Option<i64>) -> Result<Exposure, String> {
+    let layers: Vec<LayerGraph> = reducers.iter().filter_map(LayerReducer::graph).collect();
+    let appended = reduction::append(&layers, opset)?;
+    let mut outputs: Vec<String> = Vec::new();
+    let vectors = reducers
+        .iter()
+        .filter(|r| r.graph().is_none())
+        .map(|r| r.tensor());
+    let reduced = appended
+        .outputs
+        .iter()
+        .flat_map(|o| std::iter::once(&o.stats).chain(&o.maps))
+        .map(String::as_str);
+    for name in vectors.chain(reduced) {
+        if !outputs.iter().any(|o| o == name) {
+            outputs.push(name.to_owned());
+        }
+    }
+    let index = |name: &str| outputs.iter().position(|o| o == name).expect("exposed");
+    let mut reduced = appended.outputs.iter();
+    for r in reducers.iter_mut() {
+        match r.graph().is_some() {
+            true => r.reduced_in_graph(reduced.next().expect("one per maps layer"), index),
+            false => r.tensor_index = index(r.tensor()),
+        }
+    }
+    Ok(Exposure {
+        outputs,
+        appended: appended.graph,
+    })
+}
+
+/// Checks that the appended reductions give the shapes the reducers expect.
+fn check_graph_shapes(
+    reducers: &[LayerReducer],
+    extractor: &Extractor,
+    model: &Path,
+) -> Result<(), PlanError> {
+    for r in reducers {
+        for (index, want) in r.graph_shapes() {
+            let got = &extractor.shapes()[index];
+            if *got != want {
+                return Err(PlanError::Model {
+                    path: model.to_owned(),
+                    problem: format!(
+                        "the reductions appended for layer {} give per-image shape {got:?}, not                          {want:?}; set `[run] reduce = \"host\"`",
+                        r.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn log_layer(l: &LayerInfo) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{
     Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns, PreprocessConfig, Provider,
-    TopBy,
+    Reduce, TopBy,
 };
 use crate::error::PlanError;
 use crate::input::preprocess::{InputType, Preprocess};
@@ -144,6 +144,8 @@ pub struct RunSpec {
     pub queue_depth: usize,
     /// The share of images that may fail before the run exits with status 4.
     pub max_error_fraction: f64,
+    /// Whether ONNX Runtime reduces the maps layers (`reduce` resolved: never `auto`).
+    pub reduce_in_graph: bool,
 }
 
 /// The dataset written.
@@ -855,6 +857,11 @@ fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, Plan
         device: run.device,
         queue_depth: run.queue_depth,
         max_error_fraction: run.max_error_fraction,
+        reduce_in_graph: match run.reduce {
+            Reduce::Auto => gpu,
+            Reduce::Host => false,
+            Reduce::Graph => true,
+        },
     })
 }
 

@@ -220,6 +220,7 @@ fn the_schema_refuses_what_layerwise_refuses() {
             "max_error_fraction = 1.5".into(),
         ),
         ("provider", "batch_size = 4", r#"provider = "rocm""#.into()),
+        ("reduce", "batch_size = 4", r#"reduce = "device""#.into()),
         ("threads", "batch_size = 4", "threads = -1".into()),
         ("pool", "pool = 2", "pool = 3".into()),
         ("keep", "keep = [0, 1]", r#"keep = "6..""#.into()),
@@ -425,6 +426,7 @@ decode_threads = 1
 inference_threads = 1
 queue_depth = 4
 max_error_fraction = 0.25
+reduce = "graph"
 
 [[layers]]
 name = "c1"
@@ -560,7 +562,7 @@ fn a_config_setting_every_key_is_valid_for_both() {
     }
     assert_eq!(
         all.len(),
-        46,
+        47,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }
@@ -608,7 +610,7 @@ fn every_default_in_the_schema_is_what_the_parser_fills_in() {
     }
     assert_eq!(
         defaults.len(),
-        22,
+        23,
         "keys with a default in the schema: {defaults:?}"
     );
 }

@@ -133,7 +133,7 @@ pub fn for_path(path: &Path, shapes: bool) -> Result<Listing, PlanError> {
 /// Lists a model's tensors; with a probe input, runs the model once on zeros with every
 /// tensor exposed so the shapes and types are the real ones.
 pub fn list(
-    model: ModelFile,
+    mut model: ModelFile,
     probe: Option<(&Runtime, ProbeInput)>,
     threads: usize,
 ) -> Result<Listing, PlanError> {
@@ -171,8 +171,8 @@ pub fn list(
     let model_path = model.path.clone();
     let mut session = session::open_session(
         runtime,
-        model,
-        &names,
+        &mut model,
+        &session::Exposure::tensors(names.iter().cloned()),
         session::Execution {
             threads,
             ..Default::default()

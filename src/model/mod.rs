@@ -1,6 +1,7 @@
 //! The model: reading an ONNX model's graph (here), picking tensors from it ([`select`]),
 //! loading ONNX Runtime ([`runtime`]), opening a session that exposes them ([`session`]) and
-//! listing what can be extracted ([`inspect`]).
+//! listing what can be extracted ([`inspect`]); [`reduction`] appends the nodes that reduce
+//! tensors inside the session.
 //!
 //! To read the graph, only the few protobuf fields needed are decoded (nodes, graph inputs and outputs, initializer
 //! names); weights are skipped without being parsed. To expose tensors, a second serialized
@@ -9,6 +10,7 @@
 //! is the original model with more outputs, and no full rewrite is needed.
 
 pub mod inspect;
+pub mod reduction;
 pub mod runtime;
 pub mod select;
 pub mod session;
@@ -104,6 +106,8 @@ pub struct Graph {
     pub value_info: Vec<TensorInfo>,
     /// Files holding external initializer data, relative to the model's folder.
     pub external_files: BTreeSet<String>,
+    /// The version of the default (`ai.onnx`) operator set the model imports.
+    pub opset: Option<i64>,
 }
 
 /// A tensor that can be extracted: the output of a node (constants excluded).
@@ -199,9 +203,17 @@ impl ModelFile {
         })
     }
 
-    /// The model's bytes with `tensors` added as graph outputs (those already outputs are skipped).
-    pub fn with_outputs<'a>(mut self, tensors: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
-        let mut graph = Vec::new();
+    /// Calls `use_bytes` with the model's bytes extended by `appended` (serialized
+    /// `GraphProto` fields, such as [`reduction::Appended::graph`]) and with `tensors` added as
+    /// graph outputs (those already outputs are skipped); the bytes are extended in place and
+    /// cut back after, so a large model is never copied.
+    pub fn exposing<'a, R>(
+        &mut self,
+        tensors: impl IntoIterator<Item = &'a str>,
+        appended: &[u8],
+        use_bytes: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        let mut graph = appended.to_vec();
         let mut seen = HashSet::new();
         for t in tensors {
             if !self.graph.is_output(t) && seen.insert(t) {
@@ -210,15 +222,21 @@ impl ModelFile {
                 put_bytes(&mut graph, GRAPH_OUTPUT, &value_info);
             }
         }
+        let len = self.bytes.len();
         if !graph.is_empty() {
             put_bytes(&mut self.bytes, MODEL_GRAPH, &graph);
         }
-        self.bytes
+        let out = use_bytes(&self.bytes);
+        self.bytes.truncate(len);
+        out
     }
 }
 
 // Field numbers of onnx.proto3.
 const MODEL_GRAPH: u32 = 7;
+const MODEL_OPSET_IMPORT: u32 = 8;
+const OPSET_DOMAIN: u32 = 1;
+const OPSET_VERSION: u32 = 2;
 const GRAPH_NODE: u32 = 1;
 const GRAPH_INITIALIZER: u32 = 5;
 const GRAPH_INPUT: u32 = 11;
@@ -243,10 +261,13 @@ const DIM_PARAM: u32 = 2;
 /// Decodes the top-level graph of a serialized `ModelProto`.
 pub fn decode_model(bytes: &[u8]) -> Result<Graph, String> {
     let mut graph_bytes = Vec::new();
+    let mut opset = None;
     for field in Fields::new(bytes) {
         let (number, value) = field?;
-        if number == MODEL_GRAPH {
-            graph_bytes.push(value.bytes()?);
+        match number {
+            MODEL_GRAPH => graph_bytes.push(value.bytes()?),
+            MODEL_OPSET_IMPORT => opset = decode_opset(value.bytes()?)?.or(opset),
+            _ => {}
         }
     }
     if graph_bytes.is_empty() {
@@ -277,7 +298,22 @@ pub fn decode_model(bytes: &[u8]) -> Result<Graph, String> {
         .into_iter()
         .filter(|i| !initializers.contains(&i.name))
         .collect();
+    graph.opset = opset;
     Ok(graph)
+}
+
+/// The version of an `OperatorSetIdProto` when it is the default domain's.
+fn decode_opset(bytes: &[u8]) -> Result<Option<i64>, String> {
+    let (mut domain, mut version) = (String::new(), None);
+    for field in Fields::new(bytes) {
+        let (number, value) = field?;
+        match number {
+            OPSET_DOMAIN => domain = value.string()?,
+            OPSET_VERSION => version = Some(value.varint()? as i64),
+            _ => {}
+        }
+    }
+    Ok(version.filter(|_| domain.is_empty() || domain == "ai.onnx"))
 }
 
 fn decode_node(bytes: &[u8]) -> Result<Node, String> {
@@ -577,14 +613,14 @@ mod tests {
 
     #[test]
     fn appended_outputs_merge_into_the_graph() {
-        let model = ModelFile {
+        let mut model = ModelFile {
             path: PathBuf::from("tiny.onnx"),
             bytes: tiny_model(),
             graph: decode_model(&tiny_model()).unwrap(),
             sha256: String::new(),
         };
-        let bytes = model.with_outputs(["x", "y", "x"]);
-        let g = decode_model(&bytes).unwrap();
+        let g = model.exposing(["x", "y", "x"], &[], |bytes| decode_model(bytes).unwrap());
+        assert_eq!(model.bytes, tiny_model(), "the bytes are cut back");
         let names: Vec<_> = g.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,

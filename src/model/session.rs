@@ -91,12 +91,31 @@ fn register_provider(
     })
 }
 
-/// Creates a session over `model` with `tensors` exposed as graph outputs. External initializer
-/// files resolve against the model's folder.
+/// What a session hands out: tensors of the model, and outputs of the nodes appended to it.
+#[derive(Debug, Clone, Default)]
+pub struct Exposure {
+    /// The tensors fetched from each run, in order (made graph outputs).
+    pub outputs: Vec<String>,
+    /// Serialized `GraphProto` fields appended to the model (the nodes behind some outputs).
+    pub appended: Vec<u8>,
+}
+
+impl Exposure {
+    /// The model's own tensors, nothing appended.
+    pub fn tensors(tensors: impl IntoIterator<Item = impl Into<String>>) -> Exposure {
+        Exposure {
+            outputs: tensors.into_iter().map(Into::into).collect(),
+            appended: Vec::new(),
+        }
+    }
+}
+
+/// Creates a session over `model` with `exposure`'s nodes appended and its outputs exposed as
+/// graph outputs. External initializer files resolve against the model's folder.
 pub fn open_session(
     runtime: &Runtime,
-    model: ModelFile,
-    tensors: &[String],
+    model: &mut ModelFile,
+    exposure: &Exposure,
     execution: Execution,
 ) -> Result<Session, PlanError> {
     let path = model.path.clone();
@@ -117,7 +136,6 @@ pub fn open_session(
             ),
         });
     }
-    let bytes = model.with_outputs(tensors.iter().map(String::as_str));
     let load_error = |e: String| PlanError::Model {
         path: path.clone(),
         problem: format!("ONNX Runtime cannot load it: {e}"),
@@ -141,8 +159,11 @@ pub fn open_session(
     })();
     let mut builder = builder.map_err(load_error)?;
     register_provider(&mut builder, runtime, execution)?;
-    builder
-        .commit_from_memory(&bytes)
+    let tensors = exposure.outputs.iter().map(String::as_str);
+    model
+        .exposing(tensors, &exposure.appended, |bytes| {
+            builder.commit_from_memory(bytes)
+        })
         .map_err(|e| load_error(e.to_string()))
 }
 
@@ -190,21 +211,26 @@ pub fn element_name(t: TensorElementType) -> String {
 }
 
 impl Extractor {
-    /// Creates the session with `plan.tensors()` exposed, checks that each is a float32 tensor,
-    /// then makes one probe run on a zero input to learn each tensor's real shape.
-    pub fn open(runtime: &Runtime, plan: &Plan, model: ModelFile) -> Result<Extractor, PlanError> {
+    /// Creates the session with `exposure`'s outputs, checks that each is a float32 tensor,
+    /// then makes one probe run on a zero input to learn each output's real shape.
+    pub fn open(
+        runtime: &Runtime,
+        plan: &Plan,
+        model: &mut ModelFile,
+        exposure: &Exposure,
+    ) -> Result<Extractor, PlanError> {
         let path = model.path.clone();
         let model_error = |problem: String| PlanError::Model {
             path: path.clone(),
             problem,
         };
-        let tensors: Vec<String> = plan.tensors().into_iter().map(String::from).collect();
+        let tensors = exposure.outputs.clone();
         let execution = Execution {
             threads: plan.run.inference_threads,
             provider: plan.run.provider,
             device: plan.run.device,
         };
-        let mut session = open_session(runtime, model, &tensors, execution)?;
+        let mut session = open_session(runtime, model, exposure, execution)?;
         for outlet in session.outputs() {
             match outlet.dtype().tensor_type() {
                 Some(TensorElementType::Float32) => {}

@@ -67,6 +67,9 @@ pub struct LayerInfo {
     pub width: usize,
     /// Channels whose maps are stored.
     pub kept: Vec<u32>,
+    /// Where its statistics and maps were computed: `host` (by layerwise) or `graph` (by ONNX
+    /// Runtime, `[run] reduce`).
+    pub reduced_in: &'static str,
 }
 
 impl LayerInfo {
@@ -89,6 +92,7 @@ impl LayerInfo {
             height,
             width,
             kept: reducer.kept().to_vec(),
+            reduced_in: if reducer.in_graph() { "graph" } else { "host" },
         }
     }
 }

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::config::{Keep, TopBy};
 use crate::error::PlanError;
+use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs, STATS_PER_CHANNEL};
 use crate::output::tables::{MapKey, MapStats, Rows};
 use crate::plan::LayerSpec;
 use crate::reduce::top::LayerTop;
@@ -40,10 +41,34 @@ pub struct LayerReducer {
     pub tensor_index: usize,
     /// The layer's shape.
     pub shape: LayerShape,
+    tensor: String,
     channel_axis: usize,
     keep: Vec<u32>,
     top: Option<(usize, TopBy)>,
     pool: usize,
+    rank: usize,
+    /// Where the session's graph reduced the layer, when it did (`reduce = "graph"`).
+    graph: Option<GraphOutputs>,
+}
+
+/// The indices, among the session's outputs, of a layer reduced in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GraphOutputs {
+    /// Its `[N, C, 6]` statistics.
+    stats: usize,
+    /// Its stored maps, `[N, K, h, w]`: every channel for a layer with `top_k`, else the kept.
+    maps: Option<usize>,
+}
+
+/// Where the stored maps of one batch come from.
+enum MapSource<'a> {
+    /// The layer's whole tensor, `[N, C, map...]` once permuted: maps are pooled here.
+    Tensor(ArrayViewD<'a, f32>),
+    /// Maps the graph gathered and pooled, `[N, K, h, w]`; `all` when K is every channel.
+    Graph {
+        maps: ArrayViewD<'a, f32>,
+        all: bool,
+    },
 }
 
 impl LayerReducer {
@@ -109,11 +134,81 @@ impl LayerReducer {
             name: layer.name.clone(),
             tensor_index,
             shape,
+            tensor: layer.tensor.clone(),
             channel_axis: layer.channel_axis,
             keep,
             top: layer.top,
             pool: layer.pool,
+            rank,
+            graph: None,
         })
+    }
+
+    /// What the session's graph is to compute for this layer (none for a vector layer).
+    pub fn graph(&self) -> Option<LayerGraph<'_>> {
+        let LayerShape::Maps {
+            channels,
+            height,
+            width,
+        } = self.shape
+        else {
+            return None;
+        };
+        let maps = match (self.top, self.keep.as_slice()) {
+            (Some(_), _) => GraphMaps::All,
+            (None, []) => GraphMaps::None,
+            (None, keep) => GraphMaps::Channels(keep),
+        };
+        Some(LayerGraph {
+            tensor: &self.tensor,
+            rank: self.rank,
+            channel_axis: self.channel_axis,
+            channels,
+            height,
+            width,
+            maps,
+            pool: self.pool,
+        })
+    }
+
+    /// Takes this layer's rows from the graph's reductions: `outputs` are their names, and
+    /// `index` gives each output's position among the session's outputs.
+    pub fn reduced_in_graph(&mut self, outputs: &LayerOutputs, index: impl Fn(&str) -> usize) {
+        self.graph = Some(GraphOutputs {
+            stats: index(&outputs.stats),
+            maps: outputs.maps.as_deref().map(index),
+        });
+    }
+
+    /// The per-image shape each of this layer's graph outputs must have: statistics, then
+    /// stored maps (empty before [`LayerReducer::reduced_in_graph`]).
+    pub fn graph_shapes(&self) -> Vec<(usize, Vec<usize>)> {
+        let (
+            Some(graph),
+            LayerShape::Maps {
+                channels,
+                height,
+                width,
+            },
+        ) = (self.graph, &self.shape)
+        else {
+            return Vec::new();
+        };
+        let mut shapes = vec![(graph.stats, vec![*channels, STATS_PER_CHANNEL])];
+        if let Some(maps) = graph.maps {
+            let stored = if self.top.is_some() {
+                *channels
+            } else {
+                self.keep.len()
+            };
+            let pooled = vec![
+                stored,
+                height.div_ceil(self.pool),
+                width.div_ceil(self.pool),
+            ];
+            shapes.push((maps, pooled));
+        }
+        shapes
     }
 
     /// A fresh tracker of this layer's best maps per channel, when it has `top_k`.
@@ -137,20 +232,37 @@ impl LayerReducer {
         }
     }
 
+    /// Whether the session's graph reduces this layer.
+    pub fn in_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// The layer's tensor.
+    pub fn tensor(&self) -> &str {
+        &self.tensor
+    }
+
     /// The channels whose maps are stored.
     pub fn kept(&self) -> &[u32] {
         &self.keep
     }
 
-    /// The statistics of every map of `tensor`, image-major, computed in parallel
-    /// (empty for a vector layer).
-    pub fn stats(&self, tensor: &ArrayViewD<'_, f32>) -> Vec<MapStats> {
+    /// The statistics of every map of the layer in `outputs` (the session's), image-major:
+    /// read from the graph's reductions, or computed in parallel from the tensor (empty for a
+    /// vector layer).
+    pub fn stats(&self, outputs: &[ArrayViewD<'_, f32>]) -> Vec<MapStats> {
         let LayerShape::Maps {
-            channels, width, ..
+            channels,
+            height,
+            width,
         } = self.shape
         else {
             return Vec::new();
         };
+        if let Some(graph) = self.graph {
+            return graph_stats(&outputs[graph.stats], height * width, width);
+        }
+        let tensor = &outputs[self.tensor_index];
         let maps = self.maps(tensor);
         (0..tensor.len_of(Axis(0)) * channels)
             .into_par_iter()
@@ -163,24 +275,24 @@ impl LayerReducer {
             .collect()
     }
 
-    /// Appends the rows of image `i` of `tensor` (whose statistics are `stats`) to `rows`,
-    /// and offers its maps to the layer's `top` tracker.
+    /// Appends the rows of image `i` of the layer in `outputs` (whose statistics are `stats`)
+    /// to `rows`, and offers its maps to the layer's `top` tracker.
     pub fn push_image(
         &self,
-        tensor: &ArrayViewD<'_, f32>,
+        outputs: &[ArrayViewD<'_, f32>],
         i: usize,
         image_id: u64,
         stats: &[MapStats],
         rows: &mut Rows,
         top: Option<&mut LayerTop>,
     ) {
-        let image = tensor.index_axis(Axis(0), i);
         let LayerShape::Maps {
             channels,
             height,
             width,
         } = self.shape
         else {
+            let image = outputs[self.tensor_index].index_axis(Axis(0), i);
             rows.vectors
                 .push(image_id, &self.name, image.iter().copied());
             return;
@@ -196,35 +308,54 @@ impl LayerReducer {
         for (c, s) in image_stats.iter().enumerate() {
             rows.stats.push(key(c, (height, width)), s);
         }
-        let maps = self.maps(tensor);
+        let source = match self.graph {
+            None => MapSource::Tensor(self.maps(&outputs[self.tensor_index])),
+            Some(GraphOutputs { maps: None, .. }) => return,
+            Some(GraphOutputs {
+                maps: Some(index), ..
+            }) => MapSource::Graph {
+                maps: outputs[index].clone(),
+                all: self.top.is_some(),
+            },
+        };
         let (mut scratch, mut pooled) = (Vec::new(), Vec::new());
         let size = (height, width);
         if let Some(top) = top {
             for (c, s) in image_stats.iter().enumerate() {
                 top.offer(c, image_id, s, || {
-                    let map = maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
-                    self.stored(map, size, &mut scratch, &mut pooled).0.to_vec()
+                    self.stored(&source, (i, c, c), size, &mut scratch, &mut pooled)
+                        .0
+                        .to_vec()
                 });
             }
         }
-        for &c in &self.keep {
-            let map = maps
-                .index_axis(Axis(0), i)
-                .index_axis_move(Axis(0), c as usize);
-            let (values, size) = self.stored(map, size, &mut scratch, &mut pooled);
+        for (slot, &c) in self.keep.iter().enumerate() {
+            let at = (i, c as usize, slot);
+            let (values, size) = self.stored(&source, at, size, &mut scratch, &mut pooled);
             rows.maps.push(key(c as usize, size), values);
         }
     }
 
-    /// A map as it is stored, with its height and width: contiguous, and average-pooled when
-    /// the layer pools.
+    /// The map of image `i`, channel `c` (the `slot`-th kept one) as it is stored, with its
+    /// height and width: contiguous, and average-pooled when the layer pools.
     fn stored<'a>(
         &self,
-        map: ArrayViewD<'a, f32>,
+        source: &'a MapSource<'_>,
+        (i, c, slot): (usize, usize, usize),
         (height, width): (usize, usize),
         scratch: &'a mut Vec<f32>,
         pooled: &'a mut Vec<f32>,
     ) -> (&'a [f32], (usize, usize)) {
+        let maps = match source {
+            MapSource::Tensor(maps) => maps,
+            MapSource::Graph { maps, all } => {
+                let index = if *all { c } else { slot };
+                let map = maps.index_axis(Axis(0), i).index_axis_move(Axis(0), index);
+                let size = (map.shape()[0], map.shape()[1]);
+                return (contiguous(map, scratch), size);
+            }
+        };
+        let map = maps.index_axis(Axis(0), i).index_axis_move(Axis(0), c);
         let values = contiguous(map, scratch);
         if self.pool == 1 {
             return (values, (height, width));
@@ -279,15 +410,40 @@ pub fn reduce_batch(
     rows: &mut Rows,
     tops: &mut [Option<LayerTop>],
 ) {
-    let stats: Vec<Vec<MapStats>> = reducers
-        .iter()
-        .map(|r| r.stats(&tensors[r.tensor_index]))
-        .collect();
+    let stats: Vec<Vec<MapStats>> = reducers.iter().map(|r| r.stats(tensors)).collect();
     for (i, id) in image_ids.iter().enumerate() {
         for ((r, s), top) in reducers.iter().zip(&stats).zip(tops.iter_mut()) {
-            r.push_image(&tensors[r.tensor_index], i, *id, s, rows, top.as_mut());
+            r.push_image(tensors, i, *id, s, rows, top.as_mut());
         }
     }
+}
+
+/// The statistics of a batch from the graph's `[N, C, 6]` reductions of maps of `values`
+/// values, `width` a row: the share of positive values is rounded to a count first, so that
+/// it equals the host's exactly.
+fn graph_stats(view: &ArrayViewD<'_, f32>, values: usize, width: usize) -> Vec<MapStats> {
+    let n = values as f64;
+    view.iter()
+        .copied()
+        .collect::<Vec<f32>>()
+        .chunks_exact(STATS_PER_CHANNEL)
+        .map(|s| {
+            let [mean, variance, min, max, frac, argmax] = s else {
+                unreachable!("chunks of {STATS_PER_CHANNEL}")
+            };
+            let positive = (f64::from(*frac) * n).round();
+            let argmax = *argmax as usize;
+            MapStats {
+                mean: *mean,
+                std: f64::from(variance.max(0.0)).sqrt() as f32,
+                min: *min,
+                max: *max,
+                argmax_y: (argmax / width) as u32,
+                argmax_x: (argmax % width) as u32,
+                frac_positive: (positive / n) as f32,
+            }
+        })
+        .collect()
 }
 
 fn dims(shape: &[usize]) -> String {
@@ -312,44 +468,43 @@ fn contiguous<'a>(map: ArrayViewD<'a, f32>, scratch: &'a mut Vec<f32>) -> &'a [f
 
 /// Lanes of the statistics loop: independent accumulators the compiler turns into SIMD.
 const LANES: usize = 8;
-/// Values summed in `f32` lanes before the sums are carried into `f64`.
-const BLOCK: usize = 4096;
+/// Values summed in `f32` lanes (64 each) before the sums are carried into `f64`: short sums
+/// keep the mean within about 1e-6 of the exact value relative to the map's largest value.
+const BLOCK: usize = 512;
 
-/// Statistics of one map (row-major, `width` values a row) in one vectorised pass. Sums are
-/// taken around the map's first value, so a large common offset does not cost precision.
+/// Statistics of one map (row-major, `width` values a row) in two vectorised passes: the sum,
+/// extremes and positive count, then the squared differences from the mean (a single pass over
+/// squares loses precision when the mean is far from zero). Sums are taken around the map's
+/// first value, so a large common offset does not cost precision.
 pub fn map_stats(values: &[f32], width: usize) -> MapStats {
     let n = values.len();
     let shift = values.first().copied().unwrap_or(0.0);
-    let (mut sum, mut sum_sq) = (0f64, 0f64);
+    let mut sum = 0f64;
     let mut lo = [f32::INFINITY; LANES];
     let mut hi = [f32::NEG_INFINITY; LANES];
     let mut positive = [0u32; LANES];
     for block in values.chunks(BLOCK) {
         let mut s = [0f32; LANES];
-        let mut q = [0f32; LANES];
         let mut lanes = block.chunks_exact(LANES);
         for chunk in &mut lanes {
             for i in 0..LANES {
                 let v = chunk[i];
-                let d = v - shift;
-                s[i] += d;
-                q[i] += d * d;
+                s[i] += v - shift;
                 lo[i] = if v < lo[i] { v } else { lo[i] };
                 hi[i] = if v > hi[i] { v } else { hi[i] };
                 positive[i] += u32::from(v > 0.0);
             }
         }
         for &v in lanes.remainder() {
-            let d = v - shift;
-            s[0] += d;
-            q[0] += d * d;
+            s[0] += v - shift;
             lo[0] = if v < lo[0] { v } else { lo[0] };
             hi[0] = if v > hi[0] { v } else { hi[0] };
             positive[0] += u32::from(v > 0.0);
         }
         sum += s.iter().map(|&x| f64::from(x)).sum::<f64>();
-        sum_sq += q.iter().map(|&x| f64::from(x)).sum::<f64>();
     }
+    let mean = f64::from(shift) + sum / n as f64;
+    let var = centred_squares(values, mean as f32) / n as f64;
     let min = lo
         .into_iter()
         .fold(f32::INFINITY, |a, b| if b < a { b } else { a });
@@ -357,11 +512,9 @@ pub fn map_stats(values: &[f32], width: usize) -> MapStats {
         .into_iter()
         .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
     let argmax = values.iter().position(|&v| v == max).unwrap_or(0);
-    let mean_shifted = sum / n as f64;
-    let var = (sum_sq / n as f64 - mean_shifted * mean_shifted).max(0.0);
     let positive: u64 = positive.iter().map(|&p| u64::from(p)).sum();
     MapStats {
-        mean: (f64::from(shift) + mean_shifted) as f32,
+        mean: mean as f32,
         std: var.sqrt() as f32,
         min,
         max,
@@ -369,6 +522,27 @@ pub fn map_stats(values: &[f32], width: usize) -> MapStats {
         argmax_x: (argmax % width) as u32,
         frac_positive: (positive as f64 / n as f64) as f32,
     }
+}
+
+/// The sum of `(v - mean)^2` over `values`, in `f32` lanes carried into `f64` per block.
+fn centred_squares(values: &[f32], mean: f32) -> f64 {
+    let mut total = 0f64;
+    for block in values.chunks(BLOCK) {
+        let mut q = [0f32; LANES];
+        let mut lanes = block.chunks_exact(LANES);
+        for chunk in &mut lanes {
+            for i in 0..LANES {
+                let d = chunk[i] - mean;
+                q[i] += d * d;
+            }
+        }
+        for &v in lanes.remainder() {
+            let d = v - mean;
+            q[0] += d * d;
+        }
+        total += q.iter().map(|&x| f64::from(x)).sum::<f64>();
+    }
+    total
 }
 
 #[cfg(test)]

@@ -1,0 +1,421 @@
+//! Reductions appended to the model (`[run] reduce = "graph"`): each maps layer's statistics
+//! and stored maps are computed by ONNX Runtime on its execution provider, so only they leave
+//! the session and the layer's whole tensor is never a graph output.
+//!
+//! Per layer, on the tensor with its channel axis moved next to the batch axis (`[N, C, H, W]`):
+//! ReduceMean (over rows, then over the rows' means), the mean of the squared differences from
+//! it (the variance), ReduceMin, ReduceMax, the mean of `x > 0` and ArgMax of the flattened map
+//! (the first index on ties), concatenated into one `[N, C, 6]` output; the stored maps are the kept channels gathered from
+//! `[N, C, H, W]` (or every channel, for a layer that keeps the best maps), AveragePool-ed when
+//! the layer pools. The nodes are appended the way graph outputs are (a second serialized
+//! `ModelProto` merges into the first), with names under [`PREFIX`].
+
+use super::{put_bytes, put_varint};
+
+/// The prefix of every node, initializer and tensor added here.
+pub const PREFIX: &str = "layerwise.reduce";
+
+/// The number of values per channel in a layer's statistics output, in this order: mean,
+/// variance, min, max, share of values > 0, index of the first maximum in the flattened map.
+pub const STATS_PER_CHANNEL: usize = 6;
+
+/// The oldest default-domain opset the appended nodes are valid in (AveragePool's
+/// `ceil_mode`, Reshape's shape input, broadcasting binary operators).
+pub const MIN_OPSET: i64 = 10;
+
+/// The largest map whose argmax index a float32 output holds exactly (2^24).
+pub const MAX_MAP_VALUES: usize = 1 << 24;
+
+/// Which maps a layer stores, as the graph computes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphMaps<'a> {
+    /// None: statistics only.
+    None,
+    /// These channels, in this order.
+    Channels(&'a [u32]),
+    /// Every channel (a layer whose best maps are kept).
+    All,
+}
+
+/// One maps layer to reduce in the graph: its tensor and how it is cut into maps.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerGraph<'a> {
+    /// The layer's tensor.
+    pub tensor: &'a str,
+    /// The tensor's rank, batch axis included.
+    pub rank: usize,
+    /// Its channel axis.
+    pub channel_axis: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Map height (the first axis that is neither batch nor channel).
+    pub height: usize,
+    /// Map width (the product of the axes after it).
+    pub width: usize,
+    /// The maps stored.
+    pub maps: GraphMaps<'a>,
+    /// Average-pooling factor of the stored maps (1: none).
+    pub pool: usize,
+}
+
+/// The outputs one layer's reduction adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerOutputs {
+    /// `[N, C, STATS_PER_CHANNEL]` statistics.
+    pub stats: String,
+    /// `[N, K, h, w]` stored maps (pooled), when the layer stores any.
+    pub maps: Option<String>,
+}
+
+/// The appended graph: the serialized `GraphProto` fields, and each layer's outputs (which
+/// are to be exposed as graph outputs, see [`super::ModelFile::exposing`]).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Serialized `GraphProto` fields (nodes and initializers).
+    pub graph: Vec<u8>,
+    /// Each layer's outputs, in the order of the layers given.
+    pub outputs: Vec<LayerOutputs>,
+}
+
+/// The reductions of `layers` for a model that imports default-domain opset `opset`.
+pub fn append(layers: &[LayerGraph], opset: Option<i64>) -> Result<Appended, String> {
+    let opset = opset.unwrap_or(0);
+    if opset < MIN_OPSET {
+        return Err(format!(
+            "`[run] reduce = \"graph\"` needs a model of ONNX opset {MIN_OPSET} or later, and this \
+             one imports opset {opset}; set `reduce = \"host\"` (or re-export it with a newer opset)"
+        ));
+    }
+    let mut builder = Builder {
+        opset,
+        graph: Vec::new(),
+    };
+    let outputs = layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| builder.layer(i, layer))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Appended {
+        graph: builder.graph,
+        outputs,
+    })
+}
+
+// Field numbers of onnx.proto3.
+const GRAPH_NODE: u32 = 1;
+const GRAPH_INITIALIZER: u32 = 5;
+const NODE_INPUT: u32 = 1;
+const NODE_OUTPUT: u32 = 2;
+const NODE_NAME: u32 = 3;
+const NODE_OP_TYPE: u32 = 4;
+const NODE_ATTRIBUTE: u32 = 5;
+const ATTRIBUTE_NAME: u32 = 1;
+const ATTRIBUTE_I: u32 = 3;
+const ATTRIBUTE_INTS: u32 = 8;
+const ATTRIBUTE_TYPE: u32 = 20;
+const ATTRIBUTE_TYPE_INT: u64 = 2;
+const ATTRIBUTE_TYPE_INTS: u64 = 7;
+const TENSOR_DIMS: u32 = 1;
+const TENSOR_DATA_TYPE: u32 = 2;
+const TENSOR_NAME: u32 = 8;
+const TENSOR_RAW_DATA: u32 = 9;
+const TYPE_FLOAT: i64 = 1;
+const TYPE_INT64: i64 = 7;
+
+/// An attribute of a node.
+enum Attribute<'a> {
+    Int(&'a str, i64),
+    Ints(&'a str, &'a [i64]),
+}
+
+/// Writes nodes and initializers into a `GraphProto`'s bytes.
+struct Builder {
+    opset: i64,
+    graph: Vec<u8>,
+}
+
+impl Builder {
+    /// The nodes of layer `i`; returns its outputs.
+    fn layer(&mut self, i: usize, layer: &LayerGraph) -> Result<LayerOutputs, String> {
+        let LayerGraph {
+            channels: c,
+            height: h,
+            width: w,
+            ..
+        } = *layer;
+        if h * w > MAX_MAP_VALUES {
+            return Err(format!(
+                "tensor `{}` has maps of {h} x {w} values, more than `[run] reduce = \"graph\"` \
+                 indexes exactly ({MAX_MAP_VALUES}); set `reduce = \"host\"`",
+                layer.tensor
+            ));
+        }
+        let p = |name: &str| format!("{PREFIX}.{i}.{name}");
+        let mut x = layer.tensor.to_owned();
+        if layer.channel_axis != 1 {
+            let mut perm = vec![0, layer.channel_axis as i64];
+            perm.extend((1..layer.rank as i64).filter(|&a| a != layer.channel_axis as i64));
+            x = self.node(
+                "Transpose",
+                &[&x],
+                &p("channels_first"),
+                &[Attribute::Ints("perm", &perm)],
+            );
+        }
+        let maps = self.reshape(&x, &[0, c as i64, h as i64, w as i64], &p("maps"));
+        let flat = self.reshape(&maps, &[0, c as i64, -1], &p("flat"));
+        let stats = self.stats(&maps, &flat, c, &p);
+        let stored = match layer.maps {
+            GraphMaps::None => None,
+            GraphMaps::All => Some(self.pool(&maps, layer.pool, &p("stored"))),
+            GraphMaps::Channels(keep) => {
+                let indices: Vec<i64> = keep.iter().map(|&k| i64::from(k)).collect();
+                let indices =
+                    self.initializer(&p("keep"), TYPE_INT64, &[indices.len()], &int64s(&indices));
+                let kept = self.node(
+                    "Gather",
+                    &[&maps, &indices],
+                    &p("kept"),
+                    &[Attribute::Int("axis", 1)],
+                );
+                Some(self.pool(&kept, layer.pool, &p("stored")))
+            }
+        };
+        Ok(LayerOutputs {
+            stats,
+            maps: stored,
+        })
+    }
+
+    /// The `[N, C, 6]` statistics of `maps` (`[N, C, H, W]`), `flat` its `[N, C, H * W]` view.
+    /// Means are taken over rows, then over the row means: float32 sums of a few hundred
+    /// values each keep them within about 1e-6 of the exact value on 224 x 224 maps, where one
+    /// sum over the whole map drifts ten times as far.
+    fn stats(&mut self, maps: &str, flat: &str, c: usize, p: &dyn Fn(&str) -> String) -> String {
+        let mean = self.map_mean(maps, c, &p("mean"));
+        let mean4 = self.reshape(&mean, &[0, c as i64, 1, 1], &p("mean4"));
+        let centred = self.node("Sub", &[maps, &mean4], &p("centred"), &[]);
+        let squares = self.node("Mul", &[&centred, &centred], &p("squares"), &[]);
+        let variance = self.map_mean(&squares, c, &p("variance"));
+        let min = self.reduce("ReduceMin", flat, 2, &p("min"));
+        let max = self.reduce("ReduceMax", flat, 2, &p("max"));
+        let zero = self.initializer(&p("zero"), TYPE_FLOAT, &[], &0f32.to_le_bytes());
+        let positive = self.node("Greater", &[maps, &zero], &p("positive"), &[]);
+        let positive = self.cast_to_float(&positive, &p("positive_float"));
+        let frac = self.map_mean(&positive, c, &p("frac_positive"));
+        let argmax = self.node(
+            "ArgMax",
+            &[flat],
+            &p("argmax"),
+            &[Attribute::Int("axis", 2), Attribute::Int("keepdims", 1)],
+        );
+        let argmax = self.cast_to_float(&argmax, &p("argmax_float"));
+        self.node(
+            "Concat",
+            &[&mean, &variance, &min, &max, &frac, &argmax],
+            &p("stats"),
+            &[Attribute::Int("axis", 2)],
+        )
+    }
+
+    /// `input` average-pooled by `k` x `k` blocks (edge blocks average what they hold).
+    fn pool(&mut self, input: &str, k: usize, output: &str) -> String {
+        if k == 1 {
+            return self.node("Identity", &[input], output, &[]);
+        }
+        let k = k as i64;
+        self.node(
+            "AveragePool",
+            &[input],
+            output,
+            &[
+                Attribute::Ints("kernel_shape", &[k, k]),
+                Attribute::Ints("strides", &[k, k]),
+                Attribute::Int("ceil_mode", 1),
+            ],
+        )
+    }
+
+    /// The `[N, C, 1]` mean of each map of `maps` (`[N, C, H, W]`): of its rows' means.
+    fn map_mean(&mut self, maps: &str, c: usize, output: &str) -> String {
+        let rows = self.reduce("ReduceMean", maps, 3, &format!("{output}.rows"));
+        let mean = self.reduce("ReduceMean", &rows, 2, &format!("{output}.map"));
+        self.reshape(&mean, &[0, c as i64, 1], output)
+    }
+
+    /// `op` over `axis`, dimensions kept: `axes` is an attribute before opset 18, an input
+    /// after.
+    fn reduce(&mut self, op: &str, input: &str, axis: i64, output: &str) -> String {
+        if self.opset >= 18 {
+            let axes = self.initializer(
+                &format!("{output}.axes"),
+                TYPE_INT64,
+                &[1],
+                &int64s(&[axis]),
+            );
+            self.node(
+                op,
+                &[input, &axes],
+                output,
+                &[Attribute::Int("keepdims", 1)],
+            )
+        } else {
+            let attributes = [
+                Attribute::Ints("axes", &[axis]),
+                Attribute::Int("keepdims", 1),
+            ];
+            self.node(op, &[input], output, &attributes)
+        }
+    }
+
+    fn cast_to_float(&mut self, input: &str, output: &str) -> String {
+        self.node(
+            "Cast",
+            &[input],
+            output,
+            &[Attribute::Int("to", TYPE_FLOAT)],
+        )
+    }
+
+    fn reshape(&mut self, input: &str, shape: &[i64], output: &str) -> String {
+        let shape_name = self.initializer(
+            &format!("{output}.shape"),
+            TYPE_INT64,
+            &[shape.len()],
+            &int64s(shape),
+        );
+        self.node("Reshape", &[input, &shape_name], output, &[])
+    }
+
+    /// Appends a node named and producing `output`; returns `output`.
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: &[Attribute],
+    ) -> String {
+        let mut node = Vec::new();
+        for input in inputs {
+            put_bytes(&mut node, NODE_INPUT, input.as_bytes());
+        }
+        put_bytes(&mut node, NODE_OUTPUT, output.as_bytes());
+        put_bytes(&mut node, NODE_NAME, output.as_bytes());
+        put_bytes(&mut node, NODE_OP_TYPE, op.as_bytes());
+        for attribute in attributes {
+            put_bytes(&mut node, NODE_ATTRIBUTE, &encode_attribute(attribute));
+        }
+        put_bytes(&mut self.graph, GRAPH_NODE, &node);
+        output.to_owned()
+    }
+
+    /// Appends a constant tensor; returns its name.
+    fn initializer(&mut self, name: &str, data_type: i64, dims: &[usize], raw: &[u8]) -> String {
+        let mut tensor = Vec::new();
+        for &d in dims {
+            put_int(&mut tensor, TENSOR_DIMS, d as i64);
+        }
+        put_int(&mut tensor, TENSOR_DATA_TYPE, data_type);
+        put_bytes(&mut tensor, TENSOR_NAME, name.as_bytes());
+        put_bytes(&mut tensor, TENSOR_RAW_DATA, raw);
+        put_bytes(&mut self.graph, GRAPH_INITIALIZER, &tensor);
+        name.to_owned()
+    }
+}
+
+fn encode_attribute(attribute: &Attribute) -> Vec<u8> {
+    let mut out = Vec::new();
+    match attribute {
+        Attribute::Int(name, v) => {
+            put_bytes(&mut out, ATTRIBUTE_NAME, name.as_bytes());
+            put_int(&mut out, ATTRIBUTE_I, *v);
+            put_int(&mut out, ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT as i64);
+        }
+        Attribute::Ints(name, values) => {
+            put_bytes(&mut out, ATTRIBUTE_NAME, name.as_bytes());
+            for &v in values.iter() {
+                put_int(&mut out, ATTRIBUTE_INTS, v);
+            }
+            put_int(&mut out, ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS as i64);
+        }
+    }
+    out
+}
+
+/// A varint field (negative values as ten bytes of two's complement, as protobuf does).
+fn put_int(out: &mut Vec<u8>, number: u32, v: i64) {
+    put_varint(out, u64::from(number) << 3);
+    put_varint(out, v as u64);
+}
+
+fn int64s(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(maps: GraphMaps<'_>) -> LayerGraph<'_> {
+        LayerGraph {
+            tensor: "conv",
+            rank: 4,
+            channel_axis: 1,
+            channels: 8,
+            height: 5,
+            width: 5,
+            maps,
+            pool: 2,
+        }
+    }
+
+    #[test]
+    fn old_opsets_and_huge_maps_are_refused_with_what_to_do() {
+        let err = append(&[layer(GraphMaps::None)], Some(9)).unwrap_err();
+        assert_eq!(
+            err,
+            "`[run] reduce = \"graph\"` needs a model of ONNX opset 10 or later, and this one \
+             imports opset 9; set `reduce = \"host\"` (or re-export it with a newer opset)"
+        );
+        let huge = LayerGraph {
+            height: 8192,
+            width: 4096,
+            ..layer(GraphMaps::None)
+        };
+        let err = append(&[huge], Some(17)).unwrap_err();
+        assert!(err.contains("maps of 8192 x 4096 values"), "{err}");
+    }
+
+    #[test]
+    fn each_layer_names_its_outputs_and_only_they_are_added() {
+        let keep = [3, 1];
+        let layers = [layer(GraphMaps::Channels(&keep)), layer(GraphMaps::None)];
+        let appended = append(&layers, Some(17)).unwrap();
+        assert_eq!(
+            appended.outputs,
+            [
+                LayerOutputs {
+                    stats: "layerwise.reduce.0.stats".into(),
+                    maps: Some("layerwise.reduce.0.stored".into()),
+                },
+                LayerOutputs {
+                    stats: "layerwise.reduce.1.stats".into(),
+                    maps: None,
+                },
+            ]
+        );
+        // The graph's bytes parse as a model's graph whose nodes produce those outputs.
+        let mut model = Vec::new();
+        put_bytes(&mut model, 7, &appended.graph);
+        let graph = super::super::decode_model(&model).unwrap();
+        assert!(graph.nodes.iter().all(|n| n.name.starts_with(PREFIX)));
+        for output in [
+            "layerwise.reduce.0.stats",
+            "layerwise.reduce.0.stored",
+            "layerwise.reduce.1.stats",
+        ] {
+            assert!(graph.produces(output), "{output}");
+        }
+        assert!(graph.nodes.iter().any(|n| n.op_type == "AveragePool"));
+    }
+}
