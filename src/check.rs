@@ -103,12 +103,12 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let sink = Sink::new(&scratch.0, &plan.output, provenance, &encoders)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.finish()?.counts;
-    let mut batcher = Batcher::new(&plan, &mut extractor, &reducers);
+    let mut batcher = Batcher::new(&plan, &mut extractor, &reducers, &pool);
     // Two batches: memory keeps growing after the first model call (allocator arenas).
     let mut part = sink.begin_part(1)?;
     for batch in sample.chunks(batch_size) {
         let mut rows = Rows::new(plan.output.map_dtype);
-        pool.install(|| batcher.process(batch, &mut rows))?;
+        batcher.process(batch, &mut rows)?;
         part.write(&mut rows)?;
     }
     let mut rows = Rows::new(plan.output.map_dtype);

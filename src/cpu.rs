@@ -34,6 +34,22 @@ fn clock(id: libc::clockid_t) -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// The nice value of layerwise's own threads (workers, encoders, writers, readers): when the
+/// cores are all busy, the threads of ONNX Runtime (and the thread that calls it) run first,
+/// and decoding, reducing and writing take the cycles they leave, instead of preempting one
+/// of its threads and making its parallel loops wait for the slowest.
+pub const OWN_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`OWN_NICE`]; call it first thing on
+/// every thread of layerwise's own. Where that is not allowed, nothing changes.
+pub fn yield_to_inference() {
+    // SAFETY: gettid and setpriority take and change nothing but the calling thread's nice.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, OWN_NICE);
+    }
+}
+
 thread_local! {
     /// The CPU time this thread has spent inside model calls (ONNX Runtime's, not ours).
     static IN_MODEL_CALLS: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };

@@ -170,6 +170,7 @@ impl Prepared {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.plan.run.threads)
             .thread_name(|i| format!("{}-{i}", cpu::WORKER))
+            .start_handler(|_| cpu::yield_to_inference())
             .build()
             .context("cannot start the worker threads")
     }
@@ -315,8 +316,8 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     );
 
     let running = Instant::now();
-    let (process_started, main_started) = (cpu::process_time(), thread_time());
-    let mut batcher = Batcher::new(plan, &mut extractor, &reducers);
+    let (process_started, main_started) = (cpu::process_time(), cpu::own_time());
+    let mut batcher = Batcher::new(plan, &mut extractor, &reducers, &pool);
     let ledger = batcher.cpu().clone();
     let mut progress = Progress::new(todo_images, options.quiet);
     let (mut errors, mut done_images) = (0, 0);
@@ -332,23 +333,21 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         let mut writer = BackgroundPart::start(begun, part, plan.run.queue_depth, &ledger);
         let (mut ok, mut error) = (0u64, 0u64);
         let mut ids: Option<(u64, u64)> = None;
-        let outcome = pool.install(|| {
-            batcher.process_all(samples.as_mut(), |done| {
-                let waiting = Instant::now();
-                let images = done.ok + done.error;
-                writer.write(done.rows)?;
-                write_wait += waiting.elapsed();
-                ok += done.ok;
-                error += done.error;
-                errors += done.error;
-                done_images += images;
-                ids = Some((ids.map_or(done.ids.0, |i| i.0), done.ids.1));
-                progress.advance(images, errors);
-                if options.stopped() {
-                    anyhow::bail!("stopped");
-                }
-                Ok(())
-            })
+        let outcome = batcher.process_all(samples.as_mut(), |done| {
+            let waiting = Instant::now();
+            let images = done.ok + done.error;
+            writer.write(done.rows)?;
+            write_wait += waiting.elapsed();
+            ok += done.ok;
+            error += done.error;
+            errors += done.error;
+            done_images += images;
+            ids = Some((ids.map_or(done.ids.0, |i| i.0), done.ids.1));
+            progress.advance(images, errors);
+            if options.stopped() {
+                anyhow::bail!("stopped");
+            }
+            Ok(())
         });
         if options.stopped() {
             interrupted = true;
@@ -382,7 +381,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         ledger.write.add(used);
         ledger.thread(encoder, used);
     }
-    ledger.thread("layerwise-main", thread_time().saturating_sub(main_started));
+    ledger.thread(
+        "layerwise-main",
+        cpu::own_time().saturating_sub(main_started),
+    );
     let cpu = ledger.report(
         done_images,
         cpu::process_time().saturating_sub(process_started),
@@ -511,6 +513,7 @@ pub struct Batcher<'a> {
 /// What a batch goes through, besides its input buffer.
 struct Stage<'a> {
     plan: &'a Plan,
+    pool: &'a rayon::ThreadPool,
     cpu: Arc<Ledger>,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
@@ -558,8 +561,13 @@ pub struct BatchResult {
 }
 
 impl<'a> Batcher<'a> {
-    /// A batcher over a prepared session.
-    pub fn new(plan: &'a Plan, extractor: &'a mut Extractor, reducers: &'a [LayerReducer]) -> Self {
+    /// A batcher over a prepared session; `pool` ([`Prepared::pool`]) decodes and reduces.
+    pub fn new(
+        plan: &'a Plan,
+        extractor: &'a mut Extractor,
+        reducers: &'a [LayerReducer],
+        pool: &'a rayon::ThreadPool,
+    ) -> Self {
         let len = extractor.batch_size() * plan.preprocess.image_len();
         let input = match plan.preprocess.input_type {
             InputType::Float32 => InputBuffers::F32([vec![0.0; len], vec![0.0; len]]),
@@ -567,6 +575,7 @@ impl<'a> Batcher<'a> {
         };
         let stage = Stage {
             plan,
+            pool,
             cpu: Arc::default(),
             extractor,
             reducers,
@@ -608,7 +617,7 @@ impl<'a> Batcher<'a> {
 
     /// Processes the samples of `reader` in batches, reading and decoding each next batch (on
     /// the worker threads) while the current one runs; hands each batch's rows to `done` as
-    /// soon as they are complete. Call inside the worker pool (`ThreadPool::install`).
+    /// soon as they are complete.
     pub fn process_all(
         &mut self,
         reader: &mut dyn SampleReader,
@@ -636,7 +645,9 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// Reads and decodes batch k + 1 into one buffer while batch k runs from the other.
+/// Reads and decodes batch k + 1 into one buffer (on the worker pool) while batch k runs from
+/// the other, on the calling thread: ONNX Runtime's threads and the one that calls it keep
+/// their priority, the workers yield to them ([`cpu::yield_to_inference`]).
 fn pipelined<T: InputElement>(
     stage: &mut Stage,
     buffers: &mut [Vec<T>; 2],
@@ -650,19 +661,21 @@ fn pipelined<T: InputElement>(
     if batch.is_empty() {
         return Ok(());
     }
-    let cpu = stage.cpu.clone();
-    let mut decoded = decode(preprocess, current, &batch, &cpu.decode);
+    let (cpu, pool) = (stage.cpu.clone(), stage.pool);
+    let mut decoded = pool.install(|| decode(preprocess, current, &batch, &cpu.decode));
     loop {
         stage.times.decode += decoded.took;
-        let ((following, decoded_next), result) = rayon::join(
-            || {
+        let mut read = None;
+        let result = pool.in_place_scope(|scope| {
+            scope.spawn(|_| {
                 let following = reader.next_batch(size);
                 let decoded = (!following.is_empty())
                     .then(|| decode(preprocess, next, &following, &cpu.decode));
-                (following, decoded)
-            },
-            || infer(stage, current, &batch, decoded),
-        );
+                read = Some((following, decoded));
+            });
+            infer(stage, current, &batch, decoded)
+        });
+        let (following, decoded_next) = read.expect("the scope waits for its tasks");
         done(result?)?;
         std::mem::swap(&mut current, &mut next);
         match decoded_next {
@@ -737,13 +750,14 @@ fn infer<T: InputElement>(
     }
     let ok_ids = &decoded.ok_ids;
     if !ok_ids.is_empty() {
-        let (reducers, tops) = (stage.reducers, &mut stage.tops);
+        let (reducers, tops, pool) = (stage.reducers, &mut stage.tops, stage.pool);
         let (started, cpu_started) = (Instant::now(), thread_time());
         let (reduced, reduce_cpu) = stage
             .extractor
             .run(input, ok_ids.len(), |tensors| {
                 let (started, cpu_started) = (Instant::now(), thread_time());
-                reduce::reduce_batch(reducers, tensors, ok_ids, &mut rows, tops);
+                let rows = &mut rows;
+                pool.install(|| reduce::reduce_batch(reducers, tensors, ok_ids, rows, tops));
                 (started.elapsed(), thread_time() - cpu_started)
             })
             .context("ONNX Runtime failed on a batch")?;

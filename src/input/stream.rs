@@ -94,6 +94,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            crate::cpu::yield_to_inference();
             let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 read(&mut emitter);
             }));

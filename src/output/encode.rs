@@ -60,6 +60,7 @@ impl Encoders {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("{ENCODER}-{i}"))
+            .start_handler(|_| cpu::yield_to_inference())
             .build()
             .context("cannot start the encoder threads")?;
         Ok(Encoders {

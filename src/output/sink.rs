@@ -263,6 +263,7 @@ impl BackgroundPart {
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                crate::cpu::yield_to_inference();
                 let written = (|| {
                     for mut rows in receiver {
                         part.write(&mut rows)?;

@@ -226,8 +226,13 @@ pub fn channels_from_config(
     };
     let mut rows = Rows::new(prepared.plan.output.map_dtype);
     let pool = prepared.pool()?;
-    let mut batcher = Batcher::new(&prepared.plan, &mut prepared.extractor, &prepared.reducers);
-    pool.install(|| batcher.process(&[sample], &mut rows))?;
+    let mut batcher = Batcher::new(
+        &prepared.plan,
+        &mut prepared.extractor,
+        &prepared.reducers,
+        &pool,
+    );
+    batcher.process(&[sample], &mut rows)?;
     let images = rows.images.finish();
     let errors = images
         .column_by_name("error")
