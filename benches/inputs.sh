@@ -10,22 +10,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 count=${1:-512}
 rounds=${2:-3}
-bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
-python=.venv/bin/python
-data=target/bench
+source "$root/benches/measure.sh"
+prepare_bench "$count"
 work=target/bench/inputs
-
-scripts/fetch-onnxruntime.sh >/dev/null
-scripts/python-env.sh
-cargo build --release --quiet
-bin=target/release/layerwise
-[[ -f $data/models/small.onnx ]] || $python "$bench/make_models.py" $data/models
-if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
-  rm -rf $data/images
-  $python "$bench/make_images.py" $data/images "$count"
-fi
 mkdir -p $work
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
 
 # shards SOURCE OUT SHARDS COPIES: SOURCE's images (sorted, each COPIES times) as SHARDS tar shards
 # written by the webdataset package and as SHARDS Parquet files (a binary `jpg` column, as
@@ -63,7 +51,6 @@ config() {
     pipelines/bench-small.toml > "$work/$1.toml"
 }
 
-source "$root/benches/measure.sh"
 
 [[ -f $work/same/parquet/00007.parquet ]] || shards $data/images $work/same 8 1
 config files "root = \"../images\""

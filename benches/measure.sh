@@ -14,3 +14,23 @@ measure() {
   printf -v "${name//[^a-zA-Z0-9_]/_}_rate" '%s' "$rate"
   rm -f "$log"
 }
+
+# prepare_bench COUNT: provisions ONNX Runtime and the Python tools, builds layerwise, makes the
+# benchmark models and COUNT images under target/bench (once), sets bench, python, data and
+# bin, and prints the date, the cores and the image count.
+prepare_bench() {
+  local count=$1
+  bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
+  python=.venv/bin/python
+  data=target/bench
+  scripts/fetch-onnxruntime.sh >/dev/null
+  scripts/python-env.sh
+  cargo build --release --quiet
+  bin=target/release/layerwise
+  [[ -f $data/models/mid.onnx ]] || $python "$bench/make_models.py" $data/models
+  if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
+    rm -rf $data/images
+    $python "$bench/make_images.py" $data/images "$count"
+  fi
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
+}

@@ -367,6 +367,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             error,
         };
         dataset.commit(&marker(&dataset, &done, &counts, shard))?;
+        cpu::release_free_memory();
     }
     progress.finish();
     if interrupted {

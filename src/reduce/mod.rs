@@ -144,16 +144,21 @@ impl LayerReducer {
         })
     }
 
+    /// Channels, height and width of a maps layer (none for a vector layer).
+    fn maps_shape(&self) -> Option<(usize, usize, usize)> {
+        match self.shape {
+            LayerShape::Maps {
+                channels,
+                height,
+                width,
+            } => Some((channels, height, width)),
+            LayerShape::Vector { .. } => None,
+        }
+    }
+
     /// What the session's graph is to compute for this layer (none for a vector layer).
     pub fn graph(&self) -> Option<LayerGraph<'_>> {
-        let LayerShape::Maps {
-            channels,
-            height,
-            width,
-        } = self.shape
-        else {
-            return None;
-        };
+        let (channels, height, width) = self.maps_shape()?;
         let maps = match (self.top, self.keep.as_slice()) {
             (Some(_), _) => GraphMaps::All,
             (None, []) => GraphMaps::None,
@@ -183,21 +188,13 @@ impl LayerReducer {
     /// The per-image shape each of this layer's graph outputs must have: statistics, then
     /// stored maps (empty before [`LayerReducer::reduced_in_graph`]).
     pub fn graph_shapes(&self) -> Vec<(usize, Vec<usize>)> {
-        let (
-            Some(graph),
-            LayerShape::Maps {
-                channels,
-                height,
-                width,
-            },
-        ) = (self.graph, &self.shape)
-        else {
+        let (Some(graph), Some((channels, height, width))) = (self.graph, self.maps_shape()) else {
             return Vec::new();
         };
-        let mut shapes = vec![(graph.stats, vec![*channels, STATS_PER_CHANNEL])];
+        let mut shapes = vec![(graph.stats, vec![channels, STATS_PER_CHANNEL])];
         if let Some(maps) = graph.maps {
             let stored = if self.top.is_some() {
-                *channels
+                channels
             } else {
                 self.keep.len()
             };
@@ -251,12 +248,7 @@ impl LayerReducer {
     /// read from the graph's reductions, or computed in parallel from the tensor (empty for a
     /// vector layer).
     pub fn stats(&self, outputs: &[ArrayViewD<'_, f32>]) -> Vec<MapStats> {
-        let LayerShape::Maps {
-            channels,
-            height,
-            width,
-        } = self.shape
-        else {
+        let Some((channels, height, width)) = self.maps_shape() else {
             return Vec::new();
         };
         if let Some(graph) = self.graph {
