@@ -223,7 +223,8 @@ fn check_graph_shapes(
                 return Err(PlanError::Model {
                     path: model.to_owned(),
                     problem: format!(
-                        "the reductions appended for layer {} give per-image shape {got:?}, not                          {want:?}; set `[run] reduce = \"host\"`",
+                        "the reductions appended for layer {} give per-image shape {got:?}, not \
+                         {want:?}; set `[run] reduce = \"host\"`",
                         r.name
                     ),
                 });
