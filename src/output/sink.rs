@@ -517,7 +517,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut rows = Rows::new(dtype);
             rows.maps.push(key(0, "l", 0, 2), &[0.5, -1.0, 2.0, 3.0]);
-            rows.vectors.push(0, "v", [1.0, 2.0].into_iter());
+            rows.vectors.push(0, "v", [1.0, 2.0]);
             let part = write_part_of(dir.path(), rows, dtype);
             for table in [Table::Maps, Table::Vectors] {
                 let meta = metadata(&part, table);
