@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::MapDtype;
 use crate::input::{self, Listing, Sample};
-use crate::output::encode::{Encoders, ROW_GROUP_BYTES};
+use crate::output::encode::Encoders;
 use crate::output::provenance::LayerInfo;
 use crate::output::sink::{Sink, TableCounts};
 use crate::output::tables::{Rows, Table};
@@ -129,7 +129,10 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let part_images = part_size.min(images) as f64;
     let row_group_bytes = tables
         .iter()
-        .map(|t| ((t.bytes_per_image * part_images) as u64).min(ROW_GROUP_BYTES as u64))
+        .map(|t| {
+            let buffered = encoders.buffered_bytes_per_file() as u64;
+            ((t.bytes_per_image * part_images) as u64).min(buffered)
+        })
         .sum();
     Ok(CheckReport {
         name: plan.name.clone(),

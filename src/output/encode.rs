@@ -80,6 +80,12 @@ impl Encoders {
     fn in_flight(&self) -> usize {
         self.pool.current_num_threads().clamp(2, MAX_IN_FLIGHT)
     }
+
+    /// The most bytes one file holds while it is written: the row group filling, and each row
+    /// group in flight with its encoded pages (at most about its own size again).
+    pub fn buffered_bytes_per_file(&self) -> usize {
+        ROW_GROUP_BYTES * (1 + 2 * self.in_flight())
+    }
 }
 
 /// The encoded columns of one row group, or why it could not be encoded.
