@@ -15,26 +15,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 count=${1:-512}
-bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
-python=${LAYERWISE_BENCH_PYTHON:-.venv/bin/python}
-bin=${LAYERWISE_BIN:-}
 threads=$(nproc)
-data=target/bench
-
-if [[ -z $bin ]]; then
-  scripts/fetch-onnxruntime.sh >/dev/null
-  scripts/python-env.sh
-  cargo build --release --quiet
-  bin=target/release/layerwise
-fi
-[[ -f $data/models/mid.onnx ]] || $python "$bench/make_models.py" $data/models
-if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
-  rm -rf $data/images
-  $python "$bench/make_images.py" $data/images "$count"
-fi
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $threads cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $count images"
-
 source "$root/benches/measure.sh"
+prepare_bench "$count"
 
 workload() {
   local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224}

@@ -15,18 +15,23 @@ measure() {
   rm -f "$log"
 }
 
-# prepare_bench COUNT: provisions ONNX Runtime and the Python tools, builds layerwise, makes the
-# benchmark models and COUNT images under target/bench (once), sets bench, python, data and
-# bin, and prints the date, the cores and the image count.
+# prepare_bench COUNT: provisions ONNX Runtime and the Python tools and builds layerwise (unless
+# LAYERWISE_BIN names a built binary, and LAYERWISE_BENCH_PYTHON a Python with the peer's
+# packages: a node without cargo or network), makes the benchmark models and COUNT images under
+# target/bench (once), sets bench, python, data and bin, and prints the date, the cores and the
+# image count.
 prepare_bench() {
   local count=$1
   bench=${LAYERWISE_BENCH_TOOLS:-$root/../shared/bench}
-  python=.venv/bin/python
+  python=${LAYERWISE_BENCH_PYTHON:-.venv/bin/python}
+  bin=${LAYERWISE_BIN:-}
   data=target/bench
-  scripts/fetch-onnxruntime.sh >/dev/null
-  scripts/python-env.sh
-  cargo build --release --quiet
-  bin=target/release/layerwise
+  if [[ -z $bin ]]; then
+    scripts/fetch-onnxruntime.sh >/dev/null
+    scripts/python-env.sh
+    cargo build --release --quiet
+    bin=target/release/layerwise
+  fi
   [[ -f $data/models/mid.onnx ]] || $python "$bench/make_models.py" $data/models
   if [[ $(find $data/images -name '*.jpg' 2>/dev/null | wc -l) -ne $count ]]; then
     rm -rf $data/images
