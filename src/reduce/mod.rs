@@ -415,9 +415,8 @@ pub fn reduce_batch(
 /// it equals the host's exactly.
 fn graph_stats(view: &ArrayViewD<'_, f32>, values: usize, width: usize) -> Vec<MapStats> {
     let n = values as f64;
-    view.iter()
-        .copied()
-        .collect::<Vec<f32>>()
+    let mut scratch = Vec::new();
+    contiguous(view.clone(), &mut scratch)
         .chunks_exact(STATS_PER_CHANNEL)
         .map(|s| {
             let [mean, variance, min, max, frac, argmax] = s else {
