@@ -131,6 +131,33 @@ enum Command {
     /// `layerwise check` also checks the config against the model and the files.
     #[command(after_help = "Example: layerwise schema > schemas/config.schema.json")]
     Schema,
+    /// Write a run as a static HTML site (the atlas) that opens from file:// with no server.
+    ///
+    /// index.html lists the run (model, runtime, images ok and in error with their reasons,
+    /// speed, parts) and its layers; each layer page shows every channel as a tile (its best
+    /// dataset example) and a table sortable by mean, max, frac > 0, per-label means and class
+    /// selectivity, with the classic study's figures; each channel page shows its top dataset
+    /// examples over their images, histograms of its per-image max and mean, and its
+    /// per-label means, each with the DuckDB query that reproduces it. Works on a partial run
+    /// too (its committed parts).
+    #[command(
+        after_help = "Examples:\n  layerwise report out/demo            (writes out/demo/report/index.html)\n  \
+        layerwise report out/demo --layers block5_conv3 --top 16 --out /tmp/atlas"
+    )]
+    Report {
+        /// The run's output folder.
+        #[arg(value_name = "OUT")]
+        run: PathBuf,
+        /// The site's folder (default: OUT/report); an earlier report there is replaced.
+        #[arg(long = "out", value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// Only these layers, comma-separated (default: all).
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        layers: Option<Vec<String>>,
+        /// Dataset examples per channel.
+        #[arg(long, value_name = "K", default_value_t = layerwise::view::report::DEFAULT_TOP)]
+        top: usize,
+    },
     /// Report a run's progress: parts committed and missing, images, rows and bytes.
     ///
     /// Exits 0 only when every part is committed; otherwise prints the command that finishes
@@ -287,6 +314,12 @@ fn main() -> ExitCode {
             shards,
         )),
         Command::Schema => report(schema()),
+        Command::Report {
+            run,
+            dest,
+            layers,
+            top,
+        } => report(write_report(&run, dest, layers, top)),
         Command::List { config, out } => report(list(&config, &out)),
         Command::Status { out } => {
             match layerwise::output::dataset::Dataset::read(&out).and_then(|d| d.status()) {
@@ -448,6 +481,32 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
 }
 
 /// Prints what a run of a config will take.
+/// Writes the report of the run in `run` and prints where its entry page is.
+fn write_report(
+    run: &Path,
+    dest: Option<PathBuf>,
+    layers: Option<Vec<String>>,
+    top: usize,
+) -> anyhow::Result<()> {
+    use layerwise::view::{read::StoredRun, report};
+    let stored = StoredRun::open(run)?;
+    let options = report::ReportOptions {
+        dest: dest.unwrap_or_else(|| run.join("report")),
+        layers,
+        top: top.max(1),
+    };
+    let started = std::time::Instant::now();
+    let written = report::write(&stored, &options)?;
+    tracing::info!(
+        "{} pages and {} pictures in {:.1} s",
+        written.pages,
+        written.pictures,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", written.dir.join("index.html").display());
+    Ok(())
+}
+
 fn check(config: &Path, limit: Option<usize>, json: bool) -> anyhow::Result<()> {
     let overrides = Overrides { out: None, limit };
     let report = layerwise::check::check(config, &overrides)?;

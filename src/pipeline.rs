@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
-use crate::config::Reduce;
+use crate::config::{MapDtype, Reduce};
 use crate::cpu::{self, thread_time, Ledger, Meter};
 use crate::error::PlanError;
 use crate::error::RunStop;
@@ -17,7 +17,7 @@ use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
 use crate::input::{self, Content, Sample, SampleReader};
 use crate::model::reduction::{self, LayerGraph};
 use crate::model::runtime::{self, Runtime, SearchPath};
-use crate::model::session::{Exposure, Extractor};
+use crate::model::session::{BatchTensors, Exposure, Extractor};
 use crate::model::ModelFile;
 use crate::output::dataset::{Dataset, Listed, Manifest, PartMarker};
 use crate::output::encode::Encoders;
@@ -647,9 +647,10 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// Reads and decodes batch k + 1 into one buffer (on the worker pool) while batch k runs from
-/// the other, on the calling thread: ONNX Runtime's threads and the one that calls it keep
-/// their priority, the workers yield to them ([`cpu::yield_to_inference`]).
+/// Three batches at once: batch k runs on the calling thread from one input buffer while, on
+/// the worker pool, batch k + 1 is read and decoded into the other and the tensors of batch
+/// k - 1 are reduced. ONNX Runtime's threads and the one that calls it keep their priority,
+/// the workers yield to them ([`cpu::yield_to_inference`]); at most one batch's tensors wait.
 fn pipelined<T: InputElement>(
     stage: &mut Stage,
     buffers: &mut [Vec<T>; 2],
@@ -665,26 +666,40 @@ fn pipelined<T: InputElement>(
     }
     let (cpu, pool) = (stage.cpu.clone(), stage.pool);
     let mut decoded = pool.install(|| decode(preprocess, current, &batch, &cpu.decode));
+    let mut ran: Option<Ran> = None;
     loop {
         stage.times.decode += decoded.took;
-        let mut read = None;
-        let result = pool.in_place_scope(|scope| {
+        let (mut read, mut reduced) = (None, None);
+        let (reducers, tops) = (stage.reducers, &mut stage.tops);
+        let running = pool.in_place_scope(|scope| {
             scope.spawn(|_| {
                 let following = reader.next_batch(size);
                 let decoded = (!following.is_empty())
                     .then(|| decode(preprocess, next, &following, &cpu.decode));
                 read = Some((following, decoded));
             });
-            infer(stage, current, &batch, decoded)
+            if let Some(previous) = ran.take() {
+                scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops)));
+            }
+            let map_dtype = stage.plan.output.map_dtype;
+            infer(stage.extractor, map_dtype, &mut stage.times, current, &batch, decoded)
         });
+        if let Some((result, took)) = reduced {
+            stage.times.reduce += took;
+            done(result)?;
+        }
+        ran = Some(running?);
         let (following, decoded_next) = read.expect("the scope waits for its tasks");
-        done(result?)?;
         std::mem::swap(&mut current, &mut next);
         match decoded_next {
             Some(d) => (decoded, batch) = (d, following),
-            None => return Ok(()),
+            None => break,
         }
     }
+    let last = ran.expect("a batch ran");
+    let (result, took) = pool.install(|| last.reduce(stage.reducers, &mut stage.tops));
+    stage.times.reduce += took;
+    done(result)
 }
 
 /// Decodes `batch` into `input` in parallel (the CPU time to `cpu`) and moves the images that
@@ -732,14 +747,16 @@ fn decode<T: InputElement>(
     }
 }
 
-/// Runs a decoded batch and reduces its tensors; every file gets its `images` row.
+/// Runs a decoded batch through the model; every file gets its `images` row.
 fn infer<T: InputElement>(
-    stage: &mut Stage,
+    extractor: &mut Extractor,
+    map_dtype: MapDtype,
+    times: &mut StageTimes,
     input: &[T],
     batch: &[Sample],
     decoded: Decoded,
-) -> Result<BatchResult> {
-    let mut rows = Rows::new(stage.plan.output.map_dtype);
+) -> Result<Ran> {
+    let mut rows = Rows::new(map_dtype);
     for (sample, status) in batch.iter().zip(&decoded.statuses) {
         let image = ImageRef {
             image_id: sample.image_id,
@@ -750,32 +767,57 @@ fn infer<T: InputElement>(
         };
         rows.images.push(image, status);
     }
-    let ok_ids = &decoded.ok_ids;
-    if !ok_ids.is_empty() {
-        let (reducers, tops, pool) = (stage.reducers, &mut stage.tops, stage.pool);
+    let ok_ids = decoded.ok_ids;
+    let tensors = if ok_ids.is_empty() {
+        None
+    } else {
         let (started, cpu_started) = (Instant::now(), thread_time());
-        let (reduced, reduce_cpu) = stage
-            .extractor
-            .run(input, ok_ids.len(), |tensors| {
-                let (started, cpu_started) = (Instant::now(), thread_time());
-                let rows = &mut rows;
-                pool.install(|| reduce::reduce_batch(reducers, tensors, ok_ids, rows, tops));
-                (started.elapsed(), thread_time() - cpu_started)
-            })
+        let tensors = extractor
+            .run(input, ok_ids.len())
             .context("ONNX Runtime failed on a batch")?;
-        cpu::model_call(thread_time() - cpu_started - reduce_cpu);
-        stage.times.model += started.elapsed() - reduced;
-        stage.times.reduce += reduced;
-    }
+        cpu::model_call(thread_time() - cpu_started);
+        times.model += started.elapsed();
+        Some(tensors)
+    };
     let ok = ok_ids.len() as u64;
     let ids = (
         batch.first().map_or(0, |s| s.image_id),
         batch.last().map_or(0, |s| s.image_id + 1),
     );
-    Ok(BatchResult {
+    let result = BatchResult {
         rows,
         ids,
         ok,
         error: batch.len() as u64 - ok,
+    };
+    Ok(Ran {
+        result,
+        tensors,
+        ok_ids,
     })
+}
+
+/// A batch that has run through the model: its `images` rows, and the tensors of the images
+/// that decoded, still to be reduced.
+struct Ran {
+    result: BatchResult,
+    tensors: Option<BatchTensors>,
+    ok_ids: Vec<u64>,
+}
+
+impl Ran {
+    /// Reduces the tensors into the batch's rows (in parallel on the current pool); returns
+    /// them with the wall time it took.
+    fn reduce(
+        mut self,
+        reducers: &[LayerReducer],
+        tops: &mut [Option<LayerTop>],
+    ) -> (BatchResult, Duration) {
+        let started = Instant::now();
+        if let Some(tensors) = &self.tensors {
+            let views = tensors.views();
+            reduce::reduce_batch(reducers, &views, &self.ok_ids, &mut self.result.rows, tops);
+        }
+        (self.result, started.elapsed())
+    }
 }

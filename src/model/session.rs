@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use ndarray::ArrayViewD;
+use ndarray::{ArrayViewD, Axis};
 use ort::ep::ExecutionProvider;
 use ort::session::builder::SessionBuilder;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
-use ort::value::{TensorElementType, TensorRef};
+use ort::value::{DynValue, TensorElementType, TensorRef};
 
 use crate::config::Provider;
 use crate::error::PlanError;
@@ -312,15 +312,14 @@ impl Extractor {
             .expect("every layer's tensor is exposed")
     }
 
-    /// Runs `images` images whose input values fill the start of `input`, then gives `reduce`
-    /// one view per exposed tensor, cut to those images. With a fixed batch size, `input` must
-    /// hold a whole batch (the rest zero padding).
-    pub fn run<T: InputElement, R>(
+    /// Runs `images` images whose input values fill the start of `input` and returns the
+    /// exposed tensors, owned, so that they can be reduced while the next batch runs. With a
+    /// fixed batch size, `input` must hold a whole batch (the rest zero padding).
+    pub fn run<T: InputElement>(
         &mut self,
         input: &[T],
         images: usize,
-        reduce: impl FnOnce(&[ArrayViewD<'_, f32>]) -> R,
-    ) -> Result<R, ort::Error> {
+    ) -> Result<BatchTensors, ort::Error> {
         let fed = if self.fixed_batch {
             input.len() / self.image_len
         } else {
@@ -330,24 +329,48 @@ impl Extractor {
         shape.push(fed);
         shape.extend_from_slice(&self.input_shape);
         let tensor = TensorRef::from_array_view((shape, &input[..fed * self.image_len]))?;
-        let outputs = self
+        let mut outputs = self
             .session
             .run_with_options(ort::inputs![self.input.as_str() => tensor], &self.options)?;
-        let mut views = Vec::with_capacity(self.tensors.len());
+        let mut values = Vec::with_capacity(self.tensors.len());
         for name in &self.tensors {
-            let view = outputs[name.as_str()]
-                .try_extract_array::<f32>()
-                .map_err(|e| {
-                    ort::Error::new(format!("tensor `{name}` cannot be read as float32: {e}"))
-                })?;
+            let value = outputs
+                .remove(name.as_str())
+                .ok_or_else(|| ort::Error::new(format!("tensor `{name}` was not computed")))?;
+            let view = value.try_extract_array::<f32>().map_err(|e| {
+                ort::Error::new(format!("tensor `{name}` cannot be read as float32: {e}"))
+            })?;
             if view.ndim() < 2 || view.shape()[0] != fed {
                 return Err(ort::Error::new(format!(
                     "tensor `{name}` has shape {:?}, which has no batch axis of {fed}",
                     view.shape()
                 )));
             }
-            views.push(view.slice_axis_move(ndarray::Axis(0), (0..images).into()));
+            values.push(value);
         }
-        Ok(reduce(&views))
+        Ok(BatchTensors { values, images })
+    }
+}
+
+/// The exposed tensors of one model call, owned by the caller (ONNX Runtime allocated them for
+/// this call only), each checked to be float32 with a batch axis.
+pub struct BatchTensors {
+    values: Vec<DynValue>,
+    images: usize,
+}
+
+impl BatchTensors {
+    /// One view per exposed tensor, in the extractor's order, cut to the images of the batch
+    /// (without a fixed batch's padding).
+    pub fn views(&self) -> Vec<ArrayViewD<'_, f32>> {
+        self.values
+            .iter()
+            .map(|value| {
+                value
+                    .try_extract_array::<f32>()
+                    .expect("checked to be float32 when the batch ran")
+                    .slice_axis_move(Axis(0), (0..self.images).into())
+            })
+            .collect()
     }
 }

@@ -1,8 +1,10 @@
 //! View: reading a stored run back and drawing it.
 //!
 //! [`read`] answers questions from the tables with projection and pruning, [`render`] draws
-//! map grids as PNG, and [`plot`] builds the classic study's figures from both.
+//! map grids as PNG, [`plot`] builds the classic study's figures from both, and [`report`]
+//! writes a whole run as a static HTML site.
 
 pub mod plot;
 pub mod read;
 pub mod render;
+pub mod report;

@@ -339,8 +339,9 @@ fn not_stored(layer: &StoredLayer, channel: Option<u32>, run: &Path) -> String {
     )
 }
 
-/// The input image of `image`, brought to `size` as the run's preprocessing did.
-fn underlay(
+/// The input image of `image`, brought to `size` as the run's preprocessing did; None (with a
+/// warning) when it is inside a shard or cannot be read.
+pub fn underlay(
     run: &StoredRun,
     image: &StoredImage,
     size: (u32, u32),

@@ -1,7 +1,7 @@
 //! Reading a finished run back: its `run.json`, and the rows of its tables that a question
 //! needs, with column projection and row-group pruning rather than whole tables.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -15,9 +15,11 @@ use parquet::file::statistics::Statistics;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::output::sink::PROVENANCE_KEY;
 use crate::output::tables::Table;
 
-/// A finished run: its folder and what its `run.json` says.
+/// A run, finished or partial: its folder and what its `run.json` (or, before the run is
+/// complete, the provenance in its committed part files) says.
 #[derive(Debug, Clone)]
 pub struct StoredRun {
     /// The output folder.
@@ -26,6 +28,64 @@ pub struct StoredRun {
     pub config: Config,
     /// Its layers.
     pub layers: Vec<StoredLayer>,
+    /// What ran it, and how far it got.
+    pub facts: RunFacts,
+}
+
+/// What ran a run, and how far it got.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunFacts {
+    /// The run's name.
+    #[serde(default)]
+    pub name: String,
+    /// The layerwise version.
+    #[serde(default)]
+    pub tool: String,
+    /// The model file.
+    #[serde(default)]
+    pub model: StoredModel,
+    /// The ONNX Runtime library.
+    #[serde(default)]
+    pub onnxruntime: StoredRuntime,
+    /// When the run began (UTC).
+    #[serde(default)]
+    pub started_at: String,
+    /// Whether every part is committed (false until `run.json` is written).
+    #[serde(default)]
+    pub complete: bool,
+    /// Seconds and speed, from `run.json`.
+    #[serde(default)]
+    pub timings: Option<StoredTimings>,
+    /// Parts committed, and parts of the whole run (from `_manifest.json` and `_parts/`).
+    #[serde(skip)]
+    pub parts: (usize, usize),
+}
+
+/// The model of a run.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StoredModel {
+    /// Its path.
+    pub path: String,
+    /// The SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+/// The ONNX Runtime of a run.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StoredRuntime {
+    /// Its version.
+    pub version: String,
+    /// The library file.
+    pub library: String,
+}
+
+/// How long a run took, as its `run.json` records.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StoredTimings {
+    /// Decoding, inference, reduction and writing, in seconds.
+    pub run_s: f64,
+    /// Images per second of `run_s`.
+    pub images_per_s: f64,
 }
 
 /// A layer of a run, as `run.json` records it.
@@ -49,6 +109,13 @@ pub struct StoredLayer {
 struct RunJson {
     config: Config,
     layers: Vec<StoredLayer>,
+    #[serde(flatten)]
+    facts: RunFacts,
+}
+
+#[derive(Deserialize)]
+struct ManifestParts {
+    parts: usize,
 }
 
 /// An image of the `images` table.
@@ -62,6 +129,8 @@ pub struct StoredImage {
     pub label: Option<String>,
     /// Whether it went through the model.
     pub ok: bool,
+    /// Why it could not be used, when it could not.
+    pub error: Option<String>,
 }
 
 /// One stored map.
@@ -93,21 +162,23 @@ pub struct MapQuery {
 }
 
 impl StoredRun {
-    /// Opens a finished run.
+    /// Opens a run: finished, from its `run.json`; partial, from the provenance that every
+    /// committed part file carries.
     pub fn open(dir: &Path) -> Result<StoredRun> {
         let path = dir.join("run.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{} is not a finished layerwise run (no readable run.json)",
-                dir.display()
-            )
-        })?;
-        let json: RunJson = serde_json::from_str(&text)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (json, source) = match std::fs::read_to_string(&path) {
+            Ok(text) => (text, path),
+            Err(_) => partial_provenance(dir)?,
+        };
+        let json: RunJson = serde_json::from_str(&json)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        let mut facts = json.facts;
+        facts.parts = parts(dir);
         Ok(StoredRun {
             dir: dir.to_owned(),
             config: json.config,
             layers: json.layers,
+            facts,
         })
     }
 
@@ -127,19 +198,21 @@ impl StoredRun {
         let mut images = Vec::new();
         for batch in self.read(
             Table::Images,
-            &["image_id", "path", "label", "status"],
+            &["image_id", "path", "label", "status", "error"],
             None,
         )? {
             let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
             let paths = column(&batch, "path").as_string::<i32>();
             let labels = column(&batch, "label").as_string::<i32>();
             let status = column(&batch, "status").as_string::<i32>();
+            let errors = column(&batch, "error").as_string::<i32>();
             for i in 0..batch.num_rows() {
                 images.push(StoredImage {
                     image_id: ids.value(i),
                     path: paths.value(i).to_owned(),
                     label: labels.is_valid(i).then(|| labels.value(i).to_owned()),
                     ok: status.value(i) == "ok",
+                    error: errors.is_valid(i).then(|| errors.value(i).to_owned()),
                 });
             }
         }
@@ -158,25 +231,41 @@ impl StoredRun {
 
     /// The `k` best maps of a channel from the `top` table, merged over the parts.
     pub fn top(&self, layer: &str, channel: u32, k: usize) -> Result<Vec<StoredMap>> {
+        let mut by_channel = self.tops(layer, Some(channel), k)?;
+        Ok(by_channel.remove(&channel).unwrap_or_default())
+    }
+
+    /// The `k` best maps of every channel of a layer (or only of `channel`) from the `top`
+    /// table, merged over the parts: best score first, then the smaller `image_id`.
+    pub fn tops(
+        &self,
+        layer: &str,
+        channel: Option<u32>,
+        k: usize,
+    ) -> Result<BTreeMap<u32, Vec<StoredMap>>> {
         let query = MapQuery {
             layer: layer.to_owned(),
-            channels: Some([channel].into()),
+            channels: channel.map(|c| [c].into()),
             images: None,
         };
         let columns = ["image_id", "channel", "height", "width", "values", "score"];
-        let mut maps = Vec::new();
-        for batch in self.read(Table::Top, &columns, Some(&query))? {
+        let mut by_channel: BTreeMap<u32, Vec<StoredMap>> = BTreeMap::new();
+        self.scan(Table::Top, &columns, Some(&query), |batch| {
             let scores = column(&batch, "score").as_primitive::<Float32Type>();
-            maps.extend(to_maps(&batch, Some(scores.values())));
-        }
+            for map in to_maps(&batch, Some(scores.values())) {
+                by_channel.entry(map.channel).or_default().push(map);
+            }
+        })?;
         let score = |m: &StoredMap| m.score.unwrap_or(f32::NEG_INFINITY);
-        maps.sort_by(|a, b| {
-            score(b)
-                .total_cmp(&score(a))
-                .then(a.image_id.cmp(&b.image_id))
-        });
-        maps.truncate(k);
-        Ok(maps)
+        for maps in by_channel.values_mut() {
+            maps.sort_by(|a, b| {
+                score(b)
+                    .total_cmp(&score(a))
+                    .then(a.image_id.cmp(&b.image_id))
+            });
+            maps.truncate(k);
+        }
+        Ok(by_channel)
     }
 
     /// `(image_id, max)` of one channel of a layer, from the `stats` table.
@@ -200,9 +289,7 @@ impl StoredRun {
         Ok(maxima)
     }
 
-    /// The `columns` of a table's rows that match `query`, part by part. Row groups whose
-    /// statistics rule the layer or the images out are skipped; the rest are filtered row by row
-    /// on `layer`, `channel` and `image_id` before the other columns are decoded.
+    /// The `columns` of a table's rows that match `query`, part by part.
     fn read(
         &self,
         table: Table,
@@ -210,6 +297,21 @@ impl StoredRun {
         query: Option<&MapQuery>,
     ) -> Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
+        self.scan(table, columns, query, |batch| batches.push(batch))?;
+        Ok(batches)
+    }
+
+    /// Hands `each` the `columns` of a table's rows that match `query`, batch by batch, part
+    /// by part, holding one batch at a time. Row groups whose statistics rule the layer or the
+    /// images out are skipped; the rest are filtered row by row on `layer`, `channel` and
+    /// `image_id` before the other columns are decoded.
+    pub fn scan(
+        &self,
+        table: Table,
+        columns: &[&str],
+        query: Option<&MapQuery>,
+        mut each: impl FnMut(RecordBatch),
+    ) -> Result<()> {
         for path in part_files(&self.dir.join(table.name()))? {
             let file =
                 File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -240,11 +342,50 @@ impl StoredRun {
                     .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
             }
             for batch in builder.with_projection(projection).build()? {
-                batches.push(batch?);
+                each(batch.with_context(|| format!("cannot read {}", path.display()))?);
             }
         }
-        Ok(batches)
+        Ok(())
     }
+}
+
+/// The provenance JSON of a run without `run.json`, from its first committed `images` part.
+fn partial_provenance(dir: &Path) -> Result<(String, PathBuf)> {
+    let not_a_run = || {
+        format!(
+            "{} is not a layerwise run: it has no run.json and no committed part yet",
+            dir.display()
+        )
+    };
+    let files = part_files(&dir.join(Table::Images.name())).with_context(not_a_run)?;
+    let first = files.first().with_context(not_a_run)?;
+    let file = File::open(first).with_context(|| format!("cannot open {}", first.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("cannot read {}", first.display()))?;
+    let json = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == PROVENANCE_KEY))
+        .and_then(|kv| kv.value.clone())
+        .with_context(|| format!("{} has no `{PROVENANCE_KEY}` metadata", first.display()))?;
+    Ok((json, first.clone()))
+}
+
+/// Parts committed (markers in `_parts/`) and parts in all (`_manifest.json`); zeros where
+/// they cannot be read.
+fn parts(dir: &Path) -> (usize, usize) {
+    let committed = std::fs::read_dir(dir.join("_parts")).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    });
+    let total = std::fs::read_to_string(dir.join("_manifest.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<ManifestParts>(&text).ok())
+        .map_or(0, |m| m.parts);
+    (committed, total)
 }
 
 /// The row groups whose statistics do not rule out `query`'s layer and images.
@@ -351,7 +492,7 @@ fn to_maps(batch: &RecordBatch, scores: Option<&[f32]>) -> Vec<StoredMap> {
 }
 
 /// A column that the projection is known to hold.
-fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow_array::ArrayRef {
+pub(crate) fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow_array::ArrayRef {
     batch
         .column_by_name(name)
         .unwrap_or_else(|| panic!("the projection holds `{name}`"))

@@ -66,20 +66,30 @@ pub fn grid(cells: &[Cell], style: Style) -> RgbImage {
         let x0 = GAP + (i % cols) as u32 * (cell_w + GAP);
         let y0 = GAP + (i / cols) as u32 * (TITLE_BAND + cell_h + GAP);
         draw_text(&mut canvas, &cell.title, x0, y0 + 2, cell_w);
-        let (lo, hi) = shared.unwrap_or_else(|| range(cell.values.iter()));
-        for y in 0..cell_h {
-            for x in 0..cell_w {
-                let v = cell.values[(y / zoom) as usize * cell.width + (x / zoom) as usize];
-                let colour = viridis(normalise(v, lo, hi, style.levels));
-                let colour = match &cell.under {
-                    Some(image) => blend(colour, *image.get_pixel(x, y)),
-                    None => colour,
-                };
-                canvas.put_pixel(x0 + x, y0 + TITLE_BAND + y, colour);
-            }
-        }
+        let scale = shared.unwrap_or_else(|| range(cell.values.iter()));
+        let picture = picture(cell, zoom, scale, style.levels);
+        image::imageops::replace(&mut canvas, &picture, x0.into(), (y0 + TITLE_BAND).into());
     }
     canvas
+}
+
+/// One cell's map in viridis over `scale` (the values shown darkest and brightest),
+/// magnified `zoom` times with nearest neighbour, blended over its image when it has one.
+pub fn picture(cell: &Cell, zoom: u32, scale: (f32, f32), levels: Option<u32>) -> RgbImage {
+    let (lo, hi) = scale;
+    RgbImage::from_fn(cell.width as u32 * zoom, cell.height as u32 * zoom, |x, y| {
+        let v = cell.values[(y / zoom) as usize * cell.width + (x / zoom) as usize];
+        let colour = viridis(normalise(v, lo, hi, levels));
+        match &cell.under {
+            Some(image) => blend(colour, *image.get_pixel(x, y)),
+            None => colour,
+        }
+    })
+}
+
+/// Each cell's own scale: its smallest and largest finite value.
+pub fn own_scale(cell: &Cell) -> (f32, f32) {
+    range(cell.values.iter())
 }
 
 /// The smallest and largest finite value.

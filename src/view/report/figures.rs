@@ -1,0 +1,159 @@
+//! The pictures of a report: each channel's dataset examples (from `top`, or ranked from
+//! `stats` with the stored maps, or the images alone), drawn over their input images as small
+//! PNG files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fast_image_resize::Resizer;
+use image::codecs::jpeg::JpegEncoder;
+use image::RgbImage;
+
+use crate::view::plot::underlay;
+use crate::view::read::{MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::view::render::{self, Cell};
+use crate::view::report::summary::ChannelSummary;
+
+/// The side of a channel's tile on its layer's page, in pixels.
+pub const TILE: u32 = 72;
+/// The side of an example drawn from the image alone (no map stored), in pixels.
+pub const IMAGE_ONLY: u32 = 160;
+
+/// Where a layer's examples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The `top` table (the layer has `top_k`): its maps and scores.
+    Top,
+    /// Ranked by the per-image max in `stats`, with the maps stored in `maps` where the channel
+    /// is kept.
+    Stats,
+}
+
+/// A dataset example of a channel.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// The image.
+    pub image_id: u64,
+    /// What it was ranked by.
+    pub score: f32,
+    /// Its map, when one is stored.
+    pub map: Option<StoredMap>,
+}
+
+/// The `k` best examples of every channel of `layer`, with where they come from.
+pub fn examples(
+    run: &StoredRun,
+    layer: &StoredLayer,
+    channels: &[ChannelSummary],
+    k: usize,
+) -> Result<(Source, Vec<Vec<Example>>)> {
+    if layer.kind == "maps" {
+        let mut tops = run.tops(&layer.name, None, k)?;
+        if !tops.is_empty() {
+            let examples = channels
+                .iter()
+                .map(|c| {
+                    let maps = tops.remove(&c.channel).unwrap_or_default();
+                    maps.into_iter().map(from_top).collect()
+                })
+                .collect();
+            return Ok((Source::Top, examples));
+        }
+    }
+    let mut stored = stored_maps(run, layer, channels)?;
+    let examples = channels
+        .iter()
+        .map(|c| {
+            c.best
+                .iter()
+                .map(|&(image_id, score)| Example {
+                    image_id,
+                    score,
+                    map: stored.remove(&(image_id, c.channel)),
+                })
+                .collect()
+        })
+        .collect();
+    Ok((Source::Stats, examples))
+}
+
+fn from_top(map: StoredMap) -> Example {
+    Example {
+        image_id: map.image_id,
+        score: map.score.unwrap_or(f32::NAN),
+        map: Some(map),
+    }
+}
+
+/// The stored maps of the best images of the kept channels, by (image, channel).
+fn stored_maps(
+    run: &StoredRun,
+    layer: &StoredLayer,
+    channels: &[ChannelSummary],
+) -> Result<BTreeMap<(u64, u32), StoredMap>> {
+    let kept: BTreeSet<u32> = layer.kept.iter().copied().collect();
+    let wanted: BTreeSet<(u64, u32)> = channels
+        .iter()
+        .filter(|c| kept.contains(&c.channel))
+        .flat_map(|c| c.best.iter().map(move |&(id, _)| (id, c.channel)))
+        .collect();
+    if wanted.is_empty() || layer.kind != "maps" {
+        return Ok(BTreeMap::new());
+    }
+    let query = MapQuery {
+        layer: layer.name.clone(),
+        channels: Some(wanted.iter().map(|&(_, c)| c).collect()),
+        images: Some(wanted.iter().map(|&(id, _)| id).collect()),
+    };
+    Ok(run
+        .maps(&query)?
+        .into_iter()
+        .filter(|m| wanted.contains(&(m.image_id, m.channel)))
+        .map(|m| ((m.image_id, m.channel), m))
+        .collect())
+}
+
+/// Draws an example: its map over its input image (or alone, where the image cannot be read),
+/// or the image alone when no map is stored; None when neither can be drawn.
+pub fn draw(
+    run: &StoredRun,
+    image: Option<&StoredImage>,
+    map: Option<&StoredMap>,
+    resizer: &mut Resizer,
+) -> Option<RgbImage> {
+    let Some(map) = map else {
+        return image.and_then(|i| underlay(run, i, (IMAGE_ONLY, IMAGE_ONLY), resizer));
+    };
+    let zoom = render::magnification(map.height, map.width);
+    let size = (map.width as u32 * zoom, map.height as u32 * zoom);
+    let cell = Cell {
+        title: String::new(),
+        height: map.height,
+        width: map.width,
+        values: map.values.clone(),
+        under: image.and_then(|i| underlay(run, i, size, resizer)),
+    };
+    Some(render::picture(&cell, zoom, render::own_scale(&cell), None))
+}
+
+/// JPEG quality of the pictures: photographs under maps are 5 to 10 times smaller than as PNG.
+pub const QUALITY: u8 = 88;
+
+/// Writes `picture` as a JPEG file at `path` (its folder must exist).
+pub fn save(picture: &RgbImage, path: &Path) -> Result<()> {
+    let write = || -> Result<()> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        JpegEncoder::new_with_quality(file, QUALITY).encode_image(picture)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The picture shrunk to fit a [`TILE`] square.
+pub fn tile(picture: &RgbImage) -> RgbImage {
+    let (w, h) = picture.dimensions();
+    let scale = f64::from(TILE) / f64::from(w.max(h));
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+    image::imageops::thumbnail(picture, size(w), size(h))
+}

@@ -1,0 +1,311 @@
+//! `layerwise report`: a static HTML site of a run (finished or partial) that opens from
+//! `file://` with no server and no network: an index, a page per layer with every channel as a
+//! tile and a sortable table, and a page per channel with its dataset examples, histograms and
+//! per-label means, each figure with the DuckDB query that reproduces it.
+//!
+//! [`summary`] computes the numbers from the tables (streaming, one layer at a time),
+//! [`figures`] gathers and draws the examples, [`pages`] writes the HTML through [`html`]'s
+//! escaping. The site is built in a hidden sibling folder and renamed into place, so a
+//! half-written report is never visible.
+
+pub mod figures;
+pub mod html;
+pub mod pages;
+pub mod summary;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use fast_image_resize::Resizer;
+use rayon::prelude::*;
+
+use crate::view::plot::{self, ImageRef, ImageSet};
+use crate::view::read::{StoredImage, StoredLayer, StoredRun};
+use crate::view::render::Style;
+use figures::Example;
+use pages::{LayerView, Site};
+use summary::Labels;
+
+/// Dataset examples per channel by default.
+pub const DEFAULT_TOP: usize = 8;
+
+/// What to write and where.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The site's folder (replaced if it holds an earlier report).
+    pub dest: PathBuf,
+    /// Only these layers (default: all).
+    pub layers: Option<Vec<String>>,
+    /// Dataset examples per channel.
+    pub top: usize,
+}
+
+/// What a report wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The site's folder; `index.html` is its entry.
+    pub dir: PathBuf,
+    /// HTML pages.
+    pub pages: usize,
+    /// PNG pictures.
+    pub pictures: usize,
+}
+
+/// Writes the report of `run`.
+pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
+    let layers = chosen_layers(run, options.layers.as_deref())?;
+    let staging = Staging::new(&options.dest)?;
+    let images = run.images()?;
+    let by_id: HashMap<u64, &StoredImage> = images.iter().map(|i| (i.image_id, i)).collect();
+    let labels = Labels::new(&images);
+    let run_dir = std::fs::canonicalize(&run.dir).unwrap_or_else(|_| run.dir.clone());
+    let site = Site {
+        run,
+        images: &by_id,
+        labels: &labels,
+        run_dir: run_dir.display().to_string(),
+    };
+    let mut written = Written {
+        dir: options.dest.clone(),
+        pages: 1,
+        pictures: 0,
+    };
+    let mut views = Vec::new();
+    for (index, layer) in layers {
+        let built = build_layer(&site, index, layer, options.top, staging.path())?;
+        written.pages += 1 + built.channels.len();
+        written.pictures += built.pictures;
+        views.push(built);
+    }
+    let views: Vec<LayerView> = views.iter().map(BuiltLayer::view).collect();
+    for view in &views {
+        staging.write(&view.page(), &pages::layer(&site, view))?;
+    }
+    staging.write("index.html", &pages::index(&site, &views))?;
+    staging.write("assets/style.css", html::STYLE)?;
+    staging.write("assets/sort.js", html::SORT)?;
+    staging.publish(&options.dest)?;
+    Ok(written)
+}
+
+/// The layers to report, with their positions in the run, in the run's order.
+fn chosen_layers<'r>(
+    run: &'r StoredRun,
+    wanted: Option<&[String]>,
+) -> Result<Vec<(usize, &'r StoredLayer)>> {
+    let Some(wanted) = wanted else {
+        return Ok(run.layers.iter().enumerate().collect());
+    };
+    for name in wanted {
+        run.layer(name)?;
+    }
+    Ok(run
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| wanted.contains(&l.name))
+        .collect())
+}
+
+/// A layer's numbers, examples and pictures, with its channel pages written.
+struct BuiltLayer<'r> {
+    index: usize,
+    layer: &'r StoredLayer,
+    channels: Vec<summary::ChannelSummary>,
+    examples: Vec<Vec<Example>>,
+    drawn: Vec<Vec<bool>>,
+    source: figures::Source,
+    study: (bool, bool),
+    pictures: usize,
+}
+
+impl BuiltLayer<'_> {
+    fn view(&self) -> LayerView<'_> {
+        LayerView {
+            index: self.index,
+            layer: self.layer,
+            channels: &self.channels,
+            examples: &self.examples,
+            drawn: &self.drawn,
+            source: self.source,
+            study: self.study,
+        }
+    }
+}
+
+/// Summarises a layer, draws its examples, tiles and study figures, and writes its channel
+/// pages into `staging`.
+fn build_layer<'r>(
+    site: &Site,
+    index: usize,
+    layer: &'r StoredLayer,
+    top: usize,
+    staging: &Path,
+) -> Result<BuiltLayer<'r>> {
+    let run = site.run;
+    let channels = summary::summarise(run, layer, site.labels, top)?;
+    let (source, examples) = figures::examples(run, layer, &channels, top)?;
+    let folder = staging.join(format!("layer-{index}"));
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let drawn = draw_examples(site, &channels, &examples, &folder)?;
+    let study = study_figures(run, layer, &folder);
+    let pictures = drawn
+        .iter()
+        .map(|d| d.iter().filter(|x| **x).count() + usize::from(d.first() == Some(&true)))
+        .sum::<usize>()
+        + usize::from(study.0)
+        + usize::from(study.1);
+    let built = BuiltLayer {
+        index,
+        layer,
+        channels,
+        examples,
+        drawn,
+        source,
+        study,
+        pictures,
+    };
+    let view = built.view();
+    (0..built.channels.len()).into_par_iter().try_for_each(|at| {
+        let name = format!("channel-{}.html", built.channels[at].channel);
+        write_file(&folder.join(name), &pages::channel(site, &view, at))
+    })?;
+    Ok(built)
+}
+
+/// Draws every example of every channel (in parallel) as `c{channel}-{rank}.jpg`, and each
+/// channel's best as `tile-{channel}.png`; says which were drawn.
+fn draw_examples(
+    site: &Site,
+    channels: &[summary::ChannelSummary],
+    examples: &[Vec<Example>],
+    folder: &Path,
+) -> Result<Vec<Vec<bool>>> {
+    channels
+        .par_iter()
+        .zip(examples)
+        .map_init(Resizer::new, |resizer, (c, list)| {
+            let mut drawn = Vec::with_capacity(list.len());
+            for (rank, e) in list.iter().enumerate() {
+                let image = site.images.get(&e.image_id).copied();
+                let Some(picture) = figures::draw(site.run, image, e.map.as_ref(), resizer) else {
+                    drawn.push(false);
+                    continue;
+                };
+                figures::save(&picture, &folder.join(format!("c{}-{rank}.jpg", c.channel)))?;
+                if rank == 0 {
+                    let tile = figures::tile(&picture);
+                    figures::save(&tile, &folder.join(format!("tile-{}.jpg", c.channel)))?;
+                }
+                drawn.push(true);
+            }
+            Ok(drawn)
+        })
+        .collect()
+}
+
+/// The classic study's figures of a layer with stored maps: the first image's kept channels,
+/// and the first kept channel across the first images. Says which were drawn.
+fn study_figures(run: &StoredRun, layer: &StoredLayer, folder: &Path) -> (bool, bool) {
+    if layer.kept.is_empty() || layer.kind != "maps" {
+        return (false, false);
+    }
+    let style = Style {
+        cols: 8,
+        levels: None,
+        shared_scale: false,
+    };
+    let draw = |cells: Result<Vec<crate::view::render::Cell>>, name: &str| {
+        let drawn = cells.and_then(|cells| plot::write_png(&cells, style, &folder.join(name)));
+        if let Err(e) = &drawn {
+            tracing::warn!("{}: {name}: {e:#}", layer.name);
+        }
+        drawn.is_ok()
+    };
+    let first = run.images().ok().and_then(|i| i.into_iter().find(|i| i.ok));
+    let one_image = first.is_some_and(|first| {
+        let cells = plot::channels_from_run(run, &layer.name, &ImageRef::Id(first.image_id), None);
+        draw(cells, "study-image.png")
+    });
+    let channel = layer.kept[0];
+    let range = ImageSet::Range(0, plot::DEFAULT_CELLS as u64);
+    let one_channel = draw(
+        plot::images_from_run(run, &layer.name, channel, Some(&range)),
+        "study-channel.png",
+    );
+    (one_image, one_channel)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The hidden folder a report is built in, beside its destination; removed unless published.
+struct Staging {
+    dir: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    fn new(dest: &Path) -> Result<Staging> {
+        if dest.exists() && !is_report(dest) {
+            bail!(
+                "{} exists and is not a layerwise report; give another --out, or remove it",
+                dest.display()
+            );
+        }
+        let name = dest
+            .file_name()
+            .with_context(|| format!("{} cannot be a report folder", dest.display()))?;
+        let dir = dest.with_file_name(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir.join("assets"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Staging {
+            dir,
+            published: false,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        write_file(&self.dir.join(name), text)
+    }
+
+    /// Replaces `dest` (an earlier report, or nothing) with the staged site.
+    fn publish(mut self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            std::fs::remove_dir_all(dest)
+                .with_context(|| format!("cannot replace {}", dest.display()))?;
+        }
+        std::fs::rename(&self.dir, dest)
+            .with_context(|| format!("cannot move the report to {}", dest.display()))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Whether `dir` holds a report that layerwise wrote (so it may be replaced).
+fn is_report(dir: &Path) -> bool {
+    dir.join("index.html").is_file() && dir.join("assets/sort.js").is_file()
+}
