@@ -647,10 +647,16 @@ impl<'a> Batcher<'a> {
     }
 }
 
+/// The most bytes of one batch's tensors that wait to be reduced while the next batch runs;
+/// larger ones (VGG16's first layer at batch 16 is 205 MB) are reduced before it, so that the
+/// peak memory does not hold two of them.
+pub const OVERLAP_BYTES: usize = 64 << 20;
+
 /// Three batches at once: batch k runs on the calling thread from one input buffer while, on
 /// the worker pool, batch k + 1 is read and decoded into the other and the tensors of batch
 /// k - 1 are reduced. ONNX Runtime's threads and the one that calls it keep their priority,
-/// the workers yield to them ([`cpu::yield_to_inference`]); at most one batch's tensors wait.
+/// the workers yield to them ([`cpu::yield_to_inference`]); at most one batch's tensors wait,
+/// and only up to [`OVERLAP_BYTES`].
 fn pipelined<T: InputElement>(
     stage: &mut Stage,
     buffers: &mut [Vec<T>; 2],
@@ -688,7 +694,12 @@ fn pipelined<T: InputElement>(
             stage.times.reduce += took;
             done(result)?;
         }
-        ran = Some(running?);
+        let running = running?;
+        if running.bytes() <= OVERLAP_BYTES {
+            ran = Some(running);
+        } else {
+            reduce_now(stage, running, &mut done)?;
+        }
         let (following, decoded_next) = read.expect("the scope waits for its tasks");
         std::mem::swap(&mut current, &mut next);
         match decoded_next {
@@ -696,8 +707,21 @@ fn pipelined<T: InputElement>(
             None => break,
         }
     }
-    let last = ran.expect("a batch ran");
-    let (result, took) = pool.install(|| last.reduce(stage.reducers, &mut stage.tops));
+    match ran {
+        Some(last) => reduce_now(stage, last, &mut done),
+        None => Ok(()),
+    }
+}
+
+/// Reduces a batch that ran (on the worker pool, while the calling thread waits) and hands its
+/// rows to `done`.
+fn reduce_now(
+    stage: &mut Stage,
+    ran: Ran,
+    done: &mut impl FnMut(BatchResult) -> Result<()>,
+) -> Result<()> {
+    let pool = stage.pool;
+    let (result, took) = pool.install(|| ran.reduce(stage.reducers, &mut stage.tops));
     stage.times.reduce += took;
     done(result)
 }
@@ -806,6 +830,11 @@ struct Ran {
 }
 
 impl Ran {
+    /// The bytes of its tensors.
+    fn bytes(&self) -> usize {
+        self.tensors.as_ref().map_or(0, BatchTensors::bytes)
+    }
+
     /// Reduces the tensors into the batch's rows (in parallel on the current pool); returns
     /// them with the wall time it took.
     fn reduce(

@@ -373,4 +373,17 @@ impl BatchTensors {
             })
             .collect()
     }
+
+    /// The bytes of the tensors (with a fixed batch's padding).
+    pub fn bytes(&self) -> usize {
+        self.values
+            .iter()
+            .map(|value| {
+                let view = value
+                    .try_extract_array::<f32>()
+                    .expect("checked to be float32 when the batch ran");
+                view.len() * std::mem::size_of::<f32>()
+            })
+            .sum()
+    }
 }
