@@ -688,7 +688,14 @@ fn pipelined<T: InputElement>(
                 scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops)));
             }
             let map_dtype = stage.plan.output.map_dtype;
-            infer(stage.extractor, map_dtype, &mut stage.times, current, &batch, decoded)
+            infer(
+                stage.extractor,
+                map_dtype,
+                &mut stage.times,
+                current,
+                &batch,
+                decoded,
+            )
         });
         if let Some((result, took)) = reduced {
             stage.times.reduce += took;

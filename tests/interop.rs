@@ -77,29 +77,6 @@ print(json.dumps({
     );
 }
 
-/// The demo config (`pipelines/demo.toml`) over the demo built under `target/`, writing to
-/// `dir/out`.
-fn demo_config(dir: &Path) -> PathBuf {
-    let demo = demo();
-    let mut text = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
-    for (from, to) in [
-        ("../demo/images", demo.join("images")),
-        (
-            "../demo/models/demo_vgg.onnx",
-            demo.join("models/demo_vgg.onnx"),
-        ),
-        ("../out/demo", dir.join("out")),
-    ] {
-        let quoted = format!("\"{from}\"");
-        assert!(
-            text.contains(&quoted),
-            "pipelines/demo.toml has no {quoted}"
-        );
-        text = text.replace(&quoted, &format!("{:?}", to.to_str().unwrap()));
-    }
-    write_config(dir, &text)
-}
-
 /// Runs README.md's "Query the results" section on `out` (tests/readme/run_queries.py).
 fn readme_queries(out: &Path) -> serde_json::Value {
     let script = root().join("tests/readme/run_queries.py");

@@ -77,14 +77,18 @@ pub fn grid(cells: &[Cell], style: Style) -> RgbImage {
 /// magnified `zoom` times with nearest neighbour, blended over its image when it has one.
 pub fn picture(cell: &Cell, zoom: u32, scale: (f32, f32), levels: Option<u32>) -> RgbImage {
     let (lo, hi) = scale;
-    RgbImage::from_fn(cell.width as u32 * zoom, cell.height as u32 * zoom, |x, y| {
-        let v = cell.values[(y / zoom) as usize * cell.width + (x / zoom) as usize];
-        let colour = viridis(normalise(v, lo, hi, levels));
-        match &cell.under {
-            Some(image) => blend(colour, *image.get_pixel(x, y)),
-            None => colour,
-        }
-    })
+    RgbImage::from_fn(
+        cell.width as u32 * zoom,
+        cell.height as u32 * zoom,
+        |x, y| {
+            let v = cell.values[(y / zoom) as usize * cell.width + (x / zoom) as usize];
+            let colour = viridis(normalise(v, lo, hi, levels));
+            match &cell.under {
+                Some(image) => blend(colour, *image.get_pixel(x, y)),
+                None => colour,
+            }
+        },
+    )
 }
 
 /// Each cell's own scale: its smallest and largest finite value.
@@ -114,10 +118,22 @@ pub fn normalise(v: f32, lo: f32, hi: f32, levels: Option<u32>) -> f32 {
     }
 }
 
-/// The viridis colour of `t` in `0..=1`.
+/// Steps of the viridis table: finer than the 256 levels a colour channel shows.
+const VIRIDIS_STEPS: usize = 1024;
+
+/// The viridis colour of `t` in `0..=1` (from a table of [`VIRIDIS_STEPS`] colours).
 pub fn viridis(t: f32) -> Rgb<u8> {
-    let c = colorous::VIRIDIS.eval_continuous(f64::from(t));
-    Rgb([c.r, c.g, c.b])
+    static TABLE: std::sync::OnceLock<Vec<Rgb<u8>>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..VIRIDIS_STEPS)
+            .map(|i| {
+                let c = colorous::VIRIDIS.eval_rational(i, VIRIDIS_STEPS);
+                Rgb([c.r, c.g, c.b])
+            })
+            .collect()
+    });
+    let at = (t.clamp(0.0, 1.0) * (VIRIDIS_STEPS - 1) as f32).round() as usize;
+    table[at]
 }
 
 fn blend(map: Rgb<u8>, image: Rgb<u8>) -> Rgb<u8> {

@@ -187,6 +187,29 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// The demo config (`pipelines/demo.toml`) over the demo built under `target/`, writing to
+/// `dir/out`.
+pub fn demo_config(dir: &Path) -> PathBuf {
+    let demo = demo();
+    let mut text = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
+    for (from, to) in [
+        ("../demo/images", demo.join("images")),
+        (
+            "../demo/models/demo_vgg.onnx",
+            demo.join("models/demo_vgg.onnx"),
+        ),
+        ("../out/demo", dir.join("out")),
+    ] {
+        let quoted = format!("\"{from}\"");
+        assert!(
+            text.contains(&quoted),
+            "pipelines/demo.toml has no {quoted}"
+        );
+        text = text.replace(&quoted, &format!("{:?}", to.to_str().unwrap()));
+    }
+    write_config(dir, &text)
+}
+
 /// The values of a primitive column.
 pub fn primitives<T: ArrowPrimitiveType>(batch: &RecordBatch, column: &str) -> Vec<T::Native> {
     let array = batch

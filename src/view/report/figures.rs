@@ -114,26 +114,43 @@ fn stored_maps(
         .collect())
 }
 
-/// Draws an example: its map over its input image (or alone, where the image cannot be read),
-/// or the image alone when no map is stored; None when neither can be drawn.
-pub fn draw(
+/// The pixel size of an example's picture: its map magnified as in `layerwise plot`, or
+/// [`IMAGE_ONLY`] square for an image without a map.
+pub fn picture_size(map: Option<&StoredMap>) -> (u32, u32) {
+    match map {
+        Some(map) => {
+            let zoom = render::magnification(map.height, map.width);
+            (map.width as u32 * zoom, map.height as u32 * zoom)
+        }
+        None => (IMAGE_ONLY, IMAGE_ONLY),
+    }
+}
+
+/// The input image of `image` at `size`, as the run's preprocessing fits it; None where it is
+/// inside a shard or cannot be read.
+pub fn input_image(
     run: &StoredRun,
-    image: Option<&StoredImage>,
-    map: Option<&StoredMap>,
+    image: &StoredImage,
+    size: (u32, u32),
     resizer: &mut Resizer,
 ) -> Option<RgbImage> {
+    underlay(run, image, size, resizer)
+}
+
+/// Draws an example: its map over its input image `under` (at [`picture_size`]), or the map
+/// alone, or the image alone when no map is stored; None when there is neither.
+pub fn draw(map: Option<&StoredMap>, under: Option<&RgbImage>) -> Option<RgbImage> {
     let Some(map) = map else {
-        return image.and_then(|i| underlay(run, i, (IMAGE_ONLY, IMAGE_ONLY), resizer));
+        return under.cloned();
     };
-    let zoom = render::magnification(map.height, map.width);
-    let size = (map.width as u32 * zoom, map.height as u32 * zoom);
     let cell = Cell {
         title: String::new(),
         height: map.height,
         width: map.width,
         values: map.values.clone(),
-        under: image.and_then(|i| underlay(run, i, size, resizer)),
+        under: under.cloned(),
     };
+    let zoom = render::magnification(map.height, map.width);
     Some(render::picture(&cell, zoom, render::own_scale(&cell), None))
 }
 

@@ -116,7 +116,10 @@ impl Td {
 
 /// A table with the `sortable` class; `id` names it for the page's script and tests.
 pub fn table(id: &str, columns: &[Column], rows: impl Iterator<Item = Vec<Td>>) -> String {
-    let mut out = format!("<table class=\"sortable\" id=\"{}\">\n<thead><tr>", escape(id));
+    let mut out = format!(
+        "<table class=\"sortable\" id=\"{}\">\n<thead><tr>",
+        escape(id)
+    );
     for c in columns {
         let heading = escape(&c.heading);
         if c.sortable {

@@ -168,40 +168,79 @@ fn build_layer<'r>(
         pictures,
     };
     let view = built.view();
-    (0..built.channels.len()).into_par_iter().try_for_each(|at| {
-        let name = format!("channel-{}.html", built.channels[at].channel);
-        write_file(&folder.join(name), &pages::channel(site, &view, at))
-    })?;
+    (0..built.channels.len())
+        .into_par_iter()
+        .try_for_each(|at| {
+            let name = format!("channel-{}.html", built.channels[at].channel);
+            write_file(&folder.join(name), &pages::channel(site, &view, at))
+        })?;
     Ok(built)
 }
 
-/// Draws every example of every channel (in parallel) as `c{channel}-{rank}.jpg`, and each
-/// channel's best as `tile-{channel}.png`; says which were drawn.
+/// Channels whose pictures are drawn together: their input images are decoded once for the
+/// group, and at most this many channels' worth (x `--top`) are held at a time.
+const CHANNELS_AT_ONCE: usize = 64;
+
+/// Draws every example of every channel as `c{channel}-{rank}.jpg`, and each channel's best as
+/// `tile-{channel}.jpg`, in parallel; says which were drawn.
 fn draw_examples(
     site: &Site,
     channels: &[summary::ChannelSummary],
     examples: &[Vec<Example>],
     folder: &Path,
 ) -> Result<Vec<Vec<bool>>> {
-    channels
-        .par_iter()
-        .zip(examples)
-        .map_init(Resizer::new, |resizer, (c, list)| {
-            let mut drawn = Vec::with_capacity(list.len());
-            for (rank, e) in list.iter().enumerate() {
-                let image = site.images.get(&e.image_id).copied();
-                let Some(picture) = figures::draw(site.run, image, e.map.as_ref(), resizer) else {
-                    drawn.push(false);
-                    continue;
-                };
-                figures::save(&picture, &folder.join(format!("c{}-{rank}.jpg", c.channel)))?;
-                if rank == 0 {
-                    let tile = figures::tile(&picture);
-                    figures::save(&tile, &folder.join(format!("tile-{}.jpg", c.channel)))?;
-                }
-                drawn.push(true);
-            }
-            Ok(drawn)
+    let mut drawn = Vec::with_capacity(channels.len());
+    for (channels, examples) in channels
+        .chunks(CHANNELS_AT_ONCE)
+        .zip(examples.chunks(CHANNELS_AT_ONCE))
+    {
+        let inputs = input_images(site, examples);
+        let group: Result<Vec<Vec<bool>>> = channels
+            .par_iter()
+            .zip(examples)
+            .map(|(c, list)| {
+                list.iter()
+                    .enumerate()
+                    .map(|(rank, e)| {
+                        let size = figures::picture_size(e.map.as_ref());
+                        let under = inputs.get(&(e.image_id, size)).and_then(Option::as_ref);
+                        let Some(picture) = figures::draw(e.map.as_ref(), under) else {
+                            return Ok(false);
+                        };
+                        figures::save(
+                            &picture,
+                            &folder.join(format!("c{}-{rank}.jpg", c.channel)),
+                        )?;
+                        if rank == 0 {
+                            let tile = figures::tile(&picture);
+                            figures::save(&tile, &folder.join(format!("tile-{}.jpg", c.channel)))?;
+                        }
+                        Ok(true)
+                    })
+                    .collect()
+            })
+            .collect();
+        drawn.extend(group?);
+    }
+    Ok(drawn)
+}
+
+/// The input images under `examples`, each decoded once (in parallel) at each size it is drawn.
+fn input_images(
+    site: &Site,
+    examples: &[Vec<Example>],
+) -> HashMap<(u64, (u32, u32)), Option<image::RgbImage>> {
+    let wanted: std::collections::BTreeSet<(u64, (u32, u32))> = examples
+        .iter()
+        .flatten()
+        .map(|e| (e.image_id, figures::picture_size(e.map.as_ref())))
+        .collect();
+    wanted
+        .into_par_iter()
+        .map_init(Resizer::new, |resizer, (id, size)| {
+            let image = site.images.get(&id).copied();
+            let decoded = image.and_then(|i| figures::input_image(site.run, i, size, resizer));
+            ((id, size), decoded)
         })
         .collect()
 }

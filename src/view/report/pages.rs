@@ -66,7 +66,10 @@ pub struct Site<'a> {
 impl Site<'_> {
     /// A table of the run, for a query: `read_parquet('RUN/TABLE/*.parquet')`.
     fn table(&self, name: &str) -> String {
-        format!("read_parquet({})", sql(&format!("{}/{name}/*.parquet", self.run_dir)))
+        format!(
+            "read_parquet({})",
+            sql(&format!("{}/{name}/*.parquet", self.run_dir))
+        )
     }
 
     /// The query naming a layer's per-image, per-channel numbers `obs(image_id, channel, mean,
@@ -93,10 +96,9 @@ impl Site<'_> {
     fn caption(&self, image_id: u64) -> String {
         match self.images.get(&image_id) {
             Some(image) => {
-                let label = image
-                    .label
-                    .as_deref()
-                    .map_or(String::new(), |l| format!("<br>label: <span class=\"label\">{}</span>", escape(l)));
+                let label = image.label.as_deref().map_or(String::new(), |l| {
+                    format!("<br>label: <span class=\"label\">{}</span>", escape(l))
+                });
                 format!(
                     "image {image_id}: <span class=\"path\">{}</span>{label}",
                     escape(&image.path)
@@ -137,7 +139,10 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
         ("run folder", escape(&site.run_dir)),
         ("status", escape(&status)),
         ("model", escape(&facts.model.path)),
-        ("model SHA-256", format!("<code>{}</code>", escape(&facts.model.sha256))),
+        (
+            "model SHA-256",
+            format!("<code>{}</code>", escape(&facts.model.sha256)),
+        ),
         (
             "ONNX Runtime",
             format!(
@@ -157,7 +162,10 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
                 failed.len()
             ),
         ),
-        ("throughput", speed.unwrap_or_else(|| "- (the run is not complete)".into())),
+        (
+            "throughput",
+            speed.unwrap_or_else(|| "- (the run is not complete)".into()),
+        ),
         ("labels", escape(&site.labels.names.join(", "))),
     ];
     let mut body = format!("<h1>{}</h1>\n<dl class=\"facts\">\n", escape(&facts.name));
@@ -176,7 +184,11 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
         ],
         layers.iter().map(|l| {
             vec![
-                Td::html(format!("<a href=\"{}\">{}</a>", l.page(), escape(&l.layer.name))),
+                Td::html(format!(
+                    "<a href=\"{}\">{}</a>",
+                    l.page(),
+                    escape(&l.layer.name)
+                )),
                 Td::html(escape(&l.layer.kind)),
                 Td::html(escape(&l.shape())),
                 Td::count(l.layer.channels as u64),
@@ -202,7 +214,11 @@ fn failures(site: &Site, failed: &[&&StoredImage]) -> String {
     }
     out.push_str(&html::table(
         "failures",
-        &[Column::number("image_id"), Column::text("path"), Column::text("reason")],
+        &[
+            Column::number("image_id"),
+            Column::text("path"),
+            Column::text("reason"),
+        ],
         failed.iter().take(FAILURES_SHOWN).map(|i| {
             vec![
                 Td::count(i.image_id),
@@ -234,7 +250,11 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
         source_text(view.source)
     );
     body.push_str("<h2>Channels</h2>\n<div class=\"tiles\">\n");
-    for (c, (examples, drawn)) in view.channels.iter().zip(view.examples.iter().zip(view.drawn)) {
+    for (c, (examples, drawn)) in view
+        .channels
+        .iter()
+        .zip(view.examples.iter().zip(view.drawn))
+    {
         let score = examples.first().map(|e| f64::from(e.score));
         let picture = if drawn.first() == Some(&true) {
             format!(
@@ -254,8 +274,17 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
     body.push_str("</div>\n<h2>Channel table</h2>\n");
     body.push_str(&channel_table(site, view));
     body.push_str(&study(view));
-    let crumbs = format!("<a href=\"index.html\">{}</a> / {}", escape(&site.run.facts.name), escape(&l.name));
-    html::page(&format!("{} - {}", l.name, site.run.facts.name), "", &crumbs, &body)
+    let crumbs = format!(
+        "<a href=\"index.html\">{}</a> / {}",
+        escape(&site.run.facts.name),
+        escape(&l.name)
+    );
+    html::page(
+        &format!("{} - {}", l.name, site.run.facts.name),
+        "",
+        &crumbs,
+        &body,
+    )
 }
 
 fn source_text(source: Source) -> &'static str {
@@ -299,9 +328,11 @@ fn channel_table(site: &Site, view: &LayerView) -> String {
         row
     });
     let mut out = html::table("channels", &columns, rows);
-    out.push_str("<p class=\"note\">Click a heading to sort. Selectivity: (mu_max - mu_rest) / \
+    out.push_str(
+        "<p class=\"note\">Click a heading to sort. Selectivity: (mu_max - mu_rest) / \
         (mu_max + mu_rest) over the label means of the channel's mean (Morcos et al., 2018); it \
-        reads as intended for non-negative activations.</p>\n");
+        reads as intended for non-negative activations.</p>\n",
+    );
     let obs = site.observations(view.layer);
     out.push_str(&html::query(&format!(
         "{obs}SELECT channel, count(*) AS images, avg(mean) AS mean, avg(max) AS mean_max, \
@@ -322,8 +353,10 @@ fn study(view: &LayerView) -> String {
     let mut out = String::from("<h2>The classic study</h2>\n");
     let (one_image, one_channel) = view.study;
     if !one_image && !one_channel {
-        out.push_str("<p class=\"note\">No maps of this layer are stored; add <code>keep</code> \
-            to the layer to see them here.</p>\n");
+        out.push_str(
+            "<p class=\"note\">No maps of this layer are stored; add <code>keep</code> \
+            to the layer to see them here.</p>\n",
+        );
         return out;
     }
     if one_image {
@@ -359,10 +392,11 @@ pub fn channel(site: &Site, view: &LayerView, at: usize) -> String {
         let _ = writeln!(body, "<h2>Histogram of the {what}</h2>");
         body.push_str(&html::histogram(h, &format!("histogram of the {what}")));
         body.push_str(&html::query(&format!(
-            "{obs}SELECT least(floor(({column} - {lo:e}) / ({hi:e} - {lo:e}) * {bins}), {last}) AS bar, \
-             count(*) AS images\nFROM obs WHERE channel = {ch} GROUP BY bar ORDER BY bar",
-            lo = h.lo,
-            hi = h.hi,
+            "{obs}SELECT least(floor(({column}::DOUBLE - {lo}::DOUBLE) / ({hi}::DOUBLE - {lo}::DOUBLE) \
+             * {bins}), {last}) AS bar, count(*) AS images\nFROM obs WHERE channel = {ch} \
+             GROUP BY bar ORDER BY bar",
+            lo = f64::from(h.lo),
+            hi = f64::from(h.hi),
             bins = h.counts.len(),
             last = h.counts.len() - 1,
             ch = c.channel
@@ -376,12 +410,20 @@ pub fn channel(site: &Site, view: &LayerView, at: usize) -> String {
         escape(&l.name),
         c.channel
     );
-    html::page(&format!("{} channel {}", l.name, c.channel), "../", &crumbs, &body)
+    html::page(
+        &format!("{} channel {}", l.name, c.channel),
+        "../",
+        &crumbs,
+        &body,
+    )
 }
 
 fn neighbours(view: &LayerView, at: usize) -> String {
     let link = |i: usize, text: &str| {
-        format!("<a href=\"channel-{}.html\">{text}</a>", view.channels[i].channel)
+        format!(
+            "<a href=\"channel-{}.html\">{text}</a>",
+            view.channels[i].channel
+        )
     };
     let mut parts = Vec::new();
     if at > 0 {
@@ -403,7 +445,11 @@ fn examples(site: &Site, view: &LayerView, at: usize) -> String {
     );
     for (rank, (e, drawn)) in view.examples[at].iter().zip(&view.drawn[at]).enumerate() {
         let picture = if *drawn {
-            format!("<img src=\"c{}-{rank}.jpg\" alt=\"example {}\">", c.channel, rank + 1)
+            format!(
+                "<img src=\"c{}-{rank}.jpg\" alt=\"example {}\">",
+                c.channel,
+                rank + 1
+            )
         } else {
             String::new()
         };

@@ -72,10 +72,11 @@ impl Histogram {
         }
     }
 
-    /// The bar of `v` (the last bar holds `hi`).
+    /// The bar of `v` (the last bar holds `hi`), computed in float64 as the page's query does.
     pub fn bin(&self, v: f32) -> usize {
-        if self.hi > self.lo {
-            (((v - self.lo) / (self.hi - self.lo) * BINS as f32) as usize).min(BINS - 1)
+        let (v, lo, hi) = (f64::from(v), f64::from(self.lo), f64::from(self.hi));
+        if hi > lo {
+            (((v - lo) / (hi - lo) * BINS as f64).floor() as usize).min(BINS - 1)
         } else {
             0
         }
@@ -215,10 +216,7 @@ pub fn selectivity(label_means: &[Option<f64>]) -> Option<f64> {
     if means.len() < 2 {
         return None;
     }
-    let (top, _) = means
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))?;
+    let (top, _) = means.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
     let rest = means
         .iter()
         .enumerate()
@@ -262,9 +260,12 @@ pub fn summarise(
 /// `vectors` (one value per channel: mean = max = the value) for a vector layer.
 fn observe(run: &StoredRun, layer: &StoredLayer, mut each: impl FnMut(&Observation)) -> Result<()> {
     if layer.kind == "vector" {
-        return run.scan(Table::Vectors, &["image_id", "layer", "values"], None, |batch| {
-            vector_observations(&batch, &layer.name, &mut each)
-        });
+        return run.scan(
+            Table::Vectors,
+            &["image_id", "layer", "values"],
+            None,
+            |batch| vector_observations(&batch, &layer.name, &mut each),
+        );
     }
     let query = MapQuery {
         layer: layer.name.clone(),
@@ -295,7 +296,12 @@ fn vector_observations(batch: &RecordBatch, layer: &str, each: &mut impl FnMut(&
     let values = column(batch, "values").as_list::<i32>();
     for i in (0..batch.num_rows()).filter(|&i| layers.value(i) == layer) {
         let list = values.value(i);
-        for (c, &v) in list.as_primitive::<Float32Type>().values().iter().enumerate() {
+        for (c, &v) in list
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .enumerate()
+        {
             each(&Observation {
                 image_id: ids.value(i),
                 channel: c as u32,
@@ -317,7 +323,11 @@ mod tests {
         assert_eq!(selectivity(&[Some(3.0), Some(1.0), Some(1.0)]), Some(0.5));
         assert_eq!(selectivity(&[Some(2.0), Some(2.0)]), Some(0.0));
         assert_eq!(selectivity(&[Some(2.0), None]), None, "one label with data");
-        assert_eq!(selectivity(&[Some(1.0), Some(-1.0)]), None, "zero denominator");
+        assert_eq!(
+            selectivity(&[Some(1.0), Some(-1.0)]),
+            None,
+            "zero denominator"
+        );
     }
 
     #[test]
