@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, from a fresh checkout: provisions ONNX Runtime and the Python tools, builds the demo
-# model and images, builds layerwise, runs the classic study (pipelines/demo.toml) and queries
-# the result with DuckDB.
+# model and images, builds layerwise, runs the classic study (pipelines/demo.toml), draws its
+# figures, writes its report (the atlas, out/demo/report/index.html) and queries the result with
+# DuckDB.
 # usage: scripts/demo.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,8 @@ target/release/layerwise plot channels --config pipelines/demo.toml --layer bloc
 target/release/layerwise plot images --run out/demo --layer block1_conv1 --channel 11 --images 0..49
 target/release/layerwise plot channels --run out/demo --layer block5_conv3 --image 0 --channels 0..49
 target/release/layerwise plot top --run out/demo --layer block5_conv3 --channel 164 --k 8 --cols 4
+# The atlas: a static site of the run that opens from file://.
+report=$(target/release/layerwise report out/demo)
 .venv/bin/python - <<'PY'
 import duckdb
 sql = lambda q: print(duckdb.sql(q))
@@ -41,3 +44,5 @@ sql("""
     ORDER BY abs(astronaut - cat) DESC LIMIT 5
 """)
 PY
+echo
+echo "The report of the run (open it in a browser): $report"

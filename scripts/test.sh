@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Everything the tests need, then every test: provisions ONNX Runtime and the Python tools
-# (test models are built by the tests themselves with them), checks formatting and lints,
-# and runs the whole suite.
+# Everything the tests need, then every test: provisions ONNX Runtime, the Python tools (test
+# models are built by the tests themselves with them) and the headless browser of the report
+# tests, checks formatting and lints, and runs the whole suite.
 # usage: scripts/test.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/fetch-onnxruntime.sh
 scripts/python-env.sh
+scripts/browser-env.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

@@ -565,6 +565,8 @@ fn the_demo_report_opens_in_a_browser() {
     let shots = root().join("target/report-shots");
     let pages = ["index.html", "layer-1.html", "layer-1/channel-164.html"];
     let checked = browser(&out.join("report"), &shots, &pages);
+    let layer_ms = checked[1]["load_ms"].as_f64().unwrap();
+    eprintln!("the 512-channel layer page loaded in {layer_ms} ms");
     assert_eq!(checked.len(), 3);
     assert_eq!(checked[1]["sorted_rows"], 512, "the layer table sorts");
     assert_eq!(

@@ -7,11 +7,13 @@ REPORT_DIR, every <img> has loaded (naturalWidth > 0), no script planted in the 
 (window.pwned stays undefined, no alert opened), and a full-page screenshot is written to
 SHOTS_DIR and is not blank. On layer pages (with a #channels table) a click on the "mean"
 heading sorts the rows by mean, largest first, and a second click smallest first.
-Prints one JSON line per page; exits 1 on the first failure.
+Prints one JSON line per page (with load_ms, the time to its load event, every image loaded);
+exits 1 on the first failure.
 """
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -79,10 +81,24 @@ def check_sort(driver, page):
     return len(before)
 
 
+def scroll_through(driver):
+    """Scrolls down a screen at a time (so that lazy images load), then waits up to 20 s for
+    every image to finish."""
+    height = driver.execute_script("return document.body.scrollHeight")
+    for y in range(0, height + 900, 800):
+        driver.execute_script("window.scrollTo(0, arguments[0])", y)
+    for _ in range(200):
+        if driver.execute_script("return Array.from(document.images).every(i => i.complete)"):
+            return
+        time.sleep(0.1)
+
+
 def check(driver, root, shots, page):
     url = (root / page).as_uri()
     driver.get(url)
-    driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    load_ms = driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime")
+    scroll_through(driver)
     try:
         alert = driver.switch_to.alert
         fail(page, f"an alert opened: {alert.text!r}")
@@ -110,7 +126,7 @@ def check(driver, root, shots, page):
         fail(page, f"the screenshot {shot} is blank")
     sorted_rows = check_sort(driver, page) if driver.find_elements(By.ID, "channels") else None
     print(json.dumps({"page": page, "ok": True, "images": images, "sorted_rows": sorted_rows,
-                      "screenshot": str(shot)}))
+                      "load_ms": round(load_ms, 1), "screenshot": str(shot)}))
 
 
 def main():

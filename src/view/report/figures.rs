@@ -167,10 +167,62 @@ pub fn save(picture: &RgbImage, path: &Path) -> Result<()> {
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Tiles per row of a layer's sheet of tiles.
+pub const SHEET_COLUMNS: usize = 16;
+
+/// Where channel `at`'s tile sits in its layer's sheet: (x, y) in pixels.
+pub fn sheet_position(at: usize) -> (u32, u32) {
+    let (col, row) = (at % SHEET_COLUMNS, at / SHEET_COLUMNS);
+    (col as u32 * TILE, row as u32 * TILE)
+}
+
+/// The tiles of a layer, each centred in its [`TILE`] square at [`sheet_position`], on white.
+pub fn sheet(tiles: &[Option<RgbImage>]) -> RgbImage {
+    let rows = tiles.len().div_ceil(SHEET_COLUMNS).max(1) as u32;
+    let width = SHEET_COLUMNS.min(tiles.len().max(1)) as u32 * TILE;
+    let mut sheet = RgbImage::from_pixel(width, rows * TILE, render::BACKGROUND);
+    for (at, tile) in tiles.iter().enumerate() {
+        if let Some(tile) = tile {
+            let (x, y) = sheet_position(at);
+            let (dx, dy) = ((TILE - tile.width()) / 2, (TILE - tile.height()) / 2);
+            image::imageops::replace(&mut sheet, tile, (x + dx).into(), (y + dy).into());
+        }
+    }
+    sheet
+}
+
 /// The picture shrunk to fit a [`TILE`] square.
 pub fn tile(picture: &RgbImage) -> RgbImage {
     let (w, h) = picture.dimensions();
     let scale = f64::from(TILE) / f64::from(w.max(h));
-    let size = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, TILE);
     image::imageops::thumbnail(picture, size(w), size(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_sit_in_their_squares_of_the_sheet() {
+        let red = RgbImage::from_pixel(TILE, TILE / 2, image::Rgb([255, 0, 0]));
+        let wide = tile(&RgbImage::from_pixel(300, 100, image::Rgb([0, 0, 255])));
+        assert_eq!(wide.dimensions(), (TILE, TILE / 3));
+        let mut tiles = vec![None; SHEET_COLUMNS + 1];
+        tiles[1] = Some(red);
+        tiles[SHEET_COLUMNS] = Some(wide);
+        let sheet = sheet(&tiles);
+        assert_eq!(sheet.dimensions(), (SHEET_COLUMNS as u32 * TILE, 2 * TILE));
+        let (x, y) = sheet_position(1);
+        assert_eq!((x, y), (TILE, 0));
+        assert_eq!(
+            sheet.get_pixel(x + 1, y + TILE / 2)[0],
+            255,
+            "centred vertically"
+        );
+        assert_eq!(*sheet.get_pixel(x + 1, y + 1), render::BACKGROUND);
+        assert_eq!(sheet_position(SHEET_COLUMNS), (0, TILE));
+        assert_eq!(sheet.get_pixel(1, TILE + TILE / 2)[2], 255);
+        assert_eq!(*sheet.get_pixel(1, 1), render::BACKGROUND, "no tile: white");
+    }
 }

@@ -32,10 +32,12 @@ pub fn sql(text: &str) -> String {
 pub fn number(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => {
-            if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+            if v == 0.0 {
+                "0".to_owned()
+            } else if v.abs() >= 1e5 || v.abs() < 1e-3 {
                 format!("{v:.3e}")
             } else {
-                let digits = (3 - v.abs().log10().floor().max(0.0) as i32).max(0) as usize;
+                let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
                 format!("{v:.digits$}")
             }
         }
@@ -206,7 +208,8 @@ mod tests {
         assert_eq!(number(Some(1234.5678)), "1235");
         assert_eq!(number(Some(0.123456)), "0.1235");
         assert_eq!(number(Some(12.0)), "12.00");
-        assert_eq!(number(Some(0.0)), "0.000");
+        assert_eq!(number(Some(0.0)), "0");
+        assert_eq!(number(Some(0.001234)), "0.001234");
         assert_eq!(number(Some(2.5e-5)), "2.500e-5");
         assert_eq!(number(None), "-");
         assert_eq!(number(Some(f64::NAN)), "-");

@@ -153,8 +153,9 @@ fn build_layer<'r>(
     let study = study_figures(run, layer, &folder);
     let pictures = drawn
         .iter()
-        .map(|d| d.iter().filter(|x| **x).count() + usize::from(d.first() == Some(&true)))
+        .map(|d| d.iter().filter(|x| **x).count())
         .sum::<usize>()
+        + usize::from(drawn.iter().any(|d| d.first() == Some(&true)))
         + usize::from(study.0)
         + usize::from(study.1);
     let built = BuiltLayer {
@@ -181,8 +182,9 @@ fn build_layer<'r>(
 /// group, and at most this many channels' worth (x `--top`) are held at a time.
 const CHANNELS_AT_ONCE: usize = 64;
 
-/// Draws every example of every channel as `c{channel}-{rank}.jpg`, and each channel's best as
-/// `tile-{channel}.jpg`, in parallel; says which were drawn.
+/// Draws every example of every channel as `c{channel}-{rank}.jpg`, in parallel, and each
+/// channel's best, shrunk, into one sheet `tiles.jpg` (one file for the layer page to load,
+/// however many channels); says which were drawn.
 fn draw_examples(
     site: &Site,
     channels: &[summary::ChannelSummary],
@@ -190,16 +192,19 @@ fn draw_examples(
     folder: &Path,
 ) -> Result<Vec<Vec<bool>>> {
     let mut drawn = Vec::with_capacity(channels.len());
+    let mut tiles = Vec::with_capacity(channels.len());
     for (channels, examples) in channels
         .chunks(CHANNELS_AT_ONCE)
         .zip(examples.chunks(CHANNELS_AT_ONCE))
     {
         let inputs = input_images(site, examples);
-        let group: Result<Vec<Vec<bool>>> = channels
+        let group: Result<Vec<(Vec<bool>, Option<image::RgbImage>)>> = channels
             .par_iter()
             .zip(examples)
             .map(|(c, list)| {
-                list.iter()
+                let mut tile = None;
+                let drawn = list
+                    .iter()
                     .enumerate()
                     .map(|(rank, e)| {
                         let size = figures::picture_size(e.map.as_ref());
@@ -212,15 +217,21 @@ fn draw_examples(
                             &folder.join(format!("c{}-{rank}.jpg", c.channel)),
                         )?;
                         if rank == 0 {
-                            let tile = figures::tile(&picture);
-                            figures::save(&tile, &folder.join(format!("tile-{}.jpg", c.channel)))?;
+                            tile = Some(figures::tile(&picture));
                         }
                         Ok(true)
                     })
-                    .collect()
+                    .collect::<Result<Vec<bool>>>()?;
+                Ok((drawn, tile))
             })
             .collect();
-        drawn.extend(group?);
+        for (d, t) in group? {
+            drawn.push(d);
+            tiles.push(t);
+        }
+    }
+    if tiles.iter().any(Option::is_some) {
+        figures::save(&figures::sheet(&tiles), &folder.join("tiles.jpg"))?;
     }
     Ok(drawn)
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::view::read::{StoredImage, StoredLayer, StoredRun};
-use crate::view::report::figures::{Example, Source};
+use crate::view::report::figures::{sheet_position, Example, Source};
 use crate::view::report::html::{self, escape, number, sql, Column, Td};
 use crate::view::report::summary::{ChannelSummary, Labels};
 
@@ -250,15 +250,18 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
         source_text(view.source)
     );
     body.push_str("<h2>Channels</h2>\n<div class=\"tiles\">\n");
-    for (c, (examples, drawn)) in view
+    for (at, (c, (examples, drawn))) in view
         .channels
         .iter()
         .zip(view.examples.iter().zip(view.drawn))
+        .enumerate()
     {
         let score = examples.first().map(|e| f64::from(e.score));
         let picture = if drawn.first() == Some(&true) {
+            let (x, y) = sheet_position(at);
             format!(
-                "<img src=\"{folder}/tile-{ch}.jpg\" alt=\"channel {ch}\">",
+                "<img src=\"{folder}/tiles.jpg\" alt=\"channel {ch}\" \
+                 style=\"object-position: -{x}px -{y}px\">",
                 ch = c.channel
             )
         } else {
