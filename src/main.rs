@@ -145,10 +145,11 @@ enum Command {
         layerwise report out/demo --layers block5_conv3 --top 16 --out /tmp/atlas"
     )]
     Report {
-        /// The run's output folder.
+        /// The run's output folder, or its s3://bucket/prefix.
         #[arg(value_name = "OUT")]
         run: PathBuf,
-        /// The site's folder (default: OUT/report); an earlier report there is replaced.
+        /// The site's folder or s3:// prefix (default: OUT/report); an earlier report in a
+        /// folder is replaced.
         #[arg(long = "out", value_name = "DIR")]
         dest: Option<PathBuf>,
         /// Only these layers, comma-separated (default: all).
@@ -488,15 +489,8 @@ fn write_report(
     layers: Option<Vec<String>>,
     top: usize,
 ) -> anyhow::Result<()> {
-    use layerwise::view::{read::StoredRun, report};
-    let stored = StoredRun::open(run)?;
-    let options = report::ReportOptions {
-        dest: dest.unwrap_or_else(|| run.join("report")),
-        layers,
-        top: top.max(1),
-    };
     let started = std::time::Instant::now();
-    let written = report::write(&stored, &options)?;
+    let written = layerwise::view::report::write_from(run, dest, layers, top.max(1))?;
     tracing::info!(
         "{} pages and {} pictures in {:.1} s",
         written.pages,

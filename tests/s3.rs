@@ -352,3 +352,57 @@ fn shards_in_s3_are_read_as_local_ones_and_a_killed_run_resumes() {
         &["stats", "maps", "vectors"],
     );
 }
+
+#[test]
+fn a_report_reads_a_run_in_a_bucket_and_writes_into_it() {
+    let moto = Moto::start();
+    moto.boto("s3.create_bucket(Bucket='atlas')", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    write_images(
+        &dir.path().join("images"),
+        &[("p/a.png", 10, 7), ("q/b.png", 9, 9), ("q/c.png", 12, 8)],
+    );
+    let layers = "[[layers]]\ntensor = \"conv1\"\nkeep = [2]\ntop_k = 2\n[run]\npart_size = 2";
+    let config = tiny_config_with_layers(dir.path(), "atlas", layers);
+    let url = "s3://atlas/runs/tiny";
+    let run = moto.layerwise(&["run", config.to_str().unwrap(), "--out", url, "-q"]);
+    assert!(run.status.success(), "{}", text(&run));
+
+    let local = dir.path().join("site");
+    let made = moto.layerwise(&["report", url, "--out", local.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", text(&made));
+    let index = std::fs::read_to_string(local.join("index.html")).unwrap();
+    assert!(
+        index.contains("<span id=\"images-total\">3</span>"),
+        "{index}"
+    );
+    let layer = std::fs::read_to_string(local.join("layer-0.html")).unwrap();
+    assert!(
+        layer.contains("read_parquet(&#39;s3://atlas/runs/tiny/stats/*.parquet&#39;)"),
+        "the queries name the bucket"
+    );
+
+    let uploaded = moto.layerwise(&["report", url]);
+    assert!(uploaded.status.success(), "{}", text(&uploaded));
+    assert_eq!(
+        String::from_utf8_lossy(&uploaded.stdout).trim(),
+        format!("{url}/report/index.html")
+    );
+    let fetched = dir.path().join("fetched");
+    moto.boto(
+        DOWNLOAD,
+        &["atlas", "runs/tiny/report", fetched.to_str().unwrap()],
+    );
+    for page in [
+        "index.html",
+        "layer-0.html",
+        "layer-0/channel-2.html",
+        "assets/sort.js",
+    ] {
+        assert_eq!(
+            std::fs::read(fetched.join(page)).unwrap(),
+            std::fs::read(local.join(page)).unwrap(),
+            "{page}: the uploaded report equals the local one"
+        );
+    }
+}

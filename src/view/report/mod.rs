@@ -11,6 +11,7 @@
 pub mod figures;
 pub mod html;
 pub mod pages;
+pub mod remote;
 pub mod summary;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::output::store::is_remote;
 use crate::view::plot::{self, ImageRef, ImageSet};
 use crate::view::read::{StoredImage, StoredLayer, StoredRun};
 use crate::view::render::Style;
@@ -39,6 +41,48 @@ pub struct ReportOptions {
     pub layers: Option<Vec<String>>,
     /// Dataset examples per channel.
     pub top: usize,
+    /// Where the run's tables are, as the pages' queries name them (default: the run folder).
+    pub tables_at: Option<String>,
+}
+
+/// Writes the report of the run at `location` (a folder or `s3://...`) to `dest` (default
+/// `LOCATION/report`; a bucket too): a run in a bucket is copied locally first, a report for
+/// a bucket is built locally and uploaded.
+pub fn write_from(
+    location: &Path,
+    dest: Option<PathBuf>,
+    layers: Option<Vec<String>>,
+    top: usize,
+) -> Result<Written> {
+    let copy = is_remote(location)
+        .then(|| remote::LocalCopy::fetch(location))
+        .transpose()?;
+    let run = StoredRun::open(copy.as_ref().map_or(location, |c| c.dir()))?;
+    let dest = dest.unwrap_or_else(|| location.join("report"));
+    let tables_at = copy.as_ref().map(|_| location.display().to_string());
+    if !is_remote(&dest) {
+        let options = ReportOptions {
+            dest,
+            layers,
+            top,
+            tables_at,
+        };
+        return write(&run, &options);
+    }
+    let local = std::env::temp_dir().join(format!("layerwise-site-{}", std::process::id()));
+    let options = ReportOptions {
+        dest: local.clone(),
+        layers,
+        top,
+        tables_at,
+    };
+    let written = write(&run, &options);
+    let uploaded = written.and_then(|w| remote::upload(&local, &dest).map(|()| w));
+    let _ = std::fs::remove_dir_all(&local);
+    Ok(Written {
+        dir: dest,
+        ..uploaded?
+    })
 }
 
 /// What a report wrote.
@@ -59,12 +103,15 @@ pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
     let images = run.images()?;
     let by_id: HashMap<u64, &StoredImage> = images.iter().map(|i| (i.image_id, i)).collect();
     let labels = Labels::new(&images);
-    let run_dir = std::fs::canonicalize(&run.dir).unwrap_or_else(|_| run.dir.clone());
+    let run_dir = options.tables_at.clone().unwrap_or_else(|| {
+        let dir = std::fs::canonicalize(&run.dir).unwrap_or_else(|_| run.dir.clone());
+        dir.display().to_string()
+    });
     let site = Site {
         run,
         images: &by_id,
         labels: &labels,
-        run_dir: run_dir.display().to_string(),
+        run_dir,
     };
     let mut written = Written {
         dir: options.dest.clone(),
