@@ -156,22 +156,13 @@ fn channel_numbers(out: &Path, layer: &str, vector: bool, labels: &[&str]) -> Ve
         .collect()
 }
 
-/// Morcos et al.'s class selectivity index over label means.
+/// Morcos et al.'s class selectivity index over two label means: with two labels, mu_rest is
+/// the other label's mean.
 fn selectivity(means: &[f64]) -> f64 {
-    let (top, max) = means
-        .iter()
-        .copied()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
-    let rest: f64 = means
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != top)
-        .map(|(_, m)| m)
-        .sum::<f64>()
-        / (means.len() - 1) as f64;
-    (max - rest) / (max + rest)
+    let [a, b] = means else {
+        panic!("the demo has two labels")
+    };
+    (a.max(*b) - a.min(*b)) / (a + b)
 }
 
 /// The layer page's channel table equals the tables' numbers in DuckDB, channel by channel.
@@ -293,46 +284,39 @@ fn layer_tables_equal_duckdb_over_the_tables() {
     assert_channel_table(&report, out, 2, "predictions", true, &labels);
 }
 
+/// The examples on a channel page are the DuckDB query's, in order, and `drawn` of them have a
+/// picture.
+fn assert_examples(html: &str, sql: &str, drawn: usize) {
+    let want = duckdb(sql);
+    let got = examples(html);
+    assert_eq!(got.len(), 8, "{sql}");
+    for ((id, score), row) in got.iter().zip(&want) {
+        assert_eq!(*id, row[0].as_u64().unwrap(), "{sql}");
+        assert_near(*score, f64_of(&row[1]), "score");
+    }
+    assert_eq!(html.matches("<img src=\"c").count(), drawn, "{sql}");
+}
+
 #[test]
 fn channel_pages_show_the_top_examples_in_order() {
     let (_, out) = demo_report();
     let report = out.join("report");
-    // block5_conv3 has top_k: the top table's order (score, then image_id).
-    for channel in [0, 164, 511] {
-        let html = page(&report, &format!("layer-1/channel-{channel}.html"));
-        let want = duckdb(&format!(
-            "SELECT image_id, score FROM {} WHERE layer = 'block5_conv3' AND channel = {channel} \
-             ORDER BY score DESC, image_id LIMIT 8",
-            table_sql(out, "top")
-        ));
-        let got = examples(&html);
-        assert_eq!(got.len(), 8);
-        for ((id, score), row) in got.iter().zip(&want) {
-            assert_eq!(*id, row[0].as_u64().unwrap(), "channel {channel}");
-            assert_near(*score, f64_of(&row[1]), "score");
+    // block5_conv3 has top_k: the top table's order (score, then image_id), every map drawn.
+    // block1_conv1 has none: ranked by the per-image max in stats; channel 5 is not kept, so
+    // its examples are the images alone.
+    for (index, layer, table, score, channels) in [
+        (1, "block5_conv3", "top", "score", [0, 164, 511]),
+        (0, "block1_conv1", "stats", "max", [0, 11, 5]),
+    ] {
+        for channel in channels {
+            let sql = format!(
+                "SELECT image_id, {score} FROM {} WHERE layer = '{layer}' AND channel = {channel} \
+                 ORDER BY {score} DESC, image_id LIMIT 8",
+                table_sql(out, table)
+            );
+            let html = page(&report, &format!("layer-{index}/channel-{channel}.html"));
+            assert_examples(&html, &sql, 8);
         }
-        let pictures = html.matches("<img src=\"c").count();
-        assert_eq!(pictures, 8, "every example is drawn");
-    }
-    // block1_conv1 has no top_k: ranked by the per-image max in stats.
-    for channel in [0, 11, 5] {
-        let html = page(&report, &format!("layer-0/channel-{channel}.html"));
-        let want = duckdb(&format!(
-            "SELECT image_id, max FROM {} WHERE layer = 'block1_conv1' AND channel = {channel} \
-             ORDER BY max DESC, image_id LIMIT 8",
-            table_sql(out, "stats")
-        ));
-        let got: Vec<(u64, f64)> = examples(&html);
-        let want: Vec<(u64, f64)> = want
-            .iter()
-            .map(|r| (r[0].as_u64().unwrap(), f64_of(&r[1])))
-            .collect();
-        assert_eq!(
-            got.iter().map(|e| e.0).collect::<Vec<_>>(),
-            want.iter().map(|e| e.0).collect::<Vec<_>>()
-        );
-        // Channel 5 is not kept: the examples are the images alone.
-        assert_eq!(html.matches("<img src=\"c").count(), 8, "channel {channel}");
     }
 }
 

@@ -6,12 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use fast_image_resize::Resizer;
 use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
-use crate::view::plot::underlay;
-use crate::view::read::{MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::view::read::{MapQuery, StoredLayer, StoredMap, StoredRun};
 use crate::view::render::{self, Cell};
 use crate::view::report::summary::ChannelSummary;
 
@@ -124,17 +122,6 @@ pub fn picture_size(map: Option<&StoredMap>) -> (u32, u32) {
         }
         None => (IMAGE_ONLY, IMAGE_ONLY),
     }
-}
-
-/// The input image of `image` at `size`, as the run's preprocessing fits it; None where it is
-/// inside a shard or cannot be read.
-pub fn input_image(
-    run: &StoredRun,
-    image: &StoredImage,
-    size: (u32, u32),
-    resizer: &mut Resizer,
-) -> Option<RgbImage> {
-    underlay(run, image, size, resizer)
 }
 
 /// Draws an example: its map over its input image `under` (at [`picture_size`]), or the map

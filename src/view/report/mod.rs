@@ -297,7 +297,7 @@ fn input_images(
         .into_par_iter()
         .map_init(Resizer::new, |resizer, (id, size)| {
             let image = site.images.get(&id).copied();
-            let decoded = image.and_then(|i| figures::input_image(site.run, i, size, resizer));
+            let decoded = image.and_then(|i| plot::underlay(site.run, i, size, resizer));
             ((id, size), decoded)
         })
         .collect()
