@@ -109,7 +109,10 @@ def check(driver, root, shots, page):
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     if errors:
         fail(page, f"console errors: {errors}")
-    outside = [u for u in requests(driver) if not u.startswith(root.as_uri() + "/")]
+    seen = requests(driver)
+    if url not in seen:
+        fail(page, f"the browser's network log does not show the page itself: {seen[:5]}")
+    outside = [u for u in seen if not u.startswith(root.as_uri() + "/")]
     if outside:
         fail(page, f"requests outside the report: {outside}")
     broken = driver.execute_script(
