@@ -2,7 +2,12 @@
 # Compares, on the same images, models and layers: ONNX Runtime alone on pre-decoded batches
 # (the ceiling), `layerwise run`, and the Python peer (Pillow + numpy + onnxruntime + pyarrow).
 #
-# usage: benches/compare.sh [IMAGES]     (default 512 JPEGs; needs ../shared/bench)
+# usage: benches/compare.sh [IMAGES] [--provider cpu|cuda|tensorrt]
+#            (default 512 JPEGs on the CPU; needs ../shared/bench)
+# With --provider cuda or tensorrt (a GPU node: onnxruntime-gpu in LAYERWISE_BENCH_PYTHON, and
+# ORT_DYLIB_PATH at its library for layerwise), the ceiling is benches/ceiling.py on that
+# provider, layerwise runs the same configs with `[run] provider` set (`reduce = "auto"`: the
+# statistics in the graph), and the Python peer, a CPU pipeline, is left out.
 # Prints the date and cores, images/s and peak RSS of each, where layerwise's time per image
 # goes (wall time by stage, and CPU time by stage and for its busiest thread, from run.json),
 # and the ratios layerwise/ceiling and layerwise/peer. All three use every core.
@@ -14,17 +19,33 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-count=${1:-512}
+count=512
+provider=cpu
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --provider) provider=$2; shift 2 ;;
+    *) count=$1; shift ;;
+  esac
+done
+case $provider in cpu|cuda|tensorrt) ;; *) echo "compare.sh: --provider cpu, cuda or tensorrt" >&2; exit 2 ;; esac
 threads=$(nproc)
 source "$root/benches/measure.sh"
 prepare_bench "$count"
 
 workload() {
   local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224}
-  echo "== $config: $outputs"
-  measure ceiling $python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
-    --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
-  measure layerwise "$bin" run "pipelines/$config.toml" --overwrite --quiet
+  echo "== $config: $outputs ($provider)"
+  if [[ $provider != cpu ]]; then
+    measure ceiling $python benches/ceiling.py $data/models/$model $data/images --provider "$provider" \
+      --outputs "$outputs" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
+    sed "s/^\[run\]$/[run]\nprovider = \"$provider\"/" "pipelines/$config.toml" > "pipelines/.$config-$provider.toml"
+    measure layerwise "$bin" run "pipelines/.$config-$provider.toml" --overwrite --quiet
+    rm -f "pipelines/.$config-$provider.toml"
+  else
+    measure ceiling $python "$bench/peer_ort.py" bare $data/models/$model $data/images /tmp/layerwise-peer \
+      --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
+    measure layerwise "$bin" run "pipelines/$config.toml" --overwrite --quiet
+  fi
   # Where layerwise's time goes, from its run.json (decoding overlaps the model).
   $python - "out/$config/run.json" <<'PY'
 import json, sys
@@ -39,6 +60,10 @@ print(f"           CPU per image: {c['process_ms']:.2f} ms = ONNX Runtime {c['on
       f"write {c['write_ms']:.2f}, read {c['read_ms']:.2f}); busiest own thread {c['busiest_thread']} "
       f"{c['busiest_thread_ms']:.2f} ms, {c['busiest_thread_ms'] / max(c['own_ms'], 1e-9):.2f} of layerwise's")
 PY
+  if [[ $provider != cpu ]]; then
+    awk -v l="$layerwise_rate" -v c="$ceiling_rate" 'BEGIN { printf "layerwise/ceiling %.2f\n", l / c }'
+    return
+  fi
   measure peer $python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
     --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
   awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \
