@@ -247,7 +247,7 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
         escape(&l.name),
         escape(&view.shape()),
         l.kept.len(),
-        source_text(view.source)
+        source_text(view)
     );
     body.push_str("<h2>Channels</h2>\n<div class=\"tiles\">\n");
     for (at, (c, (examples, drawn))) in view
@@ -290,10 +290,11 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
     )
 }
 
-fn source_text(source: Source) -> &'static str {
-    match source {
-        Source::Top => "the <code>top</code> table (score as the layer's <code>top_by</code>)",
-        Source::Stats => "<code>stats</code>, ranked by each image's max",
+fn source_text(view: &LayerView) -> &'static str {
+    match (view.source, view.layer.kind.as_str()) {
+        (_, "vector") => "<code>vectors</code>, ranked by each image's value",
+        (Source::Top, _) => "the <code>top</code> table (score as the layer's <code>top_by</code>)",
+        (Source::Stats, _) => "<code>stats</code>, ranked by each image's max",
     }
 }
 
@@ -442,9 +443,9 @@ fn examples(site: &Site, view: &LayerView, at: usize) -> String {
     let c = &view.channels[at];
     let mut out = format!(
         "<h2>Top {} dataset examples</h2>\n<p class=\"note\">From {}; each map is drawn over its \
-         input image where the image can be read.</p>\n<div class=\"examples\">\n",
+         input image where the image can be read, an image without a stored map alone.</p>\n<div class=\"examples\">\n",
         view.examples[at].len(),
-        source_text(view.source)
+        source_text(view)
     );
     for (rank, (e, drawn)) in view.examples[at].iter().zip(&view.drawn[at]).enumerate() {
         let picture = if *drawn {
