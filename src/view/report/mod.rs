@@ -197,7 +197,7 @@ fn build_layer<'r>(
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let drawn = draw_examples(site, &channels, &examples, &folder)?;
-    let study = study_figures(run, layer, &folder);
+    let study = study_figures(site, layer, &folder);
     let pictures = drawn
         .iter()
         .map(|d| d.iter().filter(|x| **x).count())
@@ -305,7 +305,8 @@ fn input_images(
 
 /// The classic study's figures of a layer with stored maps: the first image's kept channels,
 /// and the first kept channel across the first images. Says which were drawn.
-fn study_figures(run: &StoredRun, layer: &StoredLayer, folder: &Path) -> (bool, bool) {
+fn study_figures(site: &Site, layer: &StoredLayer, folder: &Path) -> (bool, bool) {
+    let run = site.run;
     if layer.kept.is_empty() || layer.kind != "maps" {
         return (false, false);
     }
@@ -321,9 +322,14 @@ fn study_figures(run: &StoredRun, layer: &StoredLayer, folder: &Path) -> (bool, 
         }
         drawn.is_ok()
     };
-    let first = run.images().ok().and_then(|i| i.into_iter().find(|i| i.ok));
+    let first = site
+        .images
+        .values()
+        .filter(|i| i.ok)
+        .map(|i| i.image_id)
+        .min();
     let one_image = first.is_some_and(|first| {
-        let cells = plot::channels_from_run(run, &layer.name, &ImageRef::Id(first.image_id), None);
+        let cells = plot::channels_from_run(run, &layer.name, &ImageRef::Id(first), None);
         draw(cells, "study-image.png")
     });
     let channel = layer.kept[0];
