@@ -421,6 +421,56 @@ fn a_run_without_labels_or_top_k_has_examples_from_stats() {
 }
 
 #[test]
+fn with_many_labels_the_layer_table_names_each_channels_top_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, u32, u32)> = (0..26)
+        .map(|i| {
+            (
+                format!("class{:02}/{i}.png", i % 13),
+                12 + i % 5,
+                10 + i % 7,
+            )
+        })
+        .collect();
+    let files: Vec<(&str, u32, u32)> = files.iter().map(|(p, w, h)| (p.as_str(), *w, *h)).collect();
+    let out = plain_run(dir.path(), &files, 1000);
+    let report = report(&out, &[]);
+    let layer = page(report.parent().unwrap(), "layer-0.html");
+    let (headings, rows) = table(&layer, "channels");
+    assert_eq!(
+        &headings[6..],
+        ["top label", "mean: top label", "selectivity"],
+        "{headings:?}"
+    );
+    assert!(layer.contains("With 13 labels (more than 12), each channel shows its top label"));
+    // The page's own query gives each channel's top label and its mean.
+    let queries = queries(&layer);
+    assert!(
+        queries[1].contains("arg_max(label, mean)"),
+        "{}",
+        queries[1]
+    );
+    let want = duckdb(&queries[1]);
+    assert_eq!(rows.len(), want.len());
+    let section = &layer[layer.find("id=\"channels\"").unwrap()..];
+    let section = &section[..section.find("</table>").unwrap()];
+    let names: Vec<&str> = section
+        .split("<span class=\"label\">")
+        .skip(1)
+        .map(|s| &s[..s.find("</span>").unwrap()])
+        .collect();
+    for ((row, name), want) in rows.iter().zip(&names).zip(&want) {
+        let channel = want[0].as_u64().unwrap();
+        assert_eq!(row[0], Some(channel as f64));
+        assert_eq!(*name, want[1].as_str().unwrap(), "channel {channel}");
+        assert_near(row[7].unwrap(), f64_of(&want[2]), "top label mean");
+    }
+    // The channel page still lists all 13.
+    let channel = page(report.parent().unwrap(), "layer-0/channel-0.html");
+    assert_eq!(table(&channel, "label-means").1.len(), 13);
+}
+
+#[test]
 fn a_partial_run_is_reported_from_its_committed_parts() {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<(String, u32, u32)> = (0..5).map(|i| (format!("{i}.png"), 16, 16)).collect();

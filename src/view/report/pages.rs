@@ -298,8 +298,27 @@ fn source_text(view: &LayerView) -> &'static str {
     }
 }
 
+/// Up to this many labels, the layer table has a column of means per label; above it (an
+/// ImageNet model's 1,000 classes would make a page 1,000 columns wide), it names each
+/// channel's top label (the one with the highest mean) and that mean, and the channel pages
+/// keep every label's mean.
+pub const LABEL_COLUMNS: usize = 12;
+
+/// The label with the highest mean (the first of equal ones), and that mean.
+fn top_label<'a>(names: &'a [String], means: &[Option<f64>]) -> Option<(&'a str, f64)> {
+    names
+        .iter()
+        .zip(means)
+        .filter_map(|(name, mean)| Some((name.as_str(), (*mean)?)))
+        .fold(None, |best: Option<(&str, f64)>, (name, mean)| match best {
+            Some((_, m)) if m >= mean => best,
+            _ => Some((name, mean)),
+        })
+}
+
 fn channel_table(site: &Site, view: &LayerView) -> String {
     let labels = &site.labels.names;
+    let wide = labels.len() > LABEL_COLUMNS;
     let mut columns = vec![
         Column::number("channel"),
         Column::number("images"),
@@ -308,7 +327,12 @@ fn channel_table(site: &Site, view: &LayerView) -> String {
         Column::number("peak"),
         Column::number("frac > 0"),
     ];
-    columns.extend(labels.iter().map(|l| Column::number(&format!("mean: {l}"))));
+    if wide {
+        columns.push(Column::text("top label"));
+        columns.push(Column::number("mean: top label"));
+    } else {
+        columns.extend(labels.iter().map(|l| Column::number(&format!("mean: {l}"))));
+    }
     if labels.len() >= 2 {
         columns.push(Column::number("selectivity"));
     }
@@ -325,7 +349,15 @@ fn channel_table(site: &Site, view: &LayerView) -> String {
             Td::number(Some(f64::from(c.peak))),
             Td::number(Some(c.frac_positive)),
         ];
-        row.extend(c.label_means.iter().map(|m| Td::number(*m)));
+        if wide {
+            let top = top_label(labels, &c.label_means);
+            row.push(Td::html(top.map_or(String::new(), |(name, _)| {
+                format!("<span class=\"label\">{}</span>", escape(name))
+            })));
+            row.push(Td::number(top.map(|(_, mean)| mean)));
+        } else {
+            row.extend(c.label_means.iter().map(|m| Td::number(*m)));
+        }
         if labels.len() >= 2 {
             row.push(Td::number(c.selectivity));
         }
@@ -337,17 +369,33 @@ fn channel_table(site: &Site, view: &LayerView) -> String {
         (mu_max + mu_rest) over the label means of the channel's mean (Morcos et al., 2018); it \
         reads as intended for non-negative activations.</p>\n",
     );
+    if wide {
+        out.push_str(&format!(
+            "<p class=\"note\">With {} labels (more than {LABEL_COLUMNS}), each channel shows its \
+             top label, the one whose images it responds to most on average; its page lists the \
+             mean of every label.</p>\n",
+            labels.len()
+        ));
+    }
     let obs = site.observations(view.layer);
     out.push_str(&html::query(&format!(
         "{obs}SELECT channel, count(*) AS images, avg(mean) AS mean, avg(max) AS mean_max, \
          max(max) AS peak, avg(frac_positive) AS frac_positive\nFROM obs GROUP BY channel ORDER BY channel"
     )));
     if !labels.is_empty() {
-        out.push_str(&html::query(&format!(
-            "{obs}SELECT channel, label, avg(mean) AS mean\nFROM obs JOIN {} USING (image_id) \
-             WHERE label IS NOT NULL GROUP BY ALL ORDER BY ALL",
+        let per_label = format!(
+            "SELECT channel, label, avg(mean) AS mean\nFROM obs JOIN {} USING (image_id) \
+             WHERE label IS NOT NULL GROUP BY ALL",
             site.table("images")
-        )));
+        );
+        out.push_str(&html::query(&if wide {
+            format!(
+                "{obs}SELECT channel, arg_max(label, mean) AS top_label, max(mean) AS mean\n\
+                 FROM ({per_label}) GROUP BY channel ORDER BY channel"
+            )
+        } else {
+            format!("{obs}{per_label} ORDER BY ALL")
+        }));
     }
     out
 }
@@ -519,4 +567,23 @@ fn label_means(site: &Site, view: &LayerView, at: usize) -> String {
         c.channel
     )));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_label_is_the_first_highest_mean() {
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        assert_eq!(
+            top_label(&names, &[Some(1.0), None, Some(3.0), Some(3.0)]),
+            Some(("c", 3.0))
+        );
+        assert_eq!(top_label(&names, &[None, None, None, None]), None);
+        assert_eq!(
+            top_label(&names, &[Some(-2.0), Some(-1.0), None, None]),
+            Some(("b", -1.0))
+        );
+    }
 }
