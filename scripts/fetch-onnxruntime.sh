@@ -4,11 +4,14 @@
 #
 # usage: scripts/fetch-onnxruntime.sh [--gpu] [VERSION]
 #   VERSION  the wheel's version (default 1.32.0, or 1.31.1 with --gpu: the newest
-#            onnxruntime-gpu release; ort 2.0.0-rc.15 needs 1.17 or later)
+#            onnxruntime-gpu release; 1.19 or later: older wheels do not ship the shared
+#            library, and ort 2.0.0-rc.15 needs 1.17 or later)
 #   --gpu    take the onnxruntime-gpu wheel instead (1.31.1 links CUDA 13: libcudart.so.13)
 #
 # layerwise looks for the library at ORT_DYLIB_PATH, then the config's [run] onnxruntime, then
-# this cache, then an onnxruntime package importable by python3.
+# (an installed layerwise) its own Python environment or (one built from this checkout) this
+# cache, then an onnxruntime package importable by python3. Installed from the wheel, it needs
+# none of this: pip install "layerwise[cpu]" brings the library.
 set -euo pipefail
 
 package=onnxruntime

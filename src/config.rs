@@ -339,6 +339,17 @@ pub enum Provider {
     Tensorrt,
 }
 
+impl Provider {
+    /// The name a config gives it, e.g. `cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::Tensorrt => "tensorrt",
+        }
+    }
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {

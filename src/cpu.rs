@@ -43,9 +43,11 @@ pub const OWN_NICE: i32 = 10;
 /// Lowers the calling thread's scheduling priority to [`OWN_NICE`]; call it first thing on
 /// every thread of layerwise's own. Where that is not allowed, nothing changes.
 pub fn yield_to_inference() {
-    // SAFETY: gettid and setpriority take and change nothing but the calling thread's nice.
+    // SAFETY: the gettid system call and setpriority take and change nothing but the calling
+    // thread's nice. (The system call, not glibc's gettid(), which only glibc 2.30 and later
+    // have: the wheel targets glibc 2.28.)
     unsafe {
-        let thread = libc::gettid() as libc::id_t;
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, thread, OWN_NICE);
     }
 }

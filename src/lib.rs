@@ -4,7 +4,8 @@
 //! The data flows one way, one folder per concern:
 //! [`config`] -> [`plan`] -> [`input`] (listing, decode and preprocess) -> [`model`] (the
 //! session) -> [`reduce`] -> [`output`] (tables, sink, store), driven by [`pipeline`];
-//! [`view`] reads a stored run back and draws it. The command line in `main.rs` is a thin
+//! [`view`] reads a stored run back and draws it; [`doctor`] examines the node a run would
+//! use (the runtime library, its providers, CPUs and GPUs). The command line in `main.rs` is a thin
 //! layer over [`pipeline::run`].
 
 #![warn(missing_docs)]
@@ -13,6 +14,7 @@ pub mod check;
 pub mod config;
 pub mod cpu;
 pub mod digest;
+pub mod doctor;
 pub mod error;
 pub mod input;
 pub mod model;

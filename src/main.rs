@@ -121,6 +121,22 @@ enum Command {
         #[arg(long, value_name = "N")]
         shards: Option<usize>,
     },
+    /// Check this node: the ONNX Runtime library found (where, and where it looked), its
+    /// version and providers, a session run on each, the CPUs and the GPUs a run would use.
+    ///
+    /// Exits 0 when a run can start (on the CPU, or on the config's [run] provider), 2 when it
+    /// cannot, after saying what to install. Given a config, its [run] onnxruntime, provider
+    /// and device are the ones checked.
+    #[command(
+        after_help = "Examples:\n  layerwise doctor\n  layerwise doctor pipelines/demo.toml --json"
+    )]
+    Doctor {
+        /// A pipeline config whose [run] settings to check (default: a CPU run).
+        config: Option<PathBuf>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of pipeline configs, for editors and CI.
     ///
     /// The schema (JSON Schema draft 2020-12, also checked in as schemas/config.schema.json)
@@ -315,6 +331,10 @@ fn main() -> ExitCode {
             shards,
         )),
         Command::Schema => report(schema()),
+        Command::Doctor { config, json } => match doctor(config.as_deref(), json) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => report(Err(err)),
+        },
         Command::Report {
             run,
             dest,
@@ -385,6 +405,23 @@ fn stop_on_signal() -> &'static AtomicBool {
         tracing::warn!("cannot handle Ctrl-C and SIGTERM: {e}");
     }
     &STOP
+}
+
+/// Examines the node for a run (of `config`, or on the CPU) and prints what it found; the
+/// exit status says whether a run can start.
+fn doctor(config: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+    let run = match config {
+        Some(path) => layerwise::plan::read_config(path)?.run,
+        None => layerwise::config::RunConfig::default(),
+    };
+    let search = layerwise::model::runtime::SearchPath::standard(run.onnxruntime);
+    let diagnosis = layerwise::doctor::diagnose(&search, run.provider, run.device);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+    } else {
+        print!("{}", diagnosis.to_text());
+    }
+    Ok(diagnosis.exit_code())
 }
 
 /// Draws a figure and says where it went.

@@ -171,7 +171,7 @@ fn a_runtime_too_old_is_refused_with_its_version_and_the_fix() {
     );
     assert!(stderr.contains("but got '1.10.0'"), "{stderr}");
     assert!(
-        stderr.contains("Provision a supported version with: ")
+        stderr.contains("layerwise needs ONNX Runtime 1.17 or later. Provision it with: ")
             && stderr.contains("scripts/fetch-onnxruntime.sh"),
         "{stderr}"
     );
@@ -446,4 +446,147 @@ fn a_gpu_provider_without_the_gpu_library_names_the_wheel() {
             "{stderr}"
         );
     }
+}
+
+/// A Python environment laid out as pip installs the wheel: `env/bin/layerwise` (this build's
+/// executable) and `env/lib/python3.13/site-packages/`, with the runtime library in
+/// `onnxruntime/capi/` when `runtime` is set.
+fn python_environment(dir: &std::path::Path, runtime: bool) -> std::path::PathBuf {
+    let env = dir.join("env");
+    std::fs::create_dir_all(env.join("bin")).unwrap();
+    let exe = env.join("bin/layerwise");
+    std::fs::copy(env!("CARGO_BIN_EXE_layerwise"), &exe).unwrap();
+    let capi = env.join("lib/python3.13/site-packages/onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    if runtime {
+        let library = &common::runtime().located.path;
+        std::os::unix::fs::symlink(library, capi.join(library.file_name().unwrap())).unwrap();
+    }
+    exe
+}
+
+/// Runs an installed executable as a user would on a new node: no `PATH` (so no `python3`),
+/// no `ORT_DYLIB_PATH`, no virtual environment activated, from a folder with no `.cache/`.
+fn installed(exe: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(exe)
+        .args(args)
+        .env_clear()
+        .current_dir(exe.parent().unwrap())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_installed_executable_takes_the_runtime_of_its_own_python_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = python_environment(dir.path(), true);
+    let out = installed(&exe, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = dir.path().join("env");
+    assert_eq!(report["python_environment"], env.to_str().unwrap());
+    let library = assert_runtime_of_environment(&report, &env);
+    let capi = env.join("lib/python3.13/site-packages/onnxruntime/capi");
+    assert!(library.starts_with(capi.to_str().unwrap()), "{library}");
+    let runtime = &report["onnxruntime"];
+    assert_eq!(runtime["version"], "1.32.0");
+    assert_eq!(
+        runtime["looked_at"],
+        serde_json::json!(["ORT_DYLIB_PATH: not set", "[run] onnxruntime: not set"])
+    );
+
+    let out = installed(&exe, &["doctor"]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    for line in [
+        "layerwise 0.1.0\n".to_owned(),
+        format!(
+            "  executable     {} (in the Python environment {})\n",
+            exe.display(),
+            env.display()
+        ),
+        "ONNX Runtime 1.32.0\n".to_owned(),
+        format!("  found via      {}\n", layerwise::model::runtime::INSTALLED_SOURCE),
+        "  cpu            ok: a session ran\n".to_owned(),
+        "  cuda           no: not in this library (the onnxruntime-gpu wheel's has it)\n"
+            .to_owned(),
+        format!(
+            "  for GPUs       install the GPU runtime with: pip uninstall -y onnxruntime && pip \
+             install \"layerwise[gpu]\", in the Python environment layerwise is installed in ({})\n",
+            env.display()
+        ),
+        "ready: a run on `cpu` can start\n".to_owned(),
+    ] {
+        assert!(screen.contains(&line), "no {line:?} in\n{screen}");
+    }
+    assert!(screen.contains("  providers      ") && screen.contains("CPUExecutionProvider"));
+}
+
+#[test]
+fn an_installed_executable_without_a_runtime_names_the_pip_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = python_environment(dir.path(), false);
+    let env = dir.path().join("env");
+    let pip = format!(
+        "Install it with: pip install \"layerwise[cpu]\" (or \"layerwise[gpu]\" for NVIDIA GPUs), \
+         in the Python environment layerwise is installed in ({})",
+        env.display()
+    );
+    let out = installed(&exe, &["doctor"]);
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("ONNX Runtime (none usable)\n"), "{screen}");
+    assert!(screen.contains(&pip), "{screen}");
+    let capi = env.join("lib/python3.13/site-packages/onnxruntime/capi");
+    assert!(
+        screen.contains(&format!("{}: no libonnxruntime.so.*", capi.display())),
+        "{screen}"
+    );
+    // An installed executable does not look in the cache of the checkout it was built from.
+    assert!(!screen.contains(".cache/onnxruntime"), "{screen}");
+    assert!(screen.ends_with("not ready: a run on `cpu` cannot start (see above)\n"));
+
+    let config = demo_like_config(dir.path(), "conv1");
+    let out = installed(&exe, &["run", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: ONNX Runtime's shared library was not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&pip), "{stderr}");
+}
+
+#[test]
+fn doctor_checks_the_provider_of_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_like_config(dir.path(), "conv1");
+    let out = layerwise().arg("doctor").arg(&config).output().unwrap();
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.ends_with("ready: a run on `cpu` can start\n"),
+        "{screen}"
+    );
+
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text_of}\n[run]\nprovider = \"cuda\"\n")).unwrap();
+    let out = layerwise().arg("doctor").arg(&config).output().unwrap();
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{screen}");
+    assert!(
+        screen.contains(
+            "  cuda           no: not in this library (the onnxruntime-gpu wheel's has it)\n"
+        ),
+        "{screen}"
+    );
+    assert!(
+        screen.ends_with("not ready: a run on `cuda` cannot start (see above)\n"),
+        "{screen}"
+    );
+
+    std::fs::write(&config, "name = 1\n").unwrap();
+    let out = layerwise().arg("doctor").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("error: config "), "{}", text(&out));
 }

@@ -93,17 +93,17 @@ fn pipelines() -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// The fenced ```toml blocks of README.md that are whole configs (they have every required
-/// top-level key); fragments are left out.
-fn readme_configs() -> Vec<String> {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+/// The fenced ```toml blocks of a Markdown file of the repository (README.md, docs/) that are
+/// whole configs (they have every required top-level key); fragments are left out.
+fn markdown_configs(file: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join(file)).unwrap();
     let mut blocks = Vec::new();
     let mut rest = readme.as_str();
     while let Some(start) = rest.find("```toml\n") {
         let body = &rest[start + "```toml\n".len()..];
         let end = body
             .find("\n```")
-            .expect("an unclosed ```toml block in README.md");
+            .unwrap_or_else(|| panic!("an unclosed ```toml block in {file}"));
         blocks.push(body[..end + 1].to_owned());
         rest = &body[end..];
     }
@@ -123,11 +123,14 @@ fn readme_configs() -> Vec<String> {
 fn every_shipped_config_is_valid_for_both_layerwise_and_the_schema() {
     let pipelines = pipelines();
     assert!(pipelines.len() >= 3, "pipelines/: {}", pipelines.len());
-    let readme = readme_configs();
+    let readme = markdown_configs("README.md");
     assert!(
         !readme.is_empty(),
         "README.md has no complete config in a ```toml block"
     );
+    // The export guide's recipes: one config per recipe.
+    let recipes = markdown_configs("docs/models.md");
+    assert_eq!(recipes.len(), 6, "docs/models.md configs");
     for (path, text) in &pipelines {
         assert!(
             text.starts_with(&format!("{DIRECTIVE}\n")),
@@ -147,6 +150,12 @@ fn every_shipped_config_is_valid_for_both_layerwise_and_the_schema() {
                 .into_iter()
                 .enumerate()
                 .map(|(i, text)| (format!("README.md config block {i}"), text)),
+        )
+        .chain(
+            recipes
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| (format!("docs/models.md config block {i}"), text)),
         )
         .collect();
     let texts: Vec<String> = named.iter().map(|(_, t)| t.clone()).collect();

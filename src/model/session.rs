@@ -11,7 +11,7 @@ use ort::value::{DynValue, TensorElementType, TensorRef};
 use crate::config::Provider;
 use crate::error::PlanError;
 use crate::input::preprocess::{InputElement, InputType};
-use crate::model::runtime::Runtime;
+use crate::model::runtime::{self, Runtime};
 use crate::model::ModelFile;
 use crate::plan::Plan;
 
@@ -53,6 +53,9 @@ fn register_provider(
     execution: Execution,
 ) -> Result<(), PlanError> {
     let device = execution.device as i32;
+    if execution.provider != Provider::Cpu {
+        runtime.gpu_libraries();
+    }
     let (name, available, registered) = match execution.provider {
         Provider::Cpu => return Ok(()),
         Provider::Cuda => {
@@ -68,11 +71,7 @@ fn register_provider(
             )
         }
     };
-    let wheel = format!(
-        "provision the onnxruntime-gpu wheel's library (bash {}/scripts/fetch-onnxruntime.sh --gpu) \
-         or point ORT_DYLIB_PATH at it",
-        env!("CARGO_MANIFEST_DIR"),
-    );
+    let wheel = runtime.gpu_remedy();
     if !available.unwrap_or(false) {
         return Err(PlanError::Runtime(format!(
             "`[run] provider = \"{}\"` needs ONNX Runtime's {name} execution provider, which the \
@@ -83,12 +82,61 @@ fn register_provider(
         )));
     }
     registered.map_err(|e| {
+        let advice = match runtime.gpu_libraries() {
+            [] => {
+                "It needs the NVIDIA driver, and the CUDA and cuDNN libraries its onnxruntime-gpu \
+                   release was built for, of which none are beside the runtime \
+                   (site-packages/nvidia/*/lib): pip install \"onnxruntime-gpu[cuda,cudnn]\" (what \
+                   \"layerwise[gpu]\" installs) brings them, or load the cluster's CUDA and cuDNN \
+                   modules"
+                    .to_owned()
+            }
+            found => format!(
+                "The {} CUDA libraries beside the runtime (in {}) were loaded, so what is missing \
+                 is named above: libcuda.so.1 comes with the NVIDIA driver (nvidia-smi shows it), \
+                 TensorRT's libnvinfer with NVIDIA's tensorrt wheels or the cluster's module",
+                found.len(),
+                runtime::packages_folder(&runtime.located.path)
+                    .unwrap_or(&runtime.located.path)
+                    .display()
+            ),
+        };
         PlanError::Runtime(format!(
-            "ONNX Runtime's {name} execution provider could not start on GPU {device}: {e}. It needs \
-             the NVIDIA driver, CUDA and cuDNN versions its onnxruntime-gpu release names; or set \
-             `[run] provider = \"cpu\"`"
+            "ONNX Runtime's {name} execution provider could not start on GPU {device}: {}.\n\
+             {advice}; or set `[run] provider = \"cpu\"`",
+            e.to_string().trim_end()
         ))
     })
+}
+
+/// A model of one `Relu` over a float vector, `x` -> `y` (written by `onnx.helper`: IR 7,
+/// opset 13), that [`probe`] runs.
+const PROBE_MODEL: &[u8] = include_bytes!("probe.onnx");
+
+/// Opens a session on `execution`'s provider and runs a one-node model through it: what a
+/// run does first, without a model of its own. The errors are those a run would give.
+pub fn probe(runtime: &Runtime, execution: Execution) -> Result<(), PlanError> {
+    let failed = |e: String| PlanError::Runtime(format!("ONNX Runtime cannot run a model: {e}"));
+    let mut builder = Session::builder(&runtime.environment)
+        .and_then(|b| Ok(b.with_intra_threads(execution.threads)?))
+        .map_err(|e| failed(e.to_string()))?;
+    register_provider(&mut builder, runtime, execution)?;
+    let mut session = builder
+        .commit_from_memory(PROBE_MODEL)
+        .map_err(|e| failed(e.to_string()))?;
+    let x = [-1f32, 2.0];
+    let tensor =
+        TensorRef::from_array_view(([x.len()], &x[..])).map_err(|e| failed(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs!["x" => tensor])
+        .map_err(|e| failed(e.to_string()))?;
+    let (_, y) = outputs["y"]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| failed(e.to_string()))?;
+    if y != [0.0, 2.0] {
+        return Err(failed(format!("Relu([-1, 2]) gave {y:?}, not [0, 2]")));
+    }
+    Ok(())
 }
 
 /// What a session hands out: tensors of the model, and outputs of the nodes appended to it.

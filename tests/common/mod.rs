@@ -295,3 +295,29 @@ pub fn assert_same_tables(a: &Path, b: &Path) {
         assert_eq!(x, y, "{table}: values");
     }
 }
+
+/// Checks `layerwise doctor --json`'s report of an executable installed in the Python
+/// environment `env`: the runtime found there, from its `onnxruntime*/capi/`, the CPU provider
+/// listed and a session run on it. Returns the library's path.
+pub fn assert_runtime_of_environment(report: &serde_json::Value, env: &Path) -> String {
+    let runtime = &report["onnxruntime"];
+    assert_eq!(
+        runtime["found_via"],
+        layerwise::model::runtime::INSTALLED_SOURCE,
+        "{report}"
+    );
+    let library = runtime["library"].as_str().unwrap().to_owned();
+    assert!(
+        library.starts_with(env.to_str().unwrap()) && library.contains("/onnxruntime/capi/"),
+        "{library}"
+    );
+    let providers = runtime["providers"].as_array().unwrap();
+    assert!(
+        providers.contains(&"CPUExecutionProvider".into()),
+        "{runtime}"
+    );
+    assert_eq!(runtime["checks"][0]["provider"], "cpu", "{runtime}");
+    assert_eq!(runtime["checks"][0]["ok"], true, "{runtime}");
+    assert_eq!(report["ready"], true, "{report}");
+    library
+}
