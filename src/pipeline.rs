@@ -161,6 +161,7 @@ impl Prepared {
             },
             layers: self.layers.clone(),
             config: self.plan.config.clone(),
+            config_folder: self.plan.config.folder.display().to_string(),
             started_at: provenance::now_rfc3339(),
         }
     }

@@ -579,3 +579,118 @@ fn shard_readers_are_counted_in_the_cpu_record() {
     let workers = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(cpu["threads"].as_u64(), Some(2 * workers + 9), "{cpu}");
 }
+
+/// Writes the report of the run `out` into `dest` with every image an example (`--top 12`),
+/// from a folder other than the config's; returns what it logged.
+fn report_of(out: &Path, dest: &Path) -> String {
+    let output = layerwise()
+        .arg("report")
+        .arg(out)
+        .args(["--top", "12", "--out"])
+        .arg(dest)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// `layerwise plot top` of channel 0 of `conv1` of the run `out`, into the run's folder;
+/// returns what it logged.
+fn plot_top(out: &Path) -> String {
+    let output = layerwise()
+        .args([
+            "plot",
+            "top",
+            "--layer",
+            "conv1",
+            "--channel",
+            "0",
+            "--k",
+            "4",
+            "--run",
+        ])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// The SHA-256 of each example picture of `channel` of the first layer (`conv1`) in the report
+/// at `report`, by the name of its image (as `name_of` gives it from the run's images row).
+fn example_pictures(
+    report: &Path,
+    out: &Path,
+    channel: u32,
+    name_of: impl Fn(&ImageRow) -> String,
+) -> std::collections::BTreeMap<String, String> {
+    let layer = report.join("layer-0");
+    let html = std::fs::read_to_string(layer.join(format!("channel-{channel}.html"))).unwrap();
+    let names: HashMap<u64, String> = image_rows(out).iter().map(|r| (r.0, name_of(r))).collect();
+    let examples = report_examples(&html);
+    assert_eq!(examples.len(), 12, "channel {channel}: every image");
+    examples
+        .iter()
+        .enumerate()
+        .map(|(rank, (id, _))| {
+            let picture = layer.join(format!("c{channel}-{rank}.jpg"));
+            (names[id].clone(), sha256(&std::fs::read(&picture).unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("folder-report");
+    report_of(folder_run(), &reference);
+    // Shards named relative to the config's folder, reported from another folder.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for i in 0..4 {
+        let name = format!("wds/shard-{i:06}.tar");
+        std::fs::create_dir_all(data.join("wds")).unwrap();
+        std::fs::copy(datasets().join(&name), data.join(&name)).unwrap();
+    }
+    let wds = run(
+        dir.path(),
+        "webdataset = \"data/wds/shard-{000000..000003}.tar\"\nlabel_field = \"txt\"",
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wds.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["config_folder"], dir.path().display().to_string());
+    let wds_report = dir.path().join("wds-report");
+    let logged = report_of(&wds, &wds_report);
+    assert!(!logged.contains("drawing its map alone"), "{logged}");
+    let hf_dir = tempfile::tempdir().unwrap();
+    let hf = run(hf_dir.path(), "parquet = \"DATA/hf/train.parquet\"");
+    let hf_report = hf_dir.path().join("hf-report");
+    report_of(&hf, &hf_report);
+    for channel in [0, 2] {
+        let want = example_pictures(&reference, folder_run(), channel, |r| stem(&r.1));
+        let got = example_pictures(&wds_report, &wds, channel, |r| r.3.clone().unwrap());
+        assert_eq!(
+            got, want,
+            "webdataset, channel {channel}: the same pictures"
+        );
+        let got = example_pictures(&hf_report, &hf, channel, |r| stem(&r.1));
+        assert_eq!(got, want, "parquet, channel {channel}: the same pictures");
+    }
+    assert!(!plot_top(&wds).contains("drawing its map alone"));
+    // With its shards gone, the report still comes, each example its map alone, and says why.
+    std::fs::remove_dir_all(&data).unwrap();
+    let alone = dir.path().join("alone-report");
+    let logged = report_of(&wds, &alone);
+    let gone =
+        "shard data/wds/shard-000000.tar: shard not found (no such file); drawing its map alone";
+    assert!(logged.contains(&format!("cat_000.jpg: {gone}")), "{logged}");
+    let logged = plot_top(&wds);
+    assert!(logged.contains(gone), "{logged}");
+    let maps_alone = example_pictures(&alone, &wds, 0, |r| r.3.clone().unwrap());
+    let photos = example_pictures(&wds_report, &wds, 0, |r| r.3.clone().unwrap());
+    assert_eq!(maps_alone.len(), 12);
+    for (name, picture) in &maps_alone {
+        assert_ne!(picture, &photos[name], "{name}: drawn without its photo");
+    }
+}

@@ -70,19 +70,6 @@ fn table(html: &str, id: &str) -> (Vec<String>, Vec<Vec<Option<f64>>>) {
     (headings, rows)
 }
 
-/// The examples of a channel page: (image_id, score), in page order.
-fn examples(html: &str) -> Vec<(u64, f64)> {
-    html.split("<figure class=\"example\" data-image=\"")
-        .skip(1)
-        .map(|f| {
-            let (id, rest) = f.split_once('"').unwrap();
-            let score = rest.strip_prefix(" data-score=\"").unwrap();
-            let score: f32 = score[..score.find('"').unwrap()].parse().unwrap();
-            (id.parse().unwrap(), f64::from(score))
-        })
-        .collect()
-}
-
 /// The DuckDB queries under the figures of a page, unescaped.
 fn queries(html: &str) -> Vec<String> {
     html.split("<pre><code>")
@@ -288,7 +275,7 @@ fn layer_tables_equal_duckdb_over_the_tables() {
 /// picture.
 fn assert_examples(html: &str, sql: &str, drawn: usize) {
     let want = duckdb(sql);
-    let got = examples(html);
+    let got = report_examples(html);
     assert_eq!(got.len(), 8, "{sql}");
     for ((id, score), row) in got.iter().zip(&want) {
         assert_eq!(*id, row[0].as_u64().unwrap(), "{sql}");
@@ -332,7 +319,10 @@ fn the_pages_queries_reproduce_their_numbers() {
             .iter()
             .map(|r| r[0].as_u64().unwrap())
             .collect::<Vec<_>>(),
-        examples(&html).iter().map(|e| e.0).collect::<Vec<_>>()
+        report_examples(&html)
+            .iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>()
     );
     // The histogram counts under the figure equal the query's.
     let axes: Vec<Vec<u64>> = html
@@ -405,14 +395,17 @@ fn a_run_without_labels_or_top_k_has_examples_from_stats() {
         .len()
     );
     let kept = page(report.parent().unwrap(), "layer-0/channel-1.html");
-    assert_eq!(examples(&kept).len(), 2, "--top 2");
+    assert_eq!(report_examples(&kept).len(), 2, "--top 2");
     assert!(kept.contains("The images have no labels."));
     let want = duckdb(&format!(
         "SELECT image_id FROM {} WHERE channel = 1 ORDER BY max DESC, image_id LIMIT 2",
         table_sql(&out, "stats")
     ));
     assert_eq!(
-        examples(&kept).iter().map(|e| e.0).collect::<Vec<_>>(),
+        report_examples(&kept)
+            .iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>(),
         want.iter()
             .map(|r| r[0].as_u64().unwrap())
             .collect::<Vec<_>>()

@@ -9,6 +9,7 @@
 //! slice of the input tensor.
 
 pub mod listing;
+pub mod lookup;
 pub mod parquet;
 pub mod preprocess;
 pub mod remote;
@@ -75,6 +76,23 @@ pub enum Format {
     WebDataset(webdataset::Fields),
     /// Parquet files.
     Parquet(parquet::Fields),
+}
+
+impl Format {
+    /// The format of a shard input, with the folder its relative shard names are taken from;
+    /// `None` for files.
+    pub fn of(source: &InputSource) -> Option<(Format, &std::path::Path)> {
+        match source {
+            InputSource::Files(_) => None,
+            InputSource::WebDataset(spec) => Some((
+                Format::WebDataset(webdataset::Fields::new(spec)),
+                &spec.folder,
+            )),
+            InputSource::Parquet(spec) => {
+                Some((Format::Parquet(parquet::Fields::new(spec)), &spec.folder))
+            }
+        }
+    }
 }
 
 /// The samples of one part, a batch at a time.

@@ -26,6 +26,9 @@ pub struct Provenance {
     pub layers: Vec<LayerInfo>,
     /// The config, with paths resolved.
     pub config: Config,
+    /// The folder the config's relative names (its shard patterns) are taken from: the config
+    /// file's.
+    pub config_folder: String,
     /// When the run started (UTC, RFC 3339).
     pub started_at: String,
 }

@@ -1,6 +1,7 @@
 //! The classic study's figures, from a stored run (or computed on the fly from a config):
 //! one image's channels, one channel across images, and the images that excite a channel most.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,8 +11,9 @@ use fast_image_resize::Resizer;
 use image::RgbImage;
 
 use crate::config::Keep;
+use crate::input::lookup::{self, Wanted};
 use crate::input::preprocess::{self, InputType, Preprocess};
-use crate::input::{Content, Sample};
+use crate::input::{Content, Format, Sample};
 use crate::output::tables::Rows;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
@@ -176,12 +178,17 @@ pub fn top_from_run(run: &StoredRun, layer: &str, channel: u32, k: usize) -> Res
     let zoom = render::magnification(stored.height, stored.width);
     let size = (stored.width as u32 * zoom, stored.height as u32 * zoom);
     let mut resizer = Resizer::new();
+    let shown: Vec<&StoredImage> = maps
+        .iter()
+        .filter_map(|m| images.iter().find(|i| i.image_id == m.image_id))
+        .collect();
+    let photos = Photos::read(run, shown);
     Ok(maps
         .into_iter()
         .map(|m| {
             let image = images.iter().find(|i| i.image_id == m.image_id);
             let title = image.map_or(format!("image: {}", m.image_id), image_title);
-            let under = image.and_then(|i| underlay(run, i, size, &mut resizer));
+            let under = image.and_then(|i| photos.underlay(i, size, &mut resizer));
             Cell {
                 under,
                 ..cell(title, m)
@@ -339,40 +346,97 @@ fn not_stored(layer: &StoredLayer, channel: Option<u32>, run: &Path) -> String {
     )
 }
 
-/// The input image of `image`, brought to `size` as the run's preprocessing did; None (with a
-/// warning) when it is inside a shard or cannot be read.
-pub fn underlay(
-    run: &StoredRun,
-    image: &StoredImage,
-    size: (u32, u32),
-    resizer: &mut Resizer,
-) -> Option<RgbImage> {
-    let Some(root) = run.config.input.files_root() else {
-        tracing::warn!(
-            "{}: the image is inside a shard; drawing its map alone",
-            image.path
-        );
-        return None;
-    };
-    let path = root.join(&image.path);
-    let decoded = match preprocess::decode(&path) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!("{}: {e}; drawing its map alone", path.display());
-            return None;
+/// The input images of some of a run's images, to draw under their maps: a folder's or list's
+/// files read when drawn, a shard input's samples read again from their shards beforehand
+/// ([`lookup::encoded`]: one pass per shard that holds any).
+pub struct Photos<'a> {
+    run: &'a StoredRun,
+    /// The encoded images of the samples in shards, or why each cannot be had.
+    in_shards: HashMap<u64, Result<Vec<u8>, String>>,
+}
+
+impl<'a> Photos<'a> {
+    /// Gets ready to draw `images` of `run`, reading those inside shards.
+    pub fn read<'i>(
+        run: &'a StoredRun,
+        images: impl IntoIterator<Item = &'i StoredImage>,
+    ) -> Photos<'a> {
+        let wanted: Vec<Wanted> = images
+            .into_iter()
+            .filter_map(|i| {
+                Some(Wanted {
+                    image_id: i.image_id,
+                    source: i.source.as_deref()?,
+                    path: &i.path,
+                })
+            })
+            .collect();
+        let mut in_shards = HashMap::new();
+        if !wanted.is_empty() {
+            match plan::input_spec(&run.config, &Overrides::default()) {
+                Ok(spec) => match Format::of(&spec.source) {
+                    Some((format, folder)) => in_shards = lookup::encoded(&format, folder, &wanted),
+                    None => tracing::warn!(
+                        "the run's config names no shards any more; drawing maps alone"
+                    ),
+                },
+                Err(e) => tracing::warn!("cannot find the run's shards ({e}); drawing maps alone"),
+            }
         }
-    };
-    let fit = Preprocess {
-        input_type: InputType::Float32,
-        height: size.1,
-        width: size.0,
-        resize: run.config.preprocess.resize,
-        layout: run.config.preprocess.layout,
-        channel_order: run.config.preprocess.channel_order,
-        scale: 1.0,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        max_pixels: crate::config::DEFAULT_MAX_PIXELS,
-    };
-    fit.resize(decoded, resizer).ok()
+        Photos { run, in_shards }
+    }
+
+    /// The input image of `image`, brought to `size` as the run's preprocessing did; None
+    /// (with a warning) when it cannot be read or decoded any more.
+    pub fn underlay(
+        &self,
+        image: &StoredImage,
+        size: (u32, u32),
+        resizer: &mut Resizer,
+    ) -> Option<RgbImage> {
+        let (bytes, named) = match (&image.source, self.run.config.input.files_root()) {
+            (Some(_), _) => match self.in_shards.get(&image.image_id) {
+                Some(Ok(bytes)) => (std::borrow::Cow::Borrowed(bytes), image.path.clone()),
+                Some(Err(e)) => return warned(&image.path, e),
+                None => return None,
+            },
+            (None, Some(root)) => {
+                let path = root.join(&image.path);
+                match preprocess::read_file(&path) {
+                    Ok(bytes) => (std::borrow::Cow::Owned(bytes), path.display().to_string()),
+                    Err(e) => return warned(&path.display().to_string(), &e),
+                }
+            }
+            (None, None) => {
+                return warned(&image.path, "the run's config names no folder of images")
+            }
+        };
+        let decoded = match preprocess::decode_at_least(
+            &bytes,
+            size.0.max(size.1),
+            crate::config::DEFAULT_MAX_PIXELS,
+        ) {
+            Ok((decoded, _)) => decoded,
+            Err(e) => return warned(&named, &e),
+        };
+        let fit = Preprocess {
+            input_type: InputType::Float32,
+            height: size.1,
+            width: size.0,
+            resize: self.run.config.preprocess.resize,
+            layout: self.run.config.preprocess.layout,
+            channel_order: self.run.config.preprocess.channel_order,
+            scale: 1.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            max_pixels: crate::config::DEFAULT_MAX_PIXELS,
+        };
+        fit.resize(decoded, resizer).ok()
+    }
+}
+
+/// Warns that `what` is drawn without its image, and why.
+fn warned(what: &str, why: &str) -> Option<RgbImage> {
+    tracing::warn!("{what}: {why}; drawing its map alone");
+    None
 }

@@ -24,7 +24,8 @@ use crate::output::tables::Table;
 pub struct StoredRun {
     /// The output folder.
     pub dir: PathBuf,
-    /// The config it ran, with paths resolved.
+    /// The config it ran, with paths resolved, and the folder of its relative shard names
+    /// (`config.folder`; empty for runs made before it was recorded: then the current one).
     pub config: Config,
     /// Its layers.
     pub layers: Vec<StoredLayer>,
@@ -108,6 +109,8 @@ pub struct StoredLayer {
 #[derive(Deserialize)]
 struct RunJson {
     config: Config,
+    #[serde(default)]
+    config_folder: PathBuf,
     layers: Vec<StoredLayer>,
     #[serde(flatten)]
     facts: RunFacts,
@@ -123,8 +126,10 @@ struct ManifestParts {
 pub struct StoredImage {
     /// Its id.
     pub image_id: u64,
-    /// Path relative to the input root.
+    /// Path relative to the input root, or its name in its shard.
     pub path: String,
+    /// The shard it came from (`None` for files).
+    pub source: Option<String>,
     /// Its label.
     pub label: Option<String>,
     /// Whether it went through the model.
@@ -174,9 +179,11 @@ impl StoredRun {
             .with_context(|| format!("cannot read {}", source.display()))?;
         let mut facts = json.facts;
         facts.parts = parts(dir);
+        let mut config = json.config;
+        config.folder = json.config_folder;
         Ok(StoredRun {
             dir: dir.to_owned(),
-            config: json.config,
+            config,
             layers: json.layers,
             facts,
         })
@@ -198,11 +205,12 @@ impl StoredRun {
         let mut images = Vec::new();
         for batch in self.read(
             Table::Images,
-            &["image_id", "path", "label", "status", "error"],
+            &["image_id", "path", "source", "label", "status", "error"],
             None,
         )? {
             let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
             let paths = column(&batch, "path").as_string::<i32>();
+            let sources = column(&batch, "source").as_string::<i32>();
             let labels = column(&batch, "label").as_string::<i32>();
             let status = column(&batch, "status").as_string::<i32>();
             let errors = column(&batch, "error").as_string::<i32>();
@@ -210,6 +218,7 @@ impl StoredRun {
                 images.push(StoredImage {
                     image_id: ids.value(i),
                     path: paths.value(i).to_owned(),
+                    source: sources.is_valid(i).then(|| sources.value(i).to_owned()),
                     label: labels.is_valid(i).then(|| labels.value(i).to_owned()),
                     ok: status.value(i) == "ok",
                     error: errors.is_valid(i).then(|| errors.value(i).to_owned()),

@@ -321,3 +321,24 @@ pub fn assert_runtime_of_environment(report: &serde_json::Value, env: &Path) -> 
     assert_eq!(report["ready"], true, "{report}");
     library
 }
+
+/// The examples of a channel page: (image_id, score), in page order.
+pub fn report_examples(html: &str) -> Vec<(u64, f64)> {
+    html.split("<figure class=\"example\" data-image=\"")
+        .skip(1)
+        .map(|f| {
+            let (id, rest) = f.split_once('"').unwrap();
+            let score = rest.strip_prefix(" data-score=\"").unwrap();
+            let score: f32 = score[..score.find('"').unwrap()].parse().unwrap();
+            (id.parse().unwrap(), f64::from(score))
+        })
+        .collect()
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

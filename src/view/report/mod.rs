@@ -14,7 +14,7 @@ pub mod pages;
 pub mod remote;
 pub mod summary;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +22,7 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::output::store::is_remote;
-use crate::view::plot::{self, ImageRef, ImageSet};
+use crate::view::plot::{self, ImageRef, ImageSet, Photos};
 use crate::view::read::{StoredImage, StoredLayer, StoredRun};
 use crate::view::render::Style;
 use figures::Example;
@@ -240,11 +240,16 @@ fn draw_examples(
 ) -> Result<Vec<Vec<bool>>> {
     let mut drawn = Vec::with_capacity(channels.len());
     let mut tiles = Vec::with_capacity(channels.len());
+    let shown: BTreeSet<u64> = examples.iter().flatten().map(|e| e.image_id).collect();
+    let photos = Photos::read(
+        site.run,
+        shown.iter().filter_map(|id| site.images.get(id).copied()),
+    );
     for (channels, examples) in channels
         .chunks(CHANNELS_AT_ONCE)
         .zip(examples.chunks(CHANNELS_AT_ONCE))
     {
-        let inputs = input_images(site, examples);
+        let inputs = input_images(site, &photos, examples);
         let group: Result<Vec<(Vec<bool>, Option<image::RgbImage>)>> = channels
             .par_iter()
             .zip(examples)
@@ -286,9 +291,10 @@ fn draw_examples(
 /// The input images under `examples`, each decoded once (in parallel) at each size it is drawn.
 fn input_images(
     site: &Site,
+    photos: &Photos,
     examples: &[Vec<Example>],
 ) -> HashMap<(u64, (u32, u32)), Option<image::RgbImage>> {
-    let wanted: std::collections::BTreeSet<(u64, (u32, u32))> = examples
+    let wanted: BTreeSet<(u64, (u32, u32))> = examples
         .iter()
         .flatten()
         .map(|e| (e.image_id, figures::picture_size(e.map.as_ref())))
@@ -297,7 +303,7 @@ fn input_images(
         .into_par_iter()
         .map_init(Resizer::new, |resizer, (id, size)| {
             let image = site.images.get(&id).copied();
-            let decoded = image.and_then(|i| plot::underlay(site.run, i, size, resizer));
+            let decoded = image.and_then(|i| photos.underlay(i, size, resizer));
             ((id, size), decoded)
         })
         .collect()

@@ -21,9 +21,14 @@ pub const BINS: usize = 20;
 pub struct Labels {
     /// The distinct labels, sorted.
     pub names: Vec<String>,
-    /// Per `image_id`, the index of its label in `names`.
-    of_image: Vec<Option<usize>>,
+    /// Per part of the image ids (`image_id >> 32`: a shard's, or 0 for a folder's files) and
+    /// position in it, the index of the image's label in `names`, or [`NO_LABEL`]: ids are
+    /// dense within a part, sparse across them.
+    of_image: Vec<Vec<u32>>,
 }
+
+/// In [`Labels`], an image without a label (or not in the run).
+const NO_LABEL: u32 = u32::MAX;
 
 impl Labels {
     /// The labels of `images`.
@@ -34,21 +39,40 @@ impl Labels {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let index: BTreeMap<&str, usize> = names
+        let index: BTreeMap<&str, u32> = names
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
+            .zip(0..)
+            .map(|(n, i)| (n.as_str(), i))
             .collect();
-        let len = images.iter().map(|i| i.image_id + 1).max().unwrap_or(0) as usize;
-        let mut of_image = vec![None; len];
+        let mut of_image: Vec<Vec<u32>> = Vec::new();
         for image in images {
-            of_image[image.image_id as usize] = image.label.as_deref().map(|l| index[l]);
+            let Some(label) = &image.label else { continue };
+            let (part, at) = Labels::split(image.image_id);
+            if of_image.len() <= part {
+                of_image.resize_with(part + 1, Vec::new);
+            }
+            let labels = &mut of_image[part];
+            if labels.len() <= at {
+                labels.resize(at + 1, NO_LABEL);
+            }
+            labels[at] = index[label.as_str()];
         }
         Labels { names, of_image }
     }
 
+    /// An image id as its part and its position in the part.
+    fn split(image_id: u64) -> (usize, usize) {
+        let per_part = crate::input::MAX_SHARD_SAMPLES;
+        (
+            (image_id / per_part) as usize,
+            (image_id % per_part) as usize,
+        )
+    }
+
     fn of(&self, image_id: u64) -> Option<usize> {
-        self.of_image.get(image_id as usize).copied().flatten()
+        let (part, at) = Labels::split(image_id);
+        let label = *self.of_image.get(part)?.get(at)?;
+        (label != NO_LABEL).then_some(label as usize)
     }
 }
 
@@ -316,6 +340,42 @@ fn vector_observations(batch: &RecordBatch, layer: &str, each: &mut impl FnMut(&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_of_shard_ids_are_found_by_part_and_position() {
+        let image = |image_id: u64, label: Option<&str>| StoredImage {
+            image_id,
+            path: String::new(),
+            source: None,
+            label: label.map(String::from),
+            ok: true,
+            error: None,
+        };
+        let shard = |part: u64, at: u64| (part << 32) | at;
+        let labels = Labels::new(&[
+            image(shard(0, 1), Some("dog")),
+            image(shard(3, 0), Some("cat")),
+            image(shard(3, 2), None),
+            image(shard(1000, 7), Some("dog")),
+        ]);
+        assert_eq!(labels.names, ["cat", "dog"]);
+        assert_eq!(labels.of(shard(0, 1)), Some(1));
+        assert_eq!(labels.of(shard(3, 0)), Some(0));
+        assert_eq!(labels.of(shard(1000, 7)), Some(1));
+        for unlabelled in [
+            shard(0, 0),
+            shard(3, 1),
+            shard(3, 2),
+            shard(2, 0),
+            shard(1001, 0),
+        ] {
+            assert_eq!(labels.of(unlabelled), None, "{unlabelled}");
+        }
+        assert!(
+            labels.of_image.iter().map(Vec::len).sum::<usize>() < 20,
+            "dense per part"
+        );
+    }
 
     #[test]
     fn selectivity_follows_morcos() {
