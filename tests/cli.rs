@@ -568,6 +568,17 @@ fn doctor_checks_the_provider_of_a_config() {
         screen.ends_with("ready: a run on `cpu` can start\n"),
         "{screen}"
     );
+    // ORT_DYLIB_PATH set but empty counts as unset.
+    let out = layerwise()
+        .arg("doctor")
+        .arg(&config)
+        .env("ORT_DYLIB_PATH", "")
+        .output()
+        .unwrap();
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("  found via      the project cache\n"), "{screen}");
+    assert!(screen.contains("ORT_DYLIB_PATH: not set"), "{screen}");
 
     let text_of = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text_of}\n[run]\nprovider = \"cuda\"\n")).unwrap();

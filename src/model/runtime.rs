@@ -169,7 +169,10 @@ impl SearchPath {
     pub fn standard(config: Option<PathBuf>) -> SearchPath {
         let installed = PythonEnvironment::own();
         SearchPath {
-            env: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+            // Set but empty is unset, as for PATH-like variables.
+            env: std::env::var_os("ORT_DYLIB_PATH")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             config,
             cache: installed.is_none().then(cache_dir),
             installed,
