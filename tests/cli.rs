@@ -577,7 +577,10 @@ fn doctor_checks_the_provider_of_a_config() {
         .unwrap();
     let screen = text(&out);
     assert_eq!(out.status.code(), Some(0), "{screen}");
-    assert!(screen.contains("  found via      the project cache\n"), "{screen}");
+    assert!(
+        screen.contains("  found via      the project cache\n"),
+        "{screen}"
+    );
     assert!(screen.contains("ORT_DYLIB_PATH: not set"), "{screen}");
 
     let text_of = std::fs::read_to_string(&config).unwrap();

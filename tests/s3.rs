@@ -369,8 +369,58 @@ fn a_report_reads_a_run_in_a_bucket_and_writes_into_it() {
     assert!(run.status.success(), "{}", text(&run));
 
     let local = dir.path().join("site");
-    let made = moto.layerwise(&["report", url, "--out", local.to_str().unwrap()]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let made = moto
+        .command(&["report", url, "--out", local.to_str().unwrap()])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     assert!(made.status.success(), "{}", text(&made));
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "the run's copy is removed: {left:?}");
+    // Its pictures are those of a report of the same run made in a folder.
+    let (here, here_site) = (dir.path().join("here"), dir.path().join("here-site"));
+    let run_here = moto.layerwise(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        here.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(run_here.status.success(), "{}", text(&run_here));
+    let made = moto.layerwise(&[
+        "report",
+        here.to_str().unwrap(),
+        "--out",
+        here_site.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    let pictures = |site: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(site.join("layer-0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let (got, want) = (pictures(&local), pictures(&here_site));
+    assert!(
+        want.len() >= 3,
+        "{:?}",
+        want.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(
+        got == want,
+        "the same pictures from the bucket as from the folder"
+    );
     let index = std::fs::read_to_string(local.join("index.html")).unwrap();
     assert!(
         index.contains("<span id=\"images-total\">3</span>"),

@@ -81,6 +81,40 @@ impl Store {
         }
     }
 
+    /// Copies a file of the location to the local `path`, a piece at a time (a part file may
+    /// be larger than memory); `false` when it does not exist.
+    pub fn download(&self, name: &str, path: &Path) -> Result<bool> {
+        let failed = || {
+            format!(
+                "cannot copy {}/{name} to {}",
+                self.display(),
+                path.display()
+            )
+        };
+        match self {
+            Store::Local(dir) => match std::fs::copy(dir.join(name), path) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e).with_context(failed),
+            },
+            Store::Remote(r) => r
+                .block(async {
+                    let mut pieces = match r.store.get(&r.key(name)).await {
+                        Ok(got) => got.into_stream(),
+                        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    while let Some(piece) = pieces.try_next().await? {
+                        std::io::Write::write_all(&mut file, &piece)?;
+                    }
+                    std::io::Write::flush(&mut file)?;
+                    Ok(true)
+                })
+                .with_context(failed),
+        }
+    }
+
     /// Writes a small file whole, replacing it (atomically in a folder).
     pub fn write(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         match self {

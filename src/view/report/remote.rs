@@ -3,7 +3,7 @@
 //! report written into the bucket is uploaded file by file, its `index.html` last, so that the
 //! entry page appears only when every page it links to is there.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -16,21 +16,24 @@ fn folders() -> impl Iterator<Item = &'static str> {
     std::iter::once("_parts").chain(Table::ALL.iter().map(|t| t.name()))
 }
 
-/// A local copy of a run in a bucket, in a temporary folder removed when dropped.
+/// A local copy of a run in a bucket, in a new temporary folder (private to this process's
+/// user, under `TMPDIR`) removed when dropped.
 pub struct LocalCopy {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl LocalCopy {
     /// Copies what a report reads of the run at `location`: its records, part markers and the
-    /// committed part files of its tables (no temporary files).
+    /// committed part files of its tables (no temporary files), each streamed to its file.
     pub fn fetch(location: &Path) -> Result<LocalCopy> {
         let store = Store::open(location)?;
-        let dir = std::env::temp_dir().join(format!("layerwise-report-{}", std::process::id()));
-        let copy = LocalCopy { dir };
+        let dir = tempfile::Builder::new()
+            .prefix("layerwise-report-")
+            .tempdir()
+            .context("cannot create a temporary folder for the run's copy (see TMPDIR)")?;
         for folder in folders() {
-            std::fs::create_dir_all(copy.dir.join(folder))
-                .with_context(|| format!("cannot create {}", copy.dir.display()))?;
+            std::fs::create_dir_all(dir.path().join(folder))
+                .with_context(|| format!("cannot create {}", dir.path().display()))?;
         }
         let mut names = vec!["run.json".to_owned(), "_manifest.json".to_owned()];
         for folder in folders() {
@@ -41,24 +44,14 @@ impl LocalCopy {
             }
         }
         for name in names {
-            if let Some(bytes) = store.read(&name)? {
-                let path = copy.dir.join(&name);
-                std::fs::write(&path, bytes)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
+            store.download(&name, &dir.path().join(&name))?;
         }
-        Ok(copy)
+        Ok(LocalCopy { dir })
     }
 
     /// The local folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for LocalCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path()
     }
 }
 
