@@ -6,7 +6,9 @@
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeSet;
+
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
@@ -103,6 +105,10 @@ fn read_rows<R: ChunkReader + 'static>(
         .filter_map(|name| schema.index_of(name).ok())
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let builder = match emit.positions() {
+        Some(positions) => only_rows(builder, positions),
+        None => builder,
+    };
     let built = guarded(|| builder.with_projection(mask).with_batch_size(ROWS).build());
     let mut batches = built
         .ok_or("unreadable Parquet file: its metadata is damaged")?
@@ -134,6 +140,35 @@ fn read_rows<R: ChunkReader + 'static>(
         }
         return Ok(());
     }
+}
+
+/// The reader limited to the rows at `positions`: the row groups that hold them, and in
+/// those only their rows (the others' pages are skipped, not decoded).
+fn only_rows<R: ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<R>,
+    positions: &BTreeSet<u64>,
+) -> ParquetRecordBatchReaderBuilder<R> {
+    let (mut groups, mut ranges) = (Vec::new(), Vec::new());
+    let (mut start, mut kept) = (0u64, 0usize);
+    for (index, group) in builder.metadata().row_groups().iter().enumerate() {
+        // Row counts come from the file: a damaged one may claim any number.
+        let rows = group.num_rows().max(0) as u64;
+        let end = start.saturating_add(rows);
+        let inside: Vec<u64> = positions.range(start..end).copied().collect();
+        if !inside.is_empty() {
+            groups.push(index);
+            ranges.extend(inside.iter().map(|p| {
+                let at = kept.saturating_add((p - start) as usize);
+                at..at.saturating_add(1)
+            }));
+            kept = kept.saturating_add(rows as usize);
+        }
+        start = end;
+    }
+    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), kept);
+    builder
+        .with_row_groups(groups)
+        .with_row_selection(selection)
 }
 
 /// Runs `work`; `None` if it panicked. The parquet crate asserts, rather than returns an
@@ -205,6 +240,8 @@ fn send_batch(batch: &RecordBatch, columns: &Columns, emit: &mut Emitter) -> boo
         .flatten();
     let status = columns.status.then(|| column("status")).flatten();
     for i in 0..batch.num_rows() {
+        // With only some rows read, this one is the next of them.
+        emit.skip_to_wanted();
         let row = emit.sent().to_string();
         let key = key.as_ref().and_then(|k| text(k, i)).unwrap_or(row);
         let path = paths

@@ -1,6 +1,7 @@
 //! A shard read on a thread of its own: its samples go through a bounded queue, so reading
 //! (sequential I/O, a download) overlaps decoding, and memory holds at most the queue.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub struct Emitter<'a> {
     source: String,
     next: u64,
     limit: u64,
+    /// Only the samples at these positions are handed on (the others are numbered and passed
+    /// over); `None`: all.
+    only: Option<BTreeSet<u64>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -37,6 +41,36 @@ impl<'a> Emitter<'a> {
             source: source.to_owned(),
             next: 0,
             limit: (limit as u64).min(MAX_SHARD_SAMPLES),
+            only: None,
+        }
+    }
+
+    /// This emitter, handing on only the samples at `positions` of the shard and stopping after
+    /// the last: the others are still numbered, so each sample keeps the id the run gave it.
+    pub fn only(mut self, positions: BTreeSet<u64>) -> Emitter<'a> {
+        let end = positions.last().map_or(0, |&last| last + 1);
+        self.limit = self.limit.min(end);
+        self.only = Some(positions);
+        self
+    }
+
+    /// Whether the sample at `position` is handed on (a reader need not read one that is not).
+    pub fn wants(&self, position: u64) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.contains(&position))
+    }
+
+    /// The positions handed on, when only some are (a reader may read only those).
+    pub fn positions(&self) -> Option<&BTreeSet<u64>> {
+        self.only.as_ref()
+    }
+
+    /// Passes over the samples before the next one handed on, for a reader that reads only
+    /// the [`Emitter::positions`]: the next sample it emits is numbered as that one.
+    pub fn skip_to_wanted(&mut self) {
+        if let Some(next) = self.only.as_ref().and_then(|o| o.range(self.next..).next()) {
+            self.next = *next;
         }
     }
 
@@ -52,6 +86,10 @@ impl<'a> Emitter<'a> {
         if self.next >= self.limit {
             return false;
         }
+        if !self.wants(self.next) {
+            self.next += 1;
+            return self.next < self.limit;
+        }
         let sample = Sample {
             image_id: shard_image_id(self.part, self.next),
             path,
@@ -65,9 +103,11 @@ impl<'a> Emitter<'a> {
     }
 
     /// One row for the shard itself (`path` and `source` its name, no key): it cannot be
-    /// opened, is not of its format, or ends in a way no sample can be blamed for.
+    /// opened, is not of its format, or ends in a way no sample can be blamed for. It is
+    /// handed on even when only some positions are wanted.
     pub fn shard_error(&mut self, reason: String) {
         let name = self.source.clone();
+        self.only = None;
         self.emit(name, None, None, Content::Failed(reason));
     }
 

@@ -169,7 +169,8 @@ pub fn read_from(reader: Box<dyn Read + Send>, fields: &Fields, emit: &mut Emitt
             extensions: Vec::new(),
         });
         g.extensions.push(extension.clone());
-        if !fields.wants(&extension) {
+        // The group's sample is the next one emitted; one not handed on is not read.
+        if !fields.wants(&extension) || !emit.wants(emit.sent()) {
             continue;
         }
         let size = entry.size();
