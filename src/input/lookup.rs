@@ -5,11 +5,10 @@
 //! hold them, a tar shard every header but only the wanted members' bytes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::input::shards;
+use crate::input::shards::Shard;
 use crate::input::stream::Emitter;
 use crate::input::{Content, Format, MAX_SHARD_SAMPLES};
 
@@ -24,31 +23,42 @@ pub struct Wanted<'a> {
     pub path: &'a str,
 }
 
-/// The encoded image of each wanted sample, or why it cannot be had now (the shard is gone,
-/// or changed since the run). `folder` is the one the run's relative shard names were taken
-/// from.
+/// The encoded image of each wanted sample, or why it cannot be had now: its shard is not
+/// one of `shards` (the run's config, listed again), or is gone, or changed since the run.
 pub fn encoded(
     format: &Format,
-    folder: &Path,
+    shards: &[Shard],
     wanted: &[Wanted],
 ) -> HashMap<u64, Result<Vec<u8>, String>> {
+    let named: HashMap<&str, &Shard> = shards.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut by_shard: BTreeMap<&str, Vec<&Wanted>> = BTreeMap::new();
     for w in wanted {
         by_shard.entry(w.source).or_default().push(w);
     }
     by_shard
         .into_par_iter()
-        .flat_map_iter(|(source, wanted)| read_shard(format, folder, source, &wanted))
+        .flat_map_iter(|(source, wanted)| match named.get(source) {
+            Some(shard) => read_shard(format, shard, &wanted),
+            None => wanted
+                .iter()
+                .map(|w| {
+                    let why = format!(
+                        "its shard `{source}` is not one of those the run's config names now"
+                    );
+                    (w.image_id, Err(why))
+                })
+                .collect(),
+        })
         .collect()
 }
 
-/// One pass over the shard `source`, keeping the samples `wanted` names.
+/// One pass over `shard`, keeping the samples `wanted` names.
 fn read_shard(
     format: &Format,
-    folder: &Path,
-    source: &str,
+    shard: &Shard,
     wanted: &[&Wanted],
 ) -> Vec<(u64, Result<Vec<u8>, String>)> {
+    let source = shard.name.as_str();
     let last = wanted.iter().map(|w| w.image_id).max().unwrap_or(0);
     let part = (last / MAX_SHARD_SAMPLES) as usize;
     let positions = wanted
@@ -71,13 +81,12 @@ fn read_shard(
         true
     })
     .only(positions);
-    let location = shards::location(source, folder);
     match format {
         Format::WebDataset(fields) => {
-            crate::input::webdataset::read_location(&location, fields, &mut emit)
+            crate::input::webdataset::read_location(&shard.location, fields, &mut emit)
         }
         Format::Parquet(fields) => {
-            crate::input::parquet::read_location(&location, fields, &mut emit)
+            crate::input::parquet::read_location(&shard.location, fields, &mut emit)
         }
     }
     drop(emit);
@@ -116,7 +125,10 @@ mod tests {
     use arrow_array::{BinaryArray, RecordBatch};
     use arrow_schema::{DataType, Field, Schema};
 
+    use std::path::Path;
+
     use super::*;
+    use crate::input::shards::Location;
     use crate::input::{parquet, shard_image_id, webdataset};
 
     /// A tar shard of `n` samples `k00` .. (a `.txt` and a `.jpg` member each, the image's
@@ -159,6 +171,17 @@ mod tests {
         assert_eq!(writer.close().unwrap().num_row_groups(), n.div_ceil(4));
     }
 
+    /// The shards `names` in `dir`, as the run's config lists them.
+    fn listed(dir: &Path, names: &[&str]) -> Vec<Shard> {
+        names
+            .iter()
+            .map(|name| Shard {
+                name: (*name).to_owned(),
+                location: Location::Local(dir.join(name)),
+            })
+            .collect()
+    }
+
     fn wanted<'a>(source: &'a str, part: usize, picks: &[(u64, &'a str)]) -> Vec<Wanted<'a>> {
         picks
             .iter()
@@ -176,9 +199,10 @@ mod tests {
         tar_shard(&dir.path().join("a.tar"), 7);
         parquet_shard(&dir.path().join("a.parquet"), 10);
         let tar = Format::WebDataset(webdataset::Fields::default());
+        let shards = listed(dir.path(), &["a.parquet", "a.tar"]);
         let got = encoded(
             &tar,
-            dir.path(),
+            &shards,
             &wanted("a.tar", 3, &[(1, "k01.jpg"), (5, "k05.jpg")]),
         );
         assert_eq!(got.len(), 2);
@@ -188,7 +212,7 @@ mod tests {
         let picks = [(0, "0"), (1, "1"), (9, "9"), (8, "8")];
         let got = encoded(
             &Format::Parquet(parquet::Fields::default()),
-            dir.path(),
+            &shards,
             &wanted("a.parquet", 0, &picks),
         );
         assert_eq!(got.len(), 4);
@@ -204,7 +228,8 @@ mod tests {
         tar_shard(&dir.path().join("a.tar"), 3);
         let tar = Format::WebDataset(webdataset::Fields::default());
         let picks = [(1, "k01.jpg"), (2, "other.jpg"), (4, "k04.jpg")];
-        let got = encoded(&tar, dir.path(), &wanted("a.tar", 0, &picks));
+        let shards = listed(dir.path(), &["a.tar", "gone.tar"]);
+        let got = encoded(&tar, &shards, &wanted("a.tar", 0, &picks));
         assert_eq!(got[&1], Ok(b"image k01".to_vec()));
         assert_eq!(
             got[&2],
@@ -220,10 +245,16 @@ mod tests {
                 "shard a.tar now ends before sample 4 (`k04.jpg`): it changed since the run".into()
             )
         );
-        let got = encoded(&tar, dir.path(), &wanted("gone.tar", 0, &[(2, "k02.jpg")]));
+        let got = encoded(&tar, &shards, &wanted("gone.tar", 0, &[(2, "k02.jpg")]));
         assert_eq!(
             got[&2],
             Err("shard gone.tar: shard not found (no such file)".into())
+        );
+        // A name the config does not list (a run folder edited, or from elsewhere) is not opened.
+        let got = encoded(&tar, &shards, &wanted("../a.tar", 0, &[(1, "k01.jpg")]));
+        assert_eq!(
+            got[&1],
+            Err("its shard `../a.tar` is not one of those the run's config names now".into())
         );
     }
 }

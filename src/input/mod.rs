@@ -78,23 +78,6 @@ pub enum Format {
     Parquet(parquet::Fields),
 }
 
-impl Format {
-    /// The format of a shard input, with the folder its relative shard names are taken from;
-    /// `None` for files.
-    pub fn of(source: &InputSource) -> Option<(Format, &std::path::Path)> {
-        match source {
-            InputSource::Files(_) => None,
-            InputSource::WebDataset(spec) => Some((
-                Format::WebDataset(webdataset::Fields::new(spec)),
-                &spec.folder,
-            )),
-            InputSource::Parquet(spec) => {
-                Some((Format::Parquet(parquet::Fields::new(spec)), &spec.folder))
-            }
-        }
-    }
-}
-
 /// The samples of one part, a batch at a time.
 pub trait SampleReader: Send {
     /// The next `n` samples, fewer only at the end of the part; empty when it is done.

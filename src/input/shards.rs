@@ -106,7 +106,7 @@ pub fn open_local(path: &Path) -> Result<std::fs::File, String> {
 }
 
 /// Where a shard name points: an object, or a file (relative to `folder`).
-pub fn location(name: &str, folder: &Path) -> Location {
+fn location(name: &str, folder: &Path) -> Location {
     if is_remote(Path::new(name)) {
         Location::Remote(name.to_owned())
     } else {

@@ -13,7 +13,7 @@ use image::RgbImage;
 use crate::config::Keep;
 use crate::input::lookup::{self, Wanted};
 use crate::input::preprocess::{self, InputType, Preprocess};
-use crate::input::{Content, Format, Sample};
+use crate::input::{Content, Listing, Sample};
 use crate::output::tables::Rows;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
@@ -373,14 +373,19 @@ impl<'a> Photos<'a> {
             .collect();
         let mut in_shards = HashMap::new();
         if !wanted.is_empty() {
-            match plan::input_spec(&run.config, &Overrides::default()) {
-                Ok(spec) => match Format::of(&spec.source) {
-                    Some((format, folder)) => in_shards = lookup::encoded(&format, folder, &wanted),
-                    None => tracing::warn!(
-                        "the run's config names no shards any more; drawing maps alone"
-                    ),
-                },
-                Err(e) => tracing::warn!("cannot find the run's shards ({e}); drawing maps alone"),
+            let listed = plan::input_spec(&run.config, &Overrides::default())
+                .map_err(anyhow::Error::from)
+                .and_then(|spec| crate::input::list(&spec));
+            match listed {
+                Ok(Listing::Shards { format, shards }) => {
+                    in_shards = lookup::encoded(&format, &shards, &wanted)
+                }
+                Ok(Listing::Files(_)) => {
+                    tracing::warn!("the run's config names no shards now; drawing maps alone")
+                }
+                Err(e) => {
+                    tracing::warn!("cannot list the run's shards ({e:#}); drawing maps alone")
+                }
             }
         }
         Photos { run, in_shards }
