@@ -652,3 +652,42 @@ fn a_second_report_replaces_the_first_and_leaves_no_staging() {
         .collect();
     assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
 }
+
+#[test]
+fn an_image_path_out_of_the_input_folder_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = plain_run(dir.path(), &[("a.png", 12, 10), ("b.png", 14, 9)], 1000);
+    write_images(dir.path(), &[("outside.png", 12, 10)]);
+    // The images table edited to send a.png's row out of the input folder.
+    let images = part_files(&out, "images").remove(0);
+    let table = images.display().to_string();
+    duckdb(&format!(
+        "COPY (SELECT * REPLACE (CASE WHEN path = 'a.png' THEN '../outside.png' ELSE path END \
+         AS path) FROM read_parquet('{table}')) TO '{table}.edited' (FORMAT parquet)"
+    ));
+    std::fs::rename(format!("{table}.edited"), &images).unwrap();
+    let output = layerwise()
+        .args([
+            "plot",
+            "top",
+            "--layer",
+            "conv",
+            "--channel",
+            "1",
+            "--k",
+            "2",
+            "--run",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let logged = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        logged.contains(
+            "../outside.png: not a path inside the run's input folder; drawing its map alone"
+        ),
+        "{logged}"
+    );
+    assert!(!logged.contains("b.png"), "b.png is drawn: {logged}");
+}

@@ -406,6 +406,14 @@ impl<'a> Photos<'a> {
                 None => return None,
             },
             (None, Some(root)) => {
+                // The listing writes paths inside the root; a table that says otherwise is not
+                // followed out of it.
+                let inside = Path::new(&image.path)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !inside {
+                    return warned(&image.path, "not a path inside the run's input folder");
+                }
                 let path = root.join(&image.path);
                 match preprocess::read_file(&path) {
                     Ok(bytes) => (std::borrow::Cow::Owned(bytes), path.display().to_string()),
