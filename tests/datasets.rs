@@ -678,6 +678,21 @@ fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does
         assert_eq!(got, want, "parquet, channel {channel}: the same pictures");
     }
     assert!(!plot_top(&wds).contains("drawing its map alone"));
+    let missing = layerwise()
+        .args(["plot", "channels", "--layer", "conv1", "--image", "5", "--run"])
+        .arg(&wds)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        text(&missing).contains(&format!(
+            "the run has no image Id(5); give an image_id (from 0 to {}, as (shard << 32) | \
+             position in the shard) or a path as the images table records it",
+            (3u64 << 32) | 2
+        )),
+        "{}",
+        text(&missing)
+    );
     // With its shards gone, the report still comes, each example its map alone, and says why.
     std::fs::remove_dir_all(&data).unwrap();
     let alone = dir.path().join("alone-report");

@@ -310,7 +310,23 @@ fn find_image<'a>(images: &'a [StoredImage], wanted: &ImageRef) -> Result<&'a St
     match found {
         Some(i) if i.ok => Ok(i),
         Some(i) => bail!("image {} ({}) could not be read in this run, so it has no maps", i.image_id, i.path),
-        None => bail!("the run has no image {wanted:?}; give an image_id (0 to {}) or a path as the images table records it", images.len().saturating_sub(1)),
+        None => bail!("the run has no image {wanted:?}; give an image_id ({}) or a path as the images table records it", id_range(images)),
+    }
+}
+
+/// The run's image ids for a person: `0 to 11`, or, for a shard run, where its ids are
+/// `(shard << 32) | position`, the first and last with that said.
+fn id_range(images: &[StoredImage]) -> String {
+    let (Some(lo), Some(hi)) = (
+        images.iter().map(|i| i.image_id).min(),
+        images.iter().map(|i| i.image_id).max(),
+    ) else {
+        return "the run has no images".into();
+    };
+    if hi - lo + 1 == images.len() as u64 {
+        format!("{lo} to {hi}")
+    } else {
+        format!("from {lo} to {hi}, as (shard << 32) | position in the shard")
     }
 }
 
