@@ -679,7 +679,9 @@ fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does
     }
     assert!(!plot_top(&wds).contains("drawing its map alone"));
     let missing = layerwise()
-        .args(["plot", "channels", "--layer", "conv1", "--image", "5", "--run"])
+        .args([
+            "plot", "channels", "--layer", "conv1", "--image", "5", "--run",
+        ])
         .arg(&wds)
         .output()
         .unwrap();
