@@ -119,8 +119,18 @@ pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
         pictures: 0,
     };
     let mut views = Vec::new();
-    for (index, layer) in layers {
+    let count = layers.len();
+    for (at, (index, layer)) in layers.into_iter().enumerate() {
+        let started = std::time::Instant::now();
         let built = build_layer(&site, index, layer, options.top, staging.path())?;
+        tracing::info!(
+            "layer {}/{count} `{}`: {} channel pages, {} pictures in {:.1} s",
+            at + 1,
+            layer.name,
+            built.channels.len(),
+            built.pictures,
+            started.elapsed().as_secs_f64()
+        );
         written.pages += 1 + built.channels.len();
         written.pictures += built.pictures;
         views.push(built);
