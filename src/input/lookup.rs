@@ -93,24 +93,23 @@ fn read_shard(
     wanted
         .iter()
         .map(|w| {
+            // A sample read before a shard-level error is still good.
             let got = match (found.remove(&w.image_id), &shard_error) {
-                (_, Some(reason)) => Err(format!("shard {source}: {reason}")),
-                (None, None) => Err(format!(
-                    "shard {source} now ends before sample {} (`{}`): it changed since the run",
-                    w.image_id % MAX_SHARD_SAMPLES,
-                    w.path
-                )),
-                (Some((path, _)), None) if path != w.path => Err(format!(
+                (Some((path, _)), _) if path != w.path => Err(format!(
                     "shard {source} changed since the run: its sample {} is now `{path}`, the \
                      run read `{}`",
                     w.image_id % MAX_SHARD_SAMPLES,
                     w.path
                 )),
-                (Some((_, Content::Bytes(bytes))), None) => Ok(bytes),
-                (Some((_, Content::Failed(reason))), None) => Err(reason),
-                (Some((_, Content::File(path))), None) => {
-                    crate::input::preprocess::read_file(&path)
-                }
+                (Some((_, Content::Bytes(bytes))), _) => Ok(bytes),
+                (Some((_, Content::Failed(reason))), _) => Err(reason),
+                (Some((_, Content::File(path))), _) => crate::input::preprocess::read_file(&path),
+                (None, Some(reason)) => Err(format!("shard {source}: {reason}")),
+                (None, None) => Err(format!(
+                    "shard {source} now ends before sample {} (`{}`): it changed since the run",
+                    w.image_id % MAX_SHARD_SAMPLES,
+                    w.path
+                )),
             };
             (w.image_id, got)
         })
