@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's headless browser for the report's browser tests (tests/report.rs drives
+# Installs Debian's headless browser for the report's browser tests (tests/it/report.rs drives
 # /usr/bin/chromium through /usr/bin/chromedriver with selenium): skipped when both are there.
 # Needs root (or sudo) and Debian's package archive.
 # usage: scripts/browser-env.sh

@@ -7,7 +7,7 @@
 # Each target starts from the seeds checked in under fuzz/seeds/<target>/, copied into a scratch
 # corpus fuzz/corpus/<target>/ (git-ignored; it grows across runs), and runs for SECONDS.
 # Exits non-zero if a target crashes, saying where libFuzzer wrote the input; keep it under
-# fuzz/regressions/<target>/ so that tests/fuzz_regressions.rs replays it.
+# fuzz/regressions/<target>/ so that tests/it/fuzz_regressions.rs replays it.
 #
 # Needs a nightly toolchain (rustup toolchain install nightly); installs cargo-fuzz when
 # `cargo fuzz` is missing. Without nightly it exits 1, or 0 when LAYERWISE_FUZZ_OPTIONAL=1.

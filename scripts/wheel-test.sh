@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The wheel as users get it: builds it (scripts/build-wheel.sh), checks with auditwheel that
-# its platform tag is manylinux_2_28 or older, then tests/wheel.rs installs it into a fresh
+# its platform tag is manylinux_2_28 or older, then tests/it/wheel.rs installs it into a fresh
 # virtual environment outside the repository, once bare and once with [cpu], and checks
 # `layerwise doctor` and a run against the cargo build. CI runs it after the suite.
 # usage: scripts/wheel-test.sh
@@ -16,4 +16,4 @@ if [[ -z "$tag" || "${tag%_x86_64}" -gt 28 ]]; then
   echo "wheel-test.sh: $wheel is not manylinux_2_28 or older (auditwheel: $shown)" >&2
   exit 1
 fi
-LAYERWISE_WHEEL="$root/$wheel" cargo test --test wheel -- --ignored
+LAYERWISE_WHEEL="$root/$wheel" cargo test --test it wheel:: -- --ignored

@@ -1,4 +1,4 @@
-"""Writes the same images as a folder and as shards with the real writers, for tests/datasets.rs.
+"""Writes the same images as a folder and as shards with the real writers, for tests/it/datasets.rs.
 
 usage: make_datasets.py OUT
 

@@ -1,4 +1,4 @@
-"""Makes a folder of the files real datasets hold, good and bad, for tests/robustness.rs.
+"""Makes a folder of the files real datasets hold, good and bad, for tests/it/robustness.rs.
 
 usage: make_dirty.py FOLDER
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exports a small CNN with PyTorch's own ONNX exporters, for tests/torch_exports.rs.
+"""Exports a small CNN with PyTorch's own ONNX exporters, for tests/it/torch_exports.rs.
 
 usage: export_torch.py OUT_DIR
 

@@ -4,7 +4,6 @@
 //! holding the same images as a folder. Each run's stats and maps must equal the folder
 //! run's, value for value; dirty shards must give exactly one row per sample, with its reason.
 
-mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use common::*;
+use crate::common::*;
 
 /// The folder and shards made by `make_datasets.py`, built once per version of the script.
 fn datasets() -> &'static Path {

@@ -3,8 +3,7 @@
 //! independent validator (Python's `jsonschema`) takes every shipped config and refuses the
 //! configs that layerwise refuses, and every default it states is the one the parser fills in.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

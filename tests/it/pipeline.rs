@@ -2,7 +2,6 @@
 //! independent computations: a direct ONNX Runtime session on a model whose tensors are
 //! already graph outputs, a straightforward statistics reference, and hand-computed tensors.
 
-mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use common::*;
+use crate::common::*;
 use fast_image_resize::Resizer;
 use layerwise::output::provenance::RunRecord;
 use layerwise::{Overrides, RunOptions};

@@ -1,14 +1,13 @@
 //! The Slurm job-array example on a real one-node cluster (`scripts/slurm-cluster.sh` starts
-//! one; CI runs this with `cargo test --test slurm -- --ignored`).
+//! one; CI runs this with `cargo test --test it slurm:: -- --ignored`).
 
-mod common;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[test]
-#[ignore = "needs a running Slurm cluster: scripts/slurm-cluster.sh, then cargo test --test slurm -- --ignored"]
+#[ignore = "needs a running Slurm cluster: scripts/slurm-cluster.sh, then cargo test --test it slurm:: -- --ignored"]
 fn a_job_array_of_three_tasks_completes_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<(String, u32, u32)> = (0..11)

@@ -2,13 +2,12 @@
 //! pages' own queries, runs without labels or `top_k`, partial runs, hostile names, errors, and
 //! the site in a real browser (Debian's headless Chromium, driven by tests/browser/).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The demo run (labels, an image in error, `top_k` on block5_conv3, a vector layer) and its

@@ -1,13 +1,12 @@
 //! Cluster runs: shards as concurrent processes writing one folder, and a run killed with
 //! SIGKILL in the middle of a part, then resumed; both must equal a single uninterrupted run.
 
-mod common;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// `count` images in two classes.
 fn images(dir: &Path, count: usize) {

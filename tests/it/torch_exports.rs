@@ -4,11 +4,10 @@
 //! torch.export-based exporter, and a fixed batch of 1. The same selectors find the same
 //! tensors in each, and layerwise's statistics, maps and vectors equal PyTorch's forward pass.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn torch_dir() -> PathBuf {

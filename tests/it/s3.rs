@@ -1,7 +1,6 @@
 //! Output to an S3-compatible object store, end to end against a local moto server on
 //! loopback: a sharded run, its status, a rerun that resumes, and the same tables as a local run.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -9,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A moto S3 server on 127.0.0.1, stopped when dropped.
 struct Moto {

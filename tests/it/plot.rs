@@ -2,12 +2,11 @@
 //! preprocessed pixels, and each image is black but for one white pixel, so every map's maximum
 //! is where that pixel is.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use layerwise::view::render::{magnification, GAP, INK, TITLE_BAND};
 
 const H: u32 = 6;

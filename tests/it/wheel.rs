@@ -2,14 +2,13 @@
 //! virtual environment outside the repository, run from a folder with no `.cache/`, no
 //! `ORT_DYLIB_PATH`, no `python3` on `PATH` and no environment activated.
 //! `scripts/wheel-test.sh` builds the wheel and runs this with
-//! `LAYERWISE_WHEEL=dist/<wheel> cargo test --test wheel -- --ignored`.
+//! `LAYERWISE_WHEEL=dist/<wheel> cargo test --test it wheel:: -- --ignored`.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 /// The wheel under test.
 fn wheel() -> PathBuf {

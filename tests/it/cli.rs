@@ -1,10 +1,9 @@
 //! The `layerwise` binary: exit codes, summary, logs and help.
 
-mod common;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn demo_like_config(dir: &std::path::Path, tensor: &str) -> std::path::PathBuf {
     write_images(
@@ -459,7 +458,7 @@ fn python_environment(dir: &std::path::Path, runtime: bool) -> std::path::PathBu
     let capi = env.join("lib/python3.13/site-packages/onnxruntime/capi");
     std::fs::create_dir_all(&capi).unwrap();
     if runtime {
-        let library = &common::runtime().located.path;
+        let library = &crate::common::runtime().located.path;
         std::os::unix::fs::symlink(library, capi.join(library.file_name().unwrap())).unwrap();
     }
     exe

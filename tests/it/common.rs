@@ -1,5 +1,5 @@
 //! Shared support for the integration tests: test models, images, configs, and reading tables.
-#![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(dead_code)] // some helpers serve only ignored or manual tests
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,13 +5,12 @@
 //! std within 1e-5 of the channel's largest absolute value; kept maps exact, pooled maps
 //! within 1e-5 of the map's largest absolute value.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 use arrow_array::RecordBatch;
-use common::*;
+use crate::common::*;
 
 const IMAGES: [(&str, u32, u32); 6] = [
     ("a/1.png", 8, 8),

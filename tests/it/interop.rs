@@ -1,6 +1,5 @@
 //! DuckDB reads the dataset natively: counts and values agree with what the Rust side wrote.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -10,7 +9,7 @@ use std::process::Command;
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn duckdb_reads_every_table() {

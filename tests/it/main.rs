@@ -1,0 +1,21 @@
+//! The integration tests, one binary (linked once), a module per capability; `common` holds
+//! the helpers they share. Run one capability with `cargo test --test it MODULE::`.
+
+mod common;
+
+mod cli;
+mod config_schema;
+mod datasets;
+mod fuzz_regressions;
+mod interop;
+mod models;
+mod pipeline;
+mod plot;
+mod reduce_graph;
+mod report;
+mod robustness;
+mod s3;
+mod shards;
+mod slurm;
+mod torch_exports;
+mod wheel;
