@@ -16,6 +16,7 @@ use crate::output::tables::{Rows, Table};
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::Overrides;
 use crate::progress::bytes;
+use crate::reduce::LayerKind;
 
 /// Batches run to measure the estimates.
 const SAMPLE_BATCHES: usize = 2;
@@ -277,7 +278,7 @@ fn raw_bytes_per_image(layer: &LayerInfo, dtype: MapDtype) -> [f64; 3] {
         MapDtype::Float32 => 4.0,
         MapDtype::Float16 => 2.0,
     };
-    if layer.kind == "vector" {
+    if layer.kind == LayerKind::Vector {
         return [0.0, 0.0, key + 4.0 * layer.channels as f64];
     }
     let stats_row = key + 3.0 * 4.0 + 4.0 * 4.0 + 2.0 * 4.0 + 4.0;
@@ -331,14 +332,14 @@ impl CheckReport {
         for l in &self.layers {
             let i = &l.layer;
             let shape = match i.kind {
-                "maps" => format!(
+                LayerKind::Maps => format!(
                     "{} channels of {} x {}, {} kept",
                     i.channels,
                     i.height,
                     i.width,
                     i.kept.len()
                 ),
-                _ => format!("a vector of {}", i.channels),
+                LayerKind::Vector => format!("a vector of {}", i.channels),
             };
             let [s, m, v] = l.bytes_per_image.map(|b| bytes(b as u64));
             out.push_str(&format!("  {:<16} {:<40} {s} / {m} / {v}\n", i.name, shape));

@@ -43,6 +43,22 @@ pub enum PlanError {
     Runtime(String),
 }
 
+/// A table of a stored run that cannot be read as layerwise's: a column is missing, or of a
+/// type that cannot hold its values (a table rewritten by another tool), or the file is damaged.
+/// Retrying will not help: the CLI exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: the `{table}` table's column `{column}` {problem}")]
+pub struct TableError {
+    /// The file.
+    pub file: String,
+    /// The table, e.g. `stats`.
+    pub table: &'static str,
+    /// The column.
+    pub column: String,
+    /// What is wrong with it, with the type found.
+    pub problem: String,
+}
+
 /// Why a run that started did not end in success, beyond I/O and runtime errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RunStop {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
-use layerwise::error::RunStop;
+use layerwise::error::{RunStop, TableError};
 use layerwise::output::provenance::RunRecord;
 use layerwise::output::tables::Table;
 use layerwise::shard::Shard;
@@ -598,7 +598,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(stop) = err.chain().find_map(|e| e.downcast_ref::<RunStop>()) {
         stop.exit_code()
-    } else if err.chain().any(|e| e.is::<PlanError>()) {
+    } else if err
+        .chain()
+        .any(|e| e.is::<PlanError>() || e.is::<TableError>())
+    {
         2
     } else {
         1

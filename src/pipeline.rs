@@ -30,7 +30,7 @@ use crate::output::tables::{ImageRef, ImageStatus, Rows, Table};
 use crate::plan::{Overrides, Plan};
 use crate::progress::Progress;
 use crate::reduce::top::LayerTop;
-use crate::reduce::{self, LayerReducer};
+use crate::reduce::{self, LayerKind, LayerReducer};
 use crate::shard::Shard;
 
 /// How a run behaves, beyond what the plan says.
@@ -245,7 +245,7 @@ fn log_layer(l: &LayerInfo) {
         );
     }
     match l.kind {
-        "maps" => tracing::info!(
+        LayerKind::Maps => tracing::info!(
             "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",
             l.name,
             l.tensor,
@@ -254,7 +254,7 @@ fn log_layer(l: &LayerInfo) {
             l.width,
             l.kept.len()
         ),
-        _ => tracing::info!(
+        LayerKind::Vector => tracing::info!(
             "layer {} (tensor {}): a vector of {} values",
             l.name,
             l.tensor,
@@ -414,6 +414,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         error += m.error;
     }
     let record = RunRecord {
+        format: RunRecord::FORMAT,
         provenance,
         shard: shard.to_string(),
         complete,

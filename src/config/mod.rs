@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PlanError;
 
+pub mod identity;
+
 /// A whole pipeline config, as read from its TOML file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -642,6 +644,54 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A config as a run recorded it (`run.json`, the part files' provenance), by this version or
+    /// any other: keys this version does not know (retired, or added later) are left out before
+    /// it is read, so that a run stays readable when a key leaves the format.
+    pub fn from_recorded(mut value: serde_json::Value) -> Result<Config, serde_json::Error> {
+        let schema = config_schema();
+        known_keys_only(&schema, &schema, &mut value);
+        serde_json::from_value(value)
+    }
+}
+
+/// Leaves out of `value` the object members that `node` (a part of `schema`) does not describe,
+/// recursively; values whose schema has no properties (texts, lists of numbers, one of several
+/// forms) are kept whole.
+fn known_keys_only(
+    schema: &serde_json::Value,
+    node: &serde_json::Value,
+    value: &mut serde_json::Value,
+) {
+    use serde_json::Value;
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => reference
+            .strip_prefix("#/$defs/")
+            .and_then(|name| schema["$defs"].get(name))
+            .unwrap_or(&Value::Null),
+        None => node,
+    };
+    match value {
+        Value::Object(map) => {
+            let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            map.retain(|key, _| properties.contains_key(key));
+            for (key, member) in map.iter_mut() {
+                known_keys_only(schema, &properties[key], member);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = node.get("items") {
+                items
+                    .iter_mut()
+                    .for_each(|v| known_keys_only(schema, item, v));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The dotted path of the key at byte `at`, e.g. `run.batch_size`: the table header above it
 /// (`[[layers]]` tables numbered, `layers[1]`) and the key on its line.
 fn key_path(text: &str, at: usize) -> Option<String> {
@@ -766,6 +816,21 @@ keep = "all"
         let err = Config::from_toml(&text).unwrap_err();
         assert!(err.contains("unknown field `means`"), "{err}");
         assert!(err.contains("`mean`"), "{err}");
+    }
+
+    #[test]
+    fn a_recorded_config_is_read_without_the_keys_this_version_does_not_know() {
+        let c = Config::from_toml(CLASSIC).unwrap();
+        let mut value = serde_json::to_value(&c).unwrap();
+        value["retired"] = 1.into();
+        value["run"]["retired_speed_knob"] = 2.into();
+        value["layers"][1]["retired_layer_key"] = "x".into();
+        assert!(serde_json::from_value::<Config>(value.clone()).is_err());
+        let read = Config::from_recorded(value).unwrap();
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            serde_json::to_value(&c).unwrap()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Schema};
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
@@ -50,7 +51,7 @@ impl Fields {
 pub fn read_location(location: &Location, fields: &Fields, emit: &mut Emitter) {
     match location {
         Location::Local(path) => match open_local(path) {
-            Ok(file) => read_from(file, fields, emit),
+            Ok(file) => read_shard(file, fields, path.parent(), emit),
             Err(reason) => emit.shard_error(reason),
         },
         Location::Remote(url) => match Object::open(url) {
@@ -61,9 +62,21 @@ pub fn read_location(location: &Location, fields: &Fields, emit: &mut Emitter) {
 }
 
 /// Reads a Parquet shard and emits a sample per row (or one for the shard, when it is no
-/// Parquet file or has no image column).
+/// Parquet file or has no image column). Images stored by a relative path are looked for in
+/// the working folder.
 pub fn read_from<R: ChunkReader + 'static>(reader: R, fields: &Fields, emit: &mut Emitter) {
-    if let Err(reason) = read_rows(reader, fields, emit) {
+    read_shard(reader, fields, None, emit)
+}
+
+/// [`read_from`], with images stored by a relative path looked for in `folder` (the shard's
+/// own) first.
+fn read_shard<R: ChunkReader + 'static>(
+    reader: R,
+    fields: &Fields,
+    folder: Option<&Path>,
+    emit: &mut Emitter,
+) {
+    if let Err(reason) = read_rows(reader, fields, folder, emit) {
         emit.shard_error(reason);
     }
 }
@@ -78,12 +91,15 @@ struct Columns {
     status: bool,
     /// Class names of a Hugging Face ClassLabel label column.
     class_names: Option<Vec<String>>,
+    /// The shard's folder, where images stored by a relative path are looked for first.
+    folder: Option<PathBuf>,
 }
 
 /// Sends every row; an error before the first row is the shard's row's reason.
 fn read_rows<R: ChunkReader + 'static>(
     reader: R,
     fields: &Fields,
+    folder: Option<&Path>,
     emit: &mut Emitter,
 ) -> Result<(), String> {
     let length = reader.len();
@@ -92,7 +108,8 @@ fn read_rows<R: ChunkReader + 'static>(
     check_footer(builder.metadata(), length)?;
     let schema = builder.schema().clone();
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-    let columns = columns(&schema, fields)?;
+    let mut columns = columns(&schema, fields)?;
+    columns.folder = folder.map(Path::to_owned);
     let wanted: Vec<&str> = [Some(columns.image.as_str()), columns.label.as_deref()]
         .into_iter()
         .chain([columns.key.as_deref()])
@@ -244,23 +261,48 @@ fn send_batch(batch: &RecordBatch, columns: &Columns, emit: &mut Emitter) -> boo
         emit.skip_to_wanted();
         let row = emit.sent().to_string();
         let key = key.as_ref().and_then(|k| text(k, i)).unwrap_or(row);
-        let path = paths
-            .as_ref()
-            .and_then(|p| text(p, i))
-            .unwrap_or_else(|| key.clone());
+        let stored_path = paths.as_ref().and_then(|p| text(p, i));
         let label = label.as_ref().and_then(|l| label_text(l, i, columns));
-        let content = match binary(&bytes, i) {
-            Some(data) => Content::Bytes(data.to_vec()),
-            None => Content::Failed(no_bytes(
+        let content = match (binary(&bytes, i), &stored_path) {
+            (Some(data), _) => Content::Bytes(data.to_vec()),
+            (None, Some(path)) if !path.is_empty() => image_at(path, columns.folder.as_deref()),
+            (None, _) => Content::Failed(no_bytes(
                 status.as_ref().and_then(|s| text(s, i)),
                 error_message.as_ref().and_then(|m| text(m, i)),
             )),
         };
+        let path = stored_path.unwrap_or_else(|| key.clone());
         if !emit.emit(path, Some(key), label, content) {
             return false;
         }
     }
     true
+}
+
+/// A Hugging Face image stored by path (`{bytes: null, path}`: what `Dataset.to_parquet` writes
+/// for a dataset built from local files), read from that file as `datasets` does: an absolute
+/// path as it is, a relative one from the shard's folder, then the working folder. A path that
+/// is not a local file (`hf://`, `http://`) or where there is no file is the row's error.
+fn image_at(path: &str, folder: Option<&Path>) -> Content {
+    if path.contains("://") {
+        return Content::Failed(format!(
+            "no image bytes, and its path {path} is not a local file: layerwise reads images \
+             stored by path from the local disk only (write the dataset with the image bytes \
+             embedded, or download the files and store their local paths)"
+        ));
+    }
+    let stored = Path::new(path);
+    let places: Vec<PathBuf> = match folder {
+        Some(folder) if stored.is_relative() => vec![folder.join(stored), stored.to_owned()],
+        _ => vec![stored.to_owned()],
+    };
+    match places.into_iter().find(|p| p.is_file()) {
+        Some(file) => Content::File(file),
+        None => Content::Failed(format!(
+            "no image bytes, and no file at its path {path} (a relative path is looked for \
+             from the Parquet file's folder, then the working folder)"
+        )),
+    }
 }
 
 /// The reason for a row without image bytes, with img2dataset's own when it left one.
@@ -340,6 +382,7 @@ fn columns(schema: &Schema, fields: &Fields) -> Result<Columns, String> {
         key: fields.key.clone(),
         error_message: text_column("error_message"),
         status: text_column("status"),
+        folder: None,
     })
 }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::digest::sha256_hex;
+use crate::config::identity::RunIdentity;
 use crate::output::sink::TableCounts;
 use crate::output::store::Store;
 use crate::output::tables::Table;
@@ -53,48 +53,37 @@ pub struct Manifest {
     pub parts: usize,
     /// The `--limit` the listing was cut to, if any.
     pub limit: Option<usize>,
-    /// What the config hash covers: the config without the settings that do not change the
-    /// output (threads, batch size, runtime library, output folder), plus the model's SHA-256.
+    /// What the config hash covers: the run's identity ([`RunIdentity`]), the config without
+    /// its execution settings, plus the model's SHA-256. Manifests of 0.1.0 hold some execution
+    /// settings here too; they are left out when two manifests are compared.
     pub config: Value,
 }
 
 impl Manifest {
     /// The manifest of a plan over what was listed.
     pub fn new(plan: &Plan, config_path: &Path, listed: &Listed) -> Result<Manifest> {
-        // Through text, so f32 values keep their short form (0.4, not 0.4000000059604645).
-        let mut config: Value = serde_json::from_str(&serde_json::to_string(&plan.config)?)?;
-        if let Value::Object(map) = &mut config {
-            if let Some(Value::Object(run)) = map.get_mut("run") {
-                for key in ["threads", "batch_size", "onnxruntime"] {
-                    run.remove(key);
-                }
-            }
-            if let Some(Value::Object(output)) = map.get_mut("output") {
-                output.remove("dir");
-            }
-            map.insert("model_sha256".into(), plan.model.sha256.clone().into());
-        }
+        let identity = RunIdentity::of(&plan.config, &plan.model.sha256);
         Ok(Manifest {
             tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
             config_path: std::path::absolute(config_path)
                 .unwrap_or_else(|_| config_path.to_owned())
                 .display()
                 .to_string(),
-            config_hash: sha256_hex(serde_json::to_string(&config)?),
+            config_hash: identity.hash(),
             listing_hash: listed.hash.clone(),
             images: listed.images,
             part_size: listed.images.map(|_| plan.run.part_size),
             parts: listed.parts,
             limit: plan.input.limit,
-            config,
+            config: identity.value().clone(),
         })
     }
 
     /// Why `self` (stored) and `now` are not the same run, if they are not.
     fn difference(&self, now: &Manifest) -> Option<String> {
-        if self.config_hash != now.config_hash {
-            let mut diffs = Vec::new();
-            differences(&self.config, &now.config, "", &mut diffs);
+        let diffs =
+            RunIdentity::recorded(&self.config).differences(&RunIdentity::recorded(&now.config));
+        if !diffs.is_empty() {
             let shown: Vec<String> = diffs.iter().take(3).cloned().collect();
             return Some(format!("its config differs: {}", shown.join("; ")));
         }
@@ -119,30 +108,6 @@ impl Manifest {
             });
         }
         None
-    }
-}
-
-/// The key paths where two JSON values differ, with both values.
-fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                let sub = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                differences(
-                    a.get(k).unwrap_or(&Value::Null),
-                    b.get(k).unwrap_or(&Value::Null),
-                    &sub,
-                    out,
-                );
-            }
-        }
-        _ if old != new => out.push(format!("`{path}` was {old}, is now {new}")),
-        _ => {}
     }
 }
 
@@ -384,29 +349,5 @@ impl Status {
             ));
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn differences_name_the_key_paths() {
-        let mut out = Vec::new();
-        differences(
-            &json!({"preprocess": {"mean": [0, 0, 0], "std": [1]}, "name": "a"}),
-            &json!({"preprocess": {"mean": [1, 0, 0], "std": [1]}, "name": "a", "extra": true}),
-            "",
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            [
-                "`extra` was null, is now true",
-                "`preprocess.mean` was [0,0,0], is now [1,0,0]"
-            ]
-        );
     }
 }

@@ -1,18 +1,22 @@
 //! Provenance: what produced a dataset, recorded in `run.json` and in every Parquet file.
+//!
+//! [`RunRecord`] is `run.json`, written and read by the same types: reading tolerates keys it
+//! does not know (written by a later version) and config keys that are retired, and reads every
+//! earlier format ([`RunRecord::FORMAT`]; 0.1.0 wrote format 1, without the key).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::output::sink::TableCounts;
 use crate::output::tables::Table;
 use crate::plan::LayerSpec;
-use crate::reduce::{LayerReducer, LayerShape};
+use crate::reduce::{LayerKind, LayerReducer, LayerShape, ReducedIn};
 
 /// What produced a dataset.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
     /// Experiment name.
     pub name: String,
@@ -24,17 +28,36 @@ pub struct Provenance {
     pub model: ModelInfo,
     /// The layers extracted, with their real shapes.
     pub layers: Vec<LayerInfo>,
-    /// The config, with paths resolved.
+    /// The config, with paths resolved. Read back with the keys this version does not know
+    /// left out ([`Config::from_recorded`]).
+    #[serde(deserialize_with = "recorded_config")]
     pub config: Config,
     /// The folder the config's relative names (its shard patterns) are taken from: the config
-    /// file's.
+    /// file's (empty in records of runs made before it was recorded: then the current one).
+    #[serde(default)]
     pub config_folder: String,
     /// When the run started (UTC, RFC 3339).
+    #[serde(default)]
     pub started_at: String,
 }
 
+fn recorded_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Config, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Config::from_recorded(value).map_err(serde::de::Error::custom)
+}
+
+impl Provenance {
+    /// Reads a record: the provenance of a part file's metadata, or the whole of `run.json`.
+    /// The config's folder is the recorded `config_folder`.
+    pub fn from_json(text: &str) -> Result<Provenance> {
+        let mut provenance: Provenance = serde_json::from_str(text)?;
+        provenance.config.folder = provenance.config_folder.clone().into();
+        Ok(provenance)
+    }
+}
+
 /// The ONNX Runtime library used.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuntimeInfo {
     /// Its version.
     pub version: String,
@@ -43,7 +66,7 @@ pub struct RuntimeInfo {
 }
 
 /// The model file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Its path.
     pub path: String,
@@ -52,16 +75,18 @@ pub struct ModelInfo {
 }
 
 /// One extracted layer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerInfo {
     /// Name in the tables.
     pub name: String,
     /// Tensor in the graph.
+    #[serde(default)]
     pub tensor: String,
     /// The selector in the config that picked it.
+    #[serde(default)]
     pub selector: String,
     /// `maps` (statistics and maps per channel) or `vector`.
-    pub kind: &'static str,
+    pub kind: LayerKind,
     /// Channels (or vector length).
     pub channels: usize,
     /// Map height (1 for vectors).
@@ -72,37 +97,41 @@ pub struct LayerInfo {
     pub kept: Vec<u32>,
     /// Where its statistics and maps were computed: `host` (by layerwise) or `graph` (by ONNX
     /// Runtime, `[run] reduce`).
-    pub reduced_in: &'static str,
+    #[serde(default)]
+    pub reduced_in: ReducedIn,
 }
 
 impl LayerInfo {
     /// Describes a layer from its spec and its reducer.
     pub fn of(layer: &LayerSpec, reducer: &LayerReducer) -> LayerInfo {
-        let (kind, channels, height, width) = match reducer.shape {
-            LayerShape::Vector { len } => ("vector", len, 1, 1),
+        let (channels, height, width) = match reducer.shape {
+            LayerShape::Vector { len } => (len, 1, 1),
             LayerShape::Maps {
                 channels,
                 height,
                 width,
-            } => ("maps", channels, height, width),
+            } => (channels, height, width),
         };
         LayerInfo {
             name: layer.name.clone(),
             tensor: layer.tensor.clone(),
             selector: layer.selector.clone(),
-            kind,
+            kind: reducer.shape.kind(),
             channels,
             height,
             width,
             kept: reducer.kept().to_vec(),
-            reduced_in: if reducer.in_graph() { "graph" } else { "host" },
+            reduced_in: reducer.reduced_in(),
         }
     }
 }
 
-/// What a finished run did.
-#[derive(Debug, Clone, Serialize)]
+/// What a finished run did: `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The format of the record ([`RunRecord::FORMAT`] when written; 1, 0.1.0's, when absent).
+    #[serde(default = "first_format")]
+    pub format: u32,
     /// What produced it.
     #[serde(flatten)]
     pub provenance: Provenance,
@@ -111,13 +140,19 @@ pub struct RunRecord {
     /// Whether every part of the run is committed.
     pub complete: bool,
     /// Images and rows.
+    #[serde(default)]
     pub counts: Counts,
     /// Seconds spent.
+    #[serde(default)]
     pub timings: Timings,
 }
 
+fn first_format() -> u32 {
+    1
+}
+
 /// Images and rows of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     /// Files listed.
     pub images: u64,
@@ -164,7 +199,8 @@ impl Counts {
 }
 
 /// Seconds spent in each phase of a run, by the process that wrote the record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Timings {
     /// Reading the config and model, loading the runtime, creating the session.
     pub setup_s: f64,
@@ -191,9 +227,19 @@ pub struct Timings {
 }
 
 impl RunRecord {
+    /// The format this version writes: 2 added the key `format` itself (1, 0.1.0's, had none).
+    pub const FORMAT: u32 = 2;
+
     /// The record as `run.json` holds it.
     pub fn to_json(&self) -> Result<Vec<u8>> {
         Ok((serde_json::to_string_pretty(self)? + "\n").into_bytes())
+    }
+
+    /// Reads `run.json`, of this format or any earlier one.
+    pub fn from_json(text: &str) -> Result<RunRecord> {
+        let mut record: RunRecord = serde_json::from_str(text)?;
+        record.provenance.config.folder = record.provenance.config_folder.clone().into();
+        Ok(record)
     }
 }
 

@@ -32,6 +32,47 @@ pub enum LayerShape {
     },
 }
 
+impl LayerShape {
+    /// What kind of layer it is.
+    pub fn kind(&self) -> LayerKind {
+        match self {
+            LayerShape::Vector { .. } => LayerKind::Vector,
+            LayerShape::Maps { .. } => LayerKind::Maps,
+        }
+    }
+}
+
+/// What a layer's rows are: statistics and maps per channel, or one vector per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    /// A tensor of rank 3 or more: `stats` rows per channel, kept maps in `maps` and `top`.
+    Maps,
+    /// A rank-2 tensor: one `vectors` row per image.
+    Vector,
+}
+
+impl LayerKind {
+    /// The word `run.json` and the report use: `maps` or `vector`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Maps => "maps",
+            LayerKind::Vector => "vector",
+        }
+    }
+}
+
+/// Where a layer's statistics and maps are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReducedIn {
+    /// By layerwise, from the whole tensor copied out of the session.
+    #[default]
+    Host,
+    /// By ONNX Runtime, from reductions appended to the graph (`[run] reduce`).
+    Graph,
+}
+
 /// Reduces one layer's tensor into rows.
 #[derive(Debug, Clone)]
 pub struct LayerReducer {
@@ -232,6 +273,15 @@ impl LayerReducer {
     /// Whether the session's graph reduces this layer.
     pub fn in_graph(&self) -> bool {
         self.graph.is_some()
+    }
+
+    /// Where its statistics and maps are computed.
+    pub fn reduced_in(&self) -> ReducedIn {
+        if self.in_graph() {
+            ReducedIn::Graph
+        } else {
+            ReducedIn::Host
+        }
     }
 
     /// The layer's tensor.

@@ -14,10 +14,11 @@ use crate::config::Keep;
 use crate::input::lookup::{self, Wanted};
 use crate::input::preprocess::{self, InputType, Preprocess};
 use crate::input::{Content, Listing, Sample};
+use crate::output::provenance::LayerInfo;
 use crate::output::tables::Rows;
 use crate::pipeline::{Batcher, Prepared};
 use crate::plan::{self, Overrides, Plan};
-use crate::view::read::{self, MapQuery, StoredImage, StoredLayer, StoredMap, StoredRun};
+use crate::view::read::{self, MapQuery, StoredImage, StoredMap, StoredRun};
 use crate::view::render::{self, Cell};
 
 /// At most this many cells are drawn by default (a 7 x 7 grid).
@@ -331,7 +332,7 @@ fn id_range(images: &[StoredImage]) -> String {
 }
 
 /// The requested channels, all stored; by default the stored ones, up to 49.
-fn wanted_channels(layer: &StoredLayer, wanted: Option<&[u32]>, run: &Path) -> Result<Vec<u32>> {
+fn wanted_channels(layer: &LayerInfo, wanted: Option<&[u32]>, run: &Path) -> Result<Vec<u32>> {
     let Some(wanted) = wanted else {
         if layer.kept.is_empty() {
             bail!("{}", not_stored(layer, None, run));
@@ -344,7 +345,7 @@ fn wanted_channels(layer: &StoredLayer, wanted: Option<&[u32]>, run: &Path) -> R
     Ok(wanted.to_vec())
 }
 
-fn not_stored(layer: &StoredLayer, channel: Option<u32>, run: &Path) -> String {
+fn not_stored(layer: &LayerInfo, channel: Option<u32>, run: &Path) -> String {
     let stored = if layer.kept.is_empty() {
         "no channel's maps are stored".to_owned()
     } else {

@@ -15,8 +15,13 @@ use parquet::file::statistics::Statistics;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::error::TableError;
+use crate::output::provenance::{
+    LayerInfo, ModelInfo, Provenance, RunRecord, RuntimeInfo, Timings,
+};
 use crate::output::sink::PROVENANCE_KEY;
 use crate::output::tables::Table;
+use crate::view::conform::conform;
 
 /// A run, finished or partial: its folder and what its `run.json` (or, before the run is
 /// complete, the provenance in its committed part files) says.
@@ -28,92 +33,30 @@ pub struct StoredRun {
     /// (`config.folder`; empty for runs made before it was recorded: then the current one).
     pub config: Config,
     /// Its layers.
-    pub layers: Vec<StoredLayer>,
+    pub layers: Vec<LayerInfo>,
     /// What ran it, and how far it got.
     pub facts: RunFacts,
 }
 
 /// What ran a run, and how far it got.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RunFacts {
     /// The run's name.
-    #[serde(default)]
     pub name: String,
     /// The layerwise version.
-    #[serde(default)]
     pub tool: String,
     /// The model file.
-    #[serde(default)]
-    pub model: StoredModel,
+    pub model: ModelInfo,
     /// The ONNX Runtime library.
-    #[serde(default)]
-    pub onnxruntime: StoredRuntime,
+    pub onnxruntime: RuntimeInfo,
     /// When the run began (UTC).
-    #[serde(default)]
     pub started_at: String,
     /// Whether every part is committed (false until `run.json` is written).
-    #[serde(default)]
     pub complete: bool,
     /// Seconds and speed, from `run.json`.
-    #[serde(default)]
-    pub timings: Option<StoredTimings>,
+    pub timings: Option<Timings>,
     /// Parts committed, and parts of the whole run (from `_manifest.json` and `_parts/`).
-    #[serde(skip)]
     pub parts: (usize, usize),
-}
-
-/// The model of a run.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StoredModel {
-    /// Its path.
-    pub path: String,
-    /// The SHA-256 of its bytes.
-    pub sha256: String,
-}
-
-/// The ONNX Runtime of a run.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StoredRuntime {
-    /// Its version.
-    pub version: String,
-    /// The library file.
-    pub library: String,
-}
-
-/// How long a run took, as its `run.json` records.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StoredTimings {
-    /// Decoding, inference, reduction and writing, in seconds.
-    pub run_s: f64,
-    /// Images per second of `run_s`.
-    pub images_per_s: f64,
-}
-
-/// A layer of a run, as `run.json` records it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StoredLayer {
-    /// Name in the tables.
-    pub name: String,
-    /// `maps` or `vector`.
-    pub kind: String,
-    /// Channels.
-    pub channels: usize,
-    /// Map height.
-    pub height: usize,
-    /// Map width.
-    pub width: usize,
-    /// Channels whose maps are stored.
-    pub kept: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct RunJson {
-    config: Config,
-    #[serde(default)]
-    config_folder: PathBuf,
-    layers: Vec<StoredLayer>,
-    #[serde(flatten)]
-    facts: RunFacts,
 }
 
 #[derive(Deserialize)]
@@ -171,26 +114,39 @@ impl StoredRun {
     /// committed part file carries.
     pub fn open(dir: &Path) -> Result<StoredRun> {
         let path = dir.join("run.json");
-        let (json, source) = match std::fs::read_to_string(&path) {
-            Ok(text) => (text, path),
-            Err(_) => partial_provenance(dir)?,
+        let (provenance, complete, timings) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let record = RunRecord::from_json(&text)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                (record.provenance, record.complete, Some(record.timings))
+            }
+            Err(_) => {
+                let (text, source) = partial_provenance(dir)?;
+                let provenance = Provenance::from_json(&text).with_context(|| {
+                    format!("cannot read the provenance of {}", source.display())
+                })?;
+                (provenance, false, None)
+            }
         };
-        let json: RunJson = serde_json::from_str(&json)
-            .with_context(|| format!("cannot read {}", source.display()))?;
-        let mut facts = json.facts;
-        facts.parts = parts(dir);
-        let mut config = json.config;
-        config.folder = json.config_folder;
         Ok(StoredRun {
             dir: dir.to_owned(),
-            config,
-            layers: json.layers,
-            facts,
+            facts: RunFacts {
+                name: provenance.name,
+                tool: provenance.tool,
+                model: provenance.model,
+                onnxruntime: provenance.onnxruntime,
+                started_at: provenance.started_at,
+                complete,
+                timings,
+                parts: parts(dir),
+            },
+            config: provenance.config,
+            layers: provenance.layers,
         })
     }
 
     /// A layer by name, or an error listing the layers there are.
-    pub fn layer(&self, name: &str) -> Result<&StoredLayer> {
+    pub fn layer(&self, name: &str) -> Result<&LayerInfo> {
         self.layers.iter().find(|l| l.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
             anyhow::anyhow!(
@@ -324,38 +280,77 @@ impl StoredRun {
         for path in part_files(&self.dir.join(table.name()))? {
             let file =
                 File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let arrow_schema = builder.schema().clone();
-            let roots = |names: &[&str]| -> Result<Vec<usize>> {
-                names
-                    .iter()
-                    .map(|n| {
-                        arrow_schema
-                            .index_of(n)
-                            .with_context(|| format!("{} has no column {n}", path.display()))
-                    })
-                    .collect()
-            };
-            let projection = ProjectionMask::roots(builder.parquet_schema(), roots(columns)?);
-            if let Some(query) = query {
-                let groups = row_groups(&builder, query);
-                let filter_columns = ["layer", "channel", "image_id"];
-                let mask = ProjectionMask::roots(builder.parquet_schema(), roots(&filter_columns)?);
-                let query = query.clone();
-                let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                    Ok(matches(&batch, &query))
-                });
-                builder = builder
-                    .with_row_groups(groups)
-                    .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
-            }
-            for batch in builder.with_projection(projection).build()? {
-                each(batch.with_context(|| format!("cannot read {}", path.display()))?);
+            let reader = guarded(|| scan_file(file, table, columns, query, &path))
+                .unwrap_or_else(|| Err(damaged(&path)))?;
+            for batch in reader {
+                let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+                each(conform(&batch, table, &path)?);
             }
         }
         Ok(())
     }
+}
+
+/// The reader of one part file of `table`: `columns` of the rows that match `query`.
+fn scan_file(
+    file: File,
+    table: Table,
+    columns: &[&str],
+    query: Option<&MapQuery>,
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let arrow_schema = builder.schema().clone();
+    let roots = |names: &[&str]| -> Result<Vec<usize>, TableError> {
+        names
+            .iter()
+            .map(|n| {
+                arrow_schema.index_of(n).map_err(|_| TableError {
+                    file: path.display().to_string(),
+                    table: table.name(),
+                    column: (*n).to_owned(),
+                    problem: "is missing".into(),
+                })
+            })
+            .collect()
+    };
+    let projection = ProjectionMask::roots(builder.parquet_schema(), roots(columns)?);
+    if let Some(query) = query {
+        let groups = row_groups(&builder, query);
+        let filter_columns = ["layer", "channel", "image_id"];
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots(&filter_columns)?);
+        let query = query.clone();
+        let file = path.to_owned();
+        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let batch = conform(&batch, table, &file)
+                .map_err(|e| arrow_schema::ArrowError::ExternalError(Box::new(e)))?;
+            Ok(matches(&batch, &query))
+        });
+        builder = builder
+            .with_row_groups(groups)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    }
+    let reader = builder.with_projection(projection).build()?;
+    let mut reader = reader.map(|batch| batch.map_err(anyhow::Error::from));
+    let path = path.to_owned();
+    Ok(std::iter::from_fn(move || {
+        guarded(|| reader.next()).unwrap_or_else(|| Some(Err(damaged(&path))))
+    }))
+}
+
+/// The error of a file the Parquet reader panicked on.
+fn damaged(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot read {}: the file is damaged (the Parquet reader failed on it)",
+        path.display()
+    )
+}
+
+/// Runs `work`; `None` if it panicked (the parquet crate asserts, rather than returns an
+/// error, on some damaged files).
+fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
 }
 
 /// The provenance JSON of a run without `run.json`, from its first committed `images` part.

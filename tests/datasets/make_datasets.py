@@ -1,6 +1,8 @@
 """Writes the same images as a folder and as shards with the real writers, for tests/it/datasets.rs.
 
 usage: make_datasets.py OUT
+       make_datasets.py --hf-paths FOLDER OUT   (only hf_paths/, over the images of FOLDER: the
+                                                  test writes it where its absolute paths hold)
 
 Under OUT:
 - folder/: 12 photos-like images in two class folders (folder/<label>/<label>_NNN.<ext>, JPEG
@@ -13,6 +15,10 @@ Under OUT:
   records as a failed download; i2d_urls.txt lists the URLs in order;
 - hf/train.parquet: a Hugging Face `datasets` Dataset with an Image() column and a
   ClassLabel label, written with to_parquet;
+- with --hf-paths, hf_paths/train.parquet: the same images as `datasets` writes a Dataset built from local files
+  with to_parquet: each image stored by path with null bytes (even rows an absolute path, odd
+  rows a path relative to hf_paths/), then a row whose file is missing and one with an http://
+  URL;
 - dirty/: shards written with Python's tarfile: good.tar (3 samples), truncated.tar (3 whole
   samples, then the 4th's image cut short), mixed.tar (a .jpg member holding text, a sample
   with no image member, a member named ../escape.jpg, a good sample), notatar.tar (text).
@@ -95,6 +101,27 @@ def write_huggingface(files, out):
     ds.to_parquet(str(out / "hf" / "train.parquet"))
 
 
+def write_huggingface_by_path(files, out):
+    import datasets
+
+    folder = out / "hf_paths"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted({p.parent.name for p in files})
+    paths = [
+        str(p.resolve()) if i % 2 == 0 else os.path.relpath(p.resolve(), folder.resolve())
+        for i, p in enumerate(files)
+    ]
+    paths += [str((files[0].parent / "missing.jpg").resolve()), "http://127.0.0.1:9/cat.jpg"]
+    labels = [names.index(p.parent.name) for p in files] + [0, 1]
+    ds = datasets.Dataset.from_dict({"image": paths, "label": labels})
+    ds = ds.cast_column("image", datasets.Image())
+    ds = ds.cast_column("label", datasets.ClassLabel(names=names))
+    # No embed_table_storage: to_parquet keeps the paths, with null bytes. A batch size given,
+    # it does not stat every path to size its batches (which fails on the missing file and the
+    # URL).
+    ds.to_parquet(str(folder / "train.parquet"), batch_size=100)
+
+
 def add(tar, name, data):
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -147,6 +174,9 @@ def write_folder(folder):
 
 
 def main():
+    if sys.argv[1] == "--hf-paths":
+        write_huggingface_by_path(images(sys.argv[2]), Path(sys.argv[3]))
+        return
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     write_folder(out / "folder")

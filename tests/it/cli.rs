@@ -1,6 +1,5 @@
 //! The `layerwise` binary: exit codes, summary, logs and help.
 
-
 use std::process::Command;
 
 use crate::common::*;

@@ -622,3 +622,38 @@ fn every_default_in_the_schema_is_what_the_parser_fills_in() {
         "keys with a default in the schema: {defaults:?}"
     );
 }
+
+#[test]
+fn every_config_key_is_classified_as_identity_or_execution() {
+    use layerwise::config::identity::{role, KEYS};
+    let schema = config_schema();
+    let [webdataset, parquet] = shard_key_configs();
+    let mut leaves = std::collections::BTreeSet::new();
+    for text in [every_key_config(), webdataset, parquet] {
+        let written = serde_json::to_value(toml::from_str::<toml::Table>(&text).unwrap()).unwrap();
+        let mut found = Vec::new();
+        keys(&schema, &schema, &written, "", &mut found);
+        for key in found {
+            let items = key.schema.get("items").map(|i| resolve(&schema, i));
+            let table = key.schema.get("properties").is_some()
+                || items.is_some_and(|i| i.get("properties").is_some());
+            if !table {
+                leaves.insert(key.path.replace("[0]", ""));
+            }
+        }
+    }
+    for leaf in &leaves {
+        assert!(
+            role(leaf).is_some(),
+            "`{leaf}` is neither identity nor execution: classify it in KEYS \
+             (src/config/identity.rs)"
+        );
+    }
+    for (key, _) in KEYS {
+        assert!(
+            leaves.contains(*key),
+            "KEYS names `{key}`, a key the config does not have"
+        );
+    }
+    assert_eq!(leaves.len(), KEYS.len());
+}

@@ -4,7 +4,6 @@
 //! holding the same images as a folder. Each run's stats and maps must equal the folder
 //! run's, value for value; dirty shards must give exactly one row per sample, with its reason.
 
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,9 +11,9 @@ use std::sync::OnceLock;
 
 use std::sync::Arc;
 
+use crate::common::*;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use crate::common::*;
 
 /// The folder and shards made by `make_datasets.py`, built once per version of the script.
 fn datasets() -> &'static Path {
@@ -709,4 +708,62 @@ fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does
     for (name, picture) in &maps_alone {
         assert_ne!(picture, &photos[name], "{name}: drawn without its photo");
     }
+}
+
+#[test]
+fn huggingface_images_stored_by_path_are_read_from_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = std::process::Command::new(python())
+        .arg(root().join("tests/datasets/make_datasets.py"))
+        .arg("--hf-paths")
+        .arg(datasets().join("folder"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", text(&written));
+    // From another working folder: relative paths resolve from the Parquet file's folder.
+    let input = format!(
+        "parquet = \"{}/hf_paths/train.parquet\"\nlabel_field = \"label\"",
+        dir.path().display()
+    );
+    let config = config(dir.path(), &input);
+    let done = layerwise()
+        .arg("run")
+        .arg(&config)
+        .arg("-q")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", text(&done));
+    let out = dir.path().join("out");
+    assert_same_as_folder(&out, |r| stem(&r.1));
+    let rows = image_rows(&out);
+    let folder = image_rows(folder_run());
+    assert_eq!(rows.len(), 14);
+    for (row, reference) in rows.iter().zip(&folder) {
+        assert_eq!((row.5.as_str(), &row.4), ("ok", &reference.4), "{row:?}");
+        assert!(row.1.ends_with(&reference.1), "{row:?}");
+    }
+    let missing = format!("{}/folder/cat/missing.jpg", datasets().display());
+    assert_eq!(
+        (rows[12].1.as_str(), rows[12].6.as_deref()),
+        (
+            missing.as_str(),
+            Some(
+                format!(
+                    "no image bytes, and no file at its path {missing} (a relative path is \
+                     looked for from the Parquet file's folder, then the working folder)"
+                )
+                .as_str()
+            )
+        )
+    );
+    assert_eq!(
+        rows[13].6.as_deref(),
+        Some(
+            "no image bytes, and its path http://127.0.0.1:9/cat.jpg is not a local file: \
+             layerwise reads images stored by path from the local disk only (write the dataset \
+             with the image bytes embedded, or download the files and store their local paths)"
+        )
+    );
 }

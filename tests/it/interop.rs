@@ -1,6 +1,5 @@
 //! DuckDB reads the dataset natively: counts and values agree with what the Rust side wrote.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::Path;

@@ -1,13 +1,12 @@
 //! Models of every shape the exporters produce: NHWC, uint8 and symbolic-size inputs, external
 //! data, rank-3 tensors, several outputs, and the selectors that pick their tensors.
 
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, RecordBatch};
-use crate::common::*;
 
 const IMAGES: [(&str, u32, u32); 5] = [
     ("a/1.png", 8, 8),

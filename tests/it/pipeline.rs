@@ -2,15 +2,14 @@
 //! independent computations: a direct ONNX Runtime session on a model whose tensors are
 //! already graph outputs, a straightforward statistics reference, and hand-computed tensors.
 
-
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use crate::common::*;
 use fast_image_resize::Resizer;
 use layerwise::output::provenance::RunRecord;
 use layerwise::{Overrides, RunOptions};

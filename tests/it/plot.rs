@@ -2,7 +2,6 @@
 //! preprocessed pixels, and each image is black but for one white pixel, so every map's maximum
 //! is where that pixel is.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

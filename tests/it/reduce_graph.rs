@@ -5,12 +5,11 @@
 //! std within 1e-5 of the channel's largest absolute value; kept maps exact, pooled maps
 //! within 1e-5 of the map's largest absolute value.
 
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 use arrow_array::RecordBatch;
-use crate::common::*;
 
 const IMAGES: [(&str, u32, u32); 6] = [
     ("a/1.png", 8, 8),
@@ -285,5 +284,8 @@ fn auto_reduces_on_the_host_on_the_cpu() {
     let auto = write_config(dir.path(), &text);
     let record = run_quietly(&auto).unwrap();
     assert_same_tables(&host, &dir.path().join("out-auto"));
-    assert_eq!(record.provenance.layers[0].reduced_in, "host");
+    assert_eq!(
+        record.provenance.layers[0].reduced_in,
+        layerwise::reduce::ReducedIn::Host
+    );
 }

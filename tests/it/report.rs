@@ -2,7 +2,6 @@
 //! pages' own queries, runs without labels or `top_k`, partial runs, hostile names, errors, and
 //! the site in a real browser (Debian's headless Chromium, driven by tests/browser/).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -689,4 +688,172 @@ fn an_image_path_out_of_the_input_folder_is_not_followed() {
         "{logged}"
     );
     assert!(!logged.contains("b.png"), "b.png is drawn: {logged}");
+}
+
+/// A run over the tiny model with labels (folders `a` and `b`), a file in error, kept maps,
+/// `top_k` and a vector layer, in `part_size` 3 parts; its output folder.
+fn labelled_run(dir: &Path) -> PathBuf {
+    write_images(
+        &dir.join("images"),
+        &[
+            ("a/0.png", 20, 16),
+            ("a/1.jpg", 24, 24),
+            ("b/2.png", 16, 30),
+            ("b/3.png", 18, 18),
+        ],
+    );
+    std::fs::write(dir.join("images/b/broken.png"), b"not a png").unwrap();
+    let config = tiny_config_with_layers(
+        dir,
+        "rewritten",
+        "[run]\npart_size = 3\n[[layers]]\nname = \"conv\"\ntensor = \"conv1\"\nkeep = [1, 2]\n\
+         top_k = 2\n[[layers]]\nname = \"logits\"\ntensor = \"logits\"\n",
+    );
+    run_quietly(&config).unwrap();
+    dir.join("out")
+}
+
+/// Rewrites every part file of every table of `out` with `writer` (Polars, DuckDB or pandas),
+/// reading it and writing it back in its place, as a user who filtered a table would.
+fn rewrite_tables(out: &Path, writer: &str) {
+    let script = r#"
+import glob, os, sys
+out, writer = sys.argv[1], sys.argv[2]
+for f in sorted(glob.glob(os.path.join(out, "*", "part-*.parquet"))):
+    if writer == "polars":
+        import polars as pl
+        pl.read_parquet(f).write_parquet(f)
+    elif writer == "duckdb":
+        import duckdb
+        duckdb.sql(f"COPY (SELECT * FROM read_parquet('{f}')) TO '{f}.new' (FORMAT parquet)")
+        os.replace(f + ".new", f)
+    elif writer == "pandas":
+        import pandas as pd
+        pd.read_parquet(f).to_parquet(f)
+"#;
+    let done = Command::new(python())
+        .args(["-c", script])
+        .arg(out)
+        .arg(writer)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{writer}: {}", text(&done));
+}
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .map(|f| {
+            (
+                f.strip_prefix(dir).unwrap().to_owned(),
+                std::fs::read(&f).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The report, three `plot` figures and `status` of the run in `out`, under `into`.
+fn views(out: &Path, into: &Path) -> (std::collections::BTreeMap<PathBuf, Vec<u8>>, String) {
+    report(out, &["--out", into.join("report").to_str().unwrap()]);
+    for (figure, args) in [
+        ("channels", &["--layer", "conv", "--image", "0"][..]),
+        (
+            "images",
+            &["--layer", "conv", "--channel", "1", "--images", "label=b"],
+        ),
+        ("top", &["--layer", "conv", "--channel", "2", "--k", "3"]),
+    ] {
+        let png = into.join(format!("plots/{figure}.png"));
+        let done = layerwise()
+            .args(["plot", figure, "--run"])
+            .arg(out)
+            .args(args)
+            .arg("--png")
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "plot {figure}: {}", text(&done));
+    }
+    let status = layerwise().arg("status").arg(out).output().unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    (files(into), text(&status))
+}
+
+#[test]
+fn tables_written_back_by_polars_duckdb_and_pandas_give_the_same_pages_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = labelled_run(dir.path());
+    let pristine = dir.path().join("pristine");
+    std::fs::create_dir(&pristine).unwrap();
+    for table in ["images", "stats", "maps", "vectors", "top"] {
+        copy_folder(&out.join(table), &pristine.join(table));
+    }
+    let (want, want_status) = views(&out, &dir.path().join("views-layerwise"));
+    assert!(want.len() > 10, "{:?}", want.keys());
+    for writer in ["polars", "duckdb", "pandas"] {
+        for table in ["images", "stats", "maps", "vectors", "top"] {
+            copy_folder(&pristine.join(table), &out.join(table));
+        }
+        rewrite_tables(&out, writer);
+        let (got, status) = views(&out, &dir.path().join(format!("views-{writer}")));
+        assert_eq!(status, want_status, "{writer}: status");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{writer}: the files written"
+        );
+        for (name, bytes) in &want {
+            assert!(&got[name] == bytes, "{writer}: {} differs", name.display());
+        }
+    }
+}
+
+#[test]
+fn a_column_dropped_or_of_a_wrong_type_is_named_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = labelled_run(dir.path());
+    let stats = part_files(&out, "stats").remove(0).display().to_string();
+    let original = std::fs::read(&stats).unwrap();
+    for (select, says) in [
+        (
+            "* EXCLUDE (max)",
+            "the `stats` table's column `max` is missing",
+        ),
+        (
+            "* REPLACE (channel::VARCHAR AS channel)",
+            "the `stats` table's column `channel` is of type Utf8, which cannot hold UInt32 values",
+        ),
+        (
+            "* REPLACE (channel::BIGINT - 1 AS channel)",
+            "the `stats` table's column `channel` is of type Int64 and holds -1, which does not \
+             fit UInt32",
+        ),
+    ] {
+        std::fs::write(&stats, &original).unwrap();
+        duckdb(&format!(
+            "COPY (SELECT {select} FROM read_parquet('{stats}')) TO '{stats}.new' (FORMAT parquet)"
+        ));
+        std::fs::rename(format!("{stats}.new"), &stats).unwrap();
+        let done = layerwise().arg("report").arg(&out).output().unwrap();
+        assert_eq!(done.status.code(), Some(2), "{}", text(&done));
+        assert!(
+            text(&done).contains(&format!("{stats}: {says}")),
+            "{}",
+            text(&done)
+        );
+        assert!(!text(&done).contains("panicked"), "{}", text(&done));
+    }
+}
+
+/// Copies the files of `from` into `to` (made if missing), replacing what is there.
+fn copy_folder(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
 }

@@ -2,16 +2,15 @@
 //! config and model mistake names its key or file and the fix, and a full disk or a signal
 //! leaves only committed parts behind, which a rerun completes.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
-use crate::common::*;
 
 /// The dirty folder of `tests/dirty/make_dirty.py` under `dir/images`.
 fn make_dirty(dir: &Path) -> PathBuf {

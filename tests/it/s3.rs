@@ -1,7 +1,6 @@
 //! Output to an S3-compatible object store, end to end against a local moto server on
 //! loopback: a sharded run, its status, a rerun that resumes, and the same tables as a local run.
 
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;

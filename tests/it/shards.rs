@@ -1,7 +1,6 @@
 //! Cluster runs: shards as concurrent processes writing one folder, and a run killed with
 //! SIGKILL in the middle of a part, then resumed; both must equal a single uninterrupted run.
 
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -156,4 +155,80 @@ fn a_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_resume_may_change_every_execution_setting_but_not_a_layer_or_the_preprocess() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path(), 13);
+    let run = |settings: &str| {
+        let layers = format!(
+            "[[layers]]\ntensor = \"conv1\"\nkeep = \"all\"\ntop_k = 2\n[[layers]]\n\
+             tensor = \"logits\"\n[preprocess]\nmean = [0.5, 0.4, 0.3]\n[run]\npart_size = 2\n\
+             {settings}"
+        );
+        tiny_config_with_layers(dir.path(), "resumed", &layers)
+    };
+    let first = "batch_size = 3\nthreads = 1\ndecode_threads = 1\ninference_threads = 1\n\
+                 queue_depth = 2\nmax_error_fraction = 1.0";
+    let config = run(first);
+    let out = dir.path().join("out");
+    let half = layerwise()
+        .arg("run")
+        .arg(&config)
+        .args(["-q", "--shard", "0/2"])
+        .output()
+        .unwrap();
+    assert!(half.status.success(), "{}", text(&half));
+    let whole = dir.path().join("whole");
+    single_run(&config, &whole);
+    // What a user does after a node ran out of memory: fewer threads, smaller queue and batch.
+    let other = "batch_size = 1\nthreads = 2\ndecode_threads = 2\ninference_threads = 2\n\
+                 queue_depth = 1\nmax_error_fraction = 0.5";
+    run(other);
+    let resumed = layerwise()
+        .arg("run")
+        .arg(&config)
+        .args(["-q", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    assert!(
+        text(&status).contains("7 of 7 parts committed (2 images each), 0 missing"),
+        "{}",
+        text(&status)
+    );
+    assert_same_tables(&out, &whole);
+
+    // A changed layer, or a changed preprocess, is another run: refused, the keys named.
+    for (from, to, named) in [
+        (
+            "keep = \"all\"",
+            "keep = [0]",
+            "`layers[0].keep` was \"all\", is now [0]",
+        ),
+        (
+            "mean = [0.5, 0.4, 0.3]",
+            "mean = [0.5, 0.4, 0.2]",
+            "`preprocess.mean` was [0.5,0.4,0.3], is now [0.5,0.4,0.2]",
+        ),
+    ] {
+        let changed = std::fs::read_to_string(&config).unwrap().replace(from, to);
+        std::fs::write(&config, &changed).unwrap();
+        let refused = layerwise()
+            .arg("run")
+            .arg(&config)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(
+            text(&refused).contains(&format!("holds another run: its config differs: {named}")),
+            "{}",
+            text(&refused)
+        );
+        std::fs::write(&config, changed.replace(to, from)).unwrap();
+    }
 }

@@ -1,7 +1,6 @@
 //! The Slurm job-array example on a real one-node cluster (`scripts/slurm-cluster.sh` starts
 //! one; CI runs this with `cargo test --test it slurm:: -- --ignored`).
 
-
 use std::process::Command;
 
 use crate::common::*;

@@ -4,7 +4,6 @@
 //! torch.export-based exporter, and a fixed batch of 1. The same selectors find the same
 //! tensors in each, and layerwise's statistics, maps and vectors equal PyTorch's forward pass.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::*;

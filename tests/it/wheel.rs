@@ -4,7 +4,6 @@
 //! `scripts/wheel-test.sh` builds the wheel and runs this with
 //! `LAYERWISE_WHEEL=dist/<wheel> cargo test --test it wheel:: -- --ignored`.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

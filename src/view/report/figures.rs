@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
-use crate::view::read::{MapQuery, StoredLayer, StoredMap, StoredRun};
+use crate::output::provenance::LayerInfo;
+use crate::reduce::LayerKind;
+use crate::view::read::{MapQuery, StoredMap, StoredRun};
 use crate::view::render::{self, Cell};
 use crate::view::report::summary::ChannelSummary;
 
@@ -42,11 +44,11 @@ pub struct Example {
 /// The `k` best examples of every channel of `layer`, with where they come from.
 pub fn examples(
     run: &StoredRun,
-    layer: &StoredLayer,
+    layer: &LayerInfo,
     channels: &[ChannelSummary],
     k: usize,
 ) -> Result<(Source, Vec<Vec<Example>>)> {
-    if layer.kind == "maps" {
+    if layer.kind == LayerKind::Maps {
         let mut tops = run.tops(&layer.name, None, k)?;
         if !tops.is_empty() {
             let examples = channels
@@ -87,7 +89,7 @@ fn from_top(map: StoredMap) -> Example {
 /// The stored maps of the best images of the kept channels, by (image, channel).
 fn stored_maps(
     run: &StoredRun,
-    layer: &StoredLayer,
+    layer: &LayerInfo,
     channels: &[ChannelSummary],
 ) -> Result<BTreeMap<(u64, u32), StoredMap>> {
     let kept: BTreeSet<u32> = layer.kept.iter().copied().collect();
@@ -96,7 +98,7 @@ fn stored_maps(
         .filter(|c| kept.contains(&c.channel))
         .flat_map(|c| c.best.iter().map(move |&(id, _)| (id, c.channel)))
         .collect();
-    if wanted.is_empty() || layer.kind != "maps" {
+    if wanted.is_empty() || layer.kind != LayerKind::Maps {
         return Ok(BTreeMap::new());
     }
     let query = MapQuery {

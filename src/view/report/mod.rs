@@ -21,9 +21,11 @@ use anyhow::{bail, Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::output::provenance::LayerInfo;
 use crate::output::store::is_remote;
+use crate::reduce::LayerKind;
 use crate::view::plot::{self, ImageRef, ImageSet, Photos};
-use crate::view::read::{StoredImage, StoredLayer, StoredRun};
+use crate::view::read::{StoredImage, StoredRun};
 use crate::view::render::Style;
 use figures::Example;
 use pages::{LayerView, Site};
@@ -150,7 +152,7 @@ pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
 fn chosen_layers<'r>(
     run: &'r StoredRun,
     wanted: Option<&[String]>,
-) -> Result<Vec<(usize, &'r StoredLayer)>> {
+) -> Result<Vec<(usize, &'r LayerInfo)>> {
     let Some(wanted) = wanted else {
         return Ok(run.layers.iter().enumerate().collect());
     };
@@ -168,7 +170,7 @@ fn chosen_layers<'r>(
 /// A layer's numbers, examples and pictures, with its channel pages written.
 struct BuiltLayer<'r> {
     index: usize,
-    layer: &'r StoredLayer,
+    layer: &'r LayerInfo,
     channels: Vec<summary::ChannelSummary>,
     examples: Vec<Vec<Example>>,
     drawn: Vec<Vec<bool>>,
@@ -196,7 +198,7 @@ impl BuiltLayer<'_> {
 fn build_layer<'r>(
     site: &Site,
     index: usize,
-    layer: &'r StoredLayer,
+    layer: &'r LayerInfo,
     top: usize,
     staging: &Path,
 ) -> Result<BuiltLayer<'r>> {
@@ -321,9 +323,9 @@ fn input_images(
 
 /// The classic study's figures of a layer with stored maps: the first image's kept channels,
 /// and the first kept channel across the first images. Says which were drawn.
-fn study_figures(site: &Site, layer: &StoredLayer, folder: &Path) -> (bool, bool) {
+fn study_figures(site: &Site, layer: &LayerInfo, folder: &Path) -> (bool, bool) {
     let run = site.run;
-    if layer.kept.is_empty() || layer.kind != "maps" {
+    if layer.kept.is_empty() || layer.kind != LayerKind::Maps {
         return (false, false);
     }
     let style = Style {

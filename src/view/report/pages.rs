@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::view::read::{StoredImage, StoredLayer, StoredRun};
+use crate::output::provenance::LayerInfo;
+use crate::reduce::LayerKind;
+use crate::view::read::{StoredImage, StoredRun};
 use crate::view::report::figures::{sheet_position, Example, Source};
 use crate::view::report::html::{self, escape, number, sql, Column, Td};
 use crate::view::report::summary::{ChannelSummary, Labels};
@@ -17,7 +19,7 @@ pub struct LayerView<'a> {
     /// Its position in the run's layers (its pages are `layer-{index}...`).
     pub index: usize,
     /// What `run.json` says of it.
-    pub layer: &'a StoredLayer,
+    pub layer: &'a LayerInfo,
     /// Per channel, its numbers.
     pub channels: &'a [ChannelSummary],
     /// Per channel, its best examples.
@@ -43,7 +45,7 @@ impl LayerView<'_> {
 
     fn shape(&self) -> String {
         let l = self.layer;
-        if l.kind == "vector" {
+        if l.kind == LayerKind::Vector {
             format!("vector of {}", l.channels)
         } else {
             format!("{} channels x {} x {}", l.channels, l.height, l.width)
@@ -74,9 +76,9 @@ impl Site<'_> {
 
     /// The query naming a layer's per-image, per-channel numbers `obs(image_id, channel, mean,
     /// max, frac_positive)`, from `stats` or, for a vector layer, from `vectors`.
-    fn observations(&self, layer: &StoredLayer) -> String {
+    fn observations(&self, layer: &LayerInfo) -> String {
         let name = sql(&layer.name);
-        if layer.kind == "vector" {
+        if layer.kind == LayerKind::Vector {
             format!(
                 "WITH v AS (SELECT image_id, generate_subscripts(\"values\", 1) - 1 AS channel, \
                  unnest(\"values\") AS value FROM {} WHERE layer = {name}),\n\
@@ -189,7 +191,7 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
                     l.page(),
                     escape(&l.layer.name)
                 )),
-                Td::html(escape(&l.layer.kind)),
+                Td::html(escape(l.layer.kind.name())),
                 Td::html(escape(&l.shape())),
                 Td::count(l.layer.channels as u64),
                 Td::count(l.layer.kept.len() as u64),
@@ -291,8 +293,8 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
 }
 
 fn source_text(view: &LayerView) -> &'static str {
-    match (view.source, view.layer.kind.as_str()) {
-        (_, "vector") => "<code>vectors</code>, ranked by each image's value",
+    match (view.source, view.layer.kind) {
+        (_, LayerKind::Vector) => "<code>vectors</code>, ranked by each image's value",
         (Source::Top, _) => "the <code>top</code> table (score as the layer's <code>top_by</code>)",
         (Source::Stats, _) => "<code>stats</code>, ranked by each image's max",
     }

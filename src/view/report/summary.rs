@@ -10,8 +10,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 use arrow_array::RecordBatch;
 
+use crate::output::provenance::LayerInfo;
 use crate::output::tables::Table;
-use crate::view::read::{column, MapQuery, StoredImage, StoredLayer, StoredRun};
+use crate::reduce::LayerKind;
+use crate::view::read::{column, MapQuery, StoredImage, StoredRun};
 
 /// Bars of each histogram.
 pub const BINS: usize = 20;
@@ -256,7 +258,7 @@ pub fn selectivity(label_means: &[Option<f64>]) -> Option<f64> {
 /// for the histograms. `k` best images are kept per channel.
 pub fn summarise(
     run: &StoredRun,
-    layer: &StoredLayer,
+    layer: &LayerInfo,
     labels: &Labels,
     k: usize,
 ) -> Result<Vec<ChannelSummary>> {
@@ -282,8 +284,8 @@ pub fn summarise(
 
 /// Hands `each` every observation of `layer`: from `stats` for a layer of maps, from
 /// `vectors` (one value per channel: mean = max = the value) for a vector layer.
-fn observe(run: &StoredRun, layer: &StoredLayer, mut each: impl FnMut(&Observation)) -> Result<()> {
-    if layer.kind == "vector" {
+fn observe(run: &StoredRun, layer: &LayerInfo, mut each: impl FnMut(&Observation)) -> Result<()> {
+    if layer.kind == LayerKind::Vector {
         return run.scan(
             Table::Vectors,
             &["image_id", "layer", "values"],
