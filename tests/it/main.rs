@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod compat;
 mod config_schema;
 mod datasets;
 mod fuzz_regressions;

@@ -787,13 +787,13 @@ fn tables_written_back_by_polars_duckdb_and_pandas_give_the_same_pages_and_plots
     let pristine = dir.path().join("pristine");
     std::fs::create_dir(&pristine).unwrap();
     for table in ["images", "stats", "maps", "vectors", "top"] {
-        copy_folder(&out.join(table), &pristine.join(table));
+        copy_tree(&out.join(table), &pristine.join(table));
     }
     let (want, want_status) = views(&out, &dir.path().join("views-layerwise"));
     assert!(want.len() > 10, "{:?}", want.keys());
     for writer in ["polars", "duckdb", "pandas"] {
         for table in ["images", "stats", "maps", "vectors", "top"] {
-            copy_folder(&pristine.join(table), &out.join(table));
+            copy_tree(&pristine.join(table), &out.join(table));
         }
         rewrite_tables(&out, writer);
         let (got, status) = views(&out, &dir.path().join(format!("views-{writer}")));
@@ -843,17 +843,5 @@ fn a_column_dropped_or_of_a_wrong_type_is_named_with_exit_2() {
             text(&done)
         );
         assert!(!text(&done).contains("panicked"), "{}", text(&done));
-    }
-}
-
-/// Copies the files of `from` into `to` (made if missing), replacing what is there.
-fn copy_folder(from: &Path, to: &Path) {
-    if to.exists() {
-        std::fs::remove_dir_all(to).unwrap();
-    }
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
     }
 }
