@@ -4,6 +4,8 @@
 #   read_model    model::decode_model (the ONNX ModelProto reader)
 #   read_tar      webdataset::read_from (WebDataset tar shards to samples)
 #   read_parquet  parquet::read_from (Parquet shards to samples)
+#   read_tables   view::read::StoredRun (a run's tables, written with schemas drawn from the
+#                 input: other integer, string and list types, wrong types, nulls, dropped columns)
 # Each target starts from the seeds checked in under fuzz/seeds/<target>/, copied into a scratch
 # corpus fuzz/corpus/<target>/ (git-ignored; it grows across runs), and runs for SECONDS.
 # Exits non-zero if a target crashes, saying where libFuzzer wrote the input; keep it under
@@ -25,7 +27,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: scripts/fuzz.sh [SECONDS]   (SECONDS per target, a positive integer)" >&2
     exit 2
 fi
-targets=(decode_image read_model read_tar read_parquet)
+targets=(decode_image read_model read_tar read_parquet read_tables)
 limit=(-max_total_time="$seconds")
 if [[ -n ${LAYERWISE_FUZZ_RUNS:-} ]]; then
     limit=(-runs="$LAYERWISE_FUZZ_RUNS" -seed=1)

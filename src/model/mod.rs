@@ -14,6 +14,7 @@ pub mod reduction;
 pub mod runtime;
 pub mod select;
 pub mod session;
+pub mod statistics;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

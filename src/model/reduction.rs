@@ -3,21 +3,20 @@
 //! the session and the layer's whole tensor is never a graph output.
 //!
 //! Per layer, on the tensor with its channel axis moved next to the batch axis (`[N, C, H, W]`):
-//! ReduceMean (over rows, then over the rows' means), the mean of the squared differences from
-//! it (the variance), ReduceMin, ReduceMax, the mean of `x > 0` and ArgMax of the flattened map
-//! (the first index on ties), concatenated into one `[N, C, 6]` output; the stored maps are the kept channels gathered from
+//! the graph computation of each statistic of [`STATISTICS`] (means over rows, then over the
+//! rows' means; ArgMax of the flattened map, the first index on ties), concatenated in list order
+//! into one `[N, C, Stat::COUNT]` output; the stored maps are the kept channels gathered from
 //! `[N, C, H, W]` (or every channel, for a layer that keeps the best maps), AveragePool-ed when
 //! the layer pools. The nodes are appended the way graph outputs are (a second serialized
 //! `ModelProto` merges into the first), with names under [`PREFIX`].
 
+use std::collections::BTreeSet;
+
+use super::statistics::{Graph, Stat, STATISTICS};
 use super::{put_bytes, put_varint};
 
 /// The prefix of every node, initializer and tensor added here.
 pub const PREFIX: &str = "layerwise.reduce";
-
-/// The number of values per channel in a layer's statistics output, in this order: mean,
-/// variance, min, max, share of values > 0, index of the first maximum in the flattened map.
-pub const STATS_PER_CHANNEL: usize = 6;
 
 /// The oldest default-domain opset the appended nodes are valid in (AveragePool's
 /// `ceil_mode`, Reshape's shape input, broadcasting binary operators).
@@ -61,7 +60,7 @@ pub struct LayerGraph<'a> {
 /// The outputs one layer's reduction adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerOutputs {
-    /// `[N, C, STATS_PER_CHANNEL]` statistics.
+    /// `[N, C, Stat::COUNT]` statistics, in the order of [`STATISTICS`].
     pub stats: String,
     /// `[N, K, h, w]` stored maps (pooled), when the layer stores any.
     pub maps: Option<String>,
@@ -128,6 +127,82 @@ enum Attribute<'a> {
     Ints(&'a str, &'a [i64]),
 }
 
+/// One layer's maps and the nodes made for its statistics, each once by name.
+struct LayerNodes<'b> {
+    builder: &'b mut Builder,
+    maps: String,
+    flat: String,
+    width: usize,
+    prefix: &'b dyn Fn(&str) -> String,
+    made: BTreeSet<String>,
+}
+
+impl LayerNodes<'_> {
+    /// The tensor `name` (under the layer's prefix), made by `make` unless it was made before.
+    fn once(&mut self, name: &str, make: impl FnOnce(&mut Builder, &str) -> String) -> String {
+        let output = (self.prefix)(name);
+        if self.made.insert(output.clone()) {
+            make(self.builder, &output)
+        } else {
+            output
+        }
+    }
+}
+
+impl Graph for LayerNodes<'_> {
+    fn maps(&self) -> String {
+        self.maps.clone()
+    }
+
+    fn flat(&self) -> String {
+        self.flat.clone()
+    }
+
+    fn width(&mut self) -> String {
+        let width = self.width as f32;
+        self.constant("width", width)
+    }
+
+    fn constant(&mut self, name: &str, value: f32) -> String {
+        self.once(name, |b, output| {
+            b.initializer(output, TYPE_FLOAT, &[], &value.to_le_bytes())
+        })
+    }
+
+    fn map_mean(&mut self, input: &str, name: &str) -> String {
+        self.once(name, |b, output| b.map_mean(input, output))
+    }
+
+    fn as_4d(&mut self, input: &str, name: &str) -> String {
+        self.once(name, |b, output| b.reshape(input, &[0, 0, 1, 1], output))
+    }
+
+    fn reduce_flat(&mut self, op: &str, input: &str, name: &str) -> String {
+        self.once(name, |b, output| b.reduce(op, input, 2, output))
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], name: &str) -> String {
+        self.once(name, |b, output| b.node(op, inputs, output, &[]))
+    }
+
+    fn argmax(&mut self) -> String {
+        let flat = self.flat.clone();
+        let argmax = self.once("argmax", |b, output| {
+            b.node(
+                "ArgMax",
+                &[&flat],
+                output,
+                &[Attribute::Int("axis", 2), Attribute::Int("keepdims", 1)],
+            )
+        });
+        self.float(&argmax, "argmax_float")
+    }
+
+    fn float(&mut self, input: &str, name: &str) -> String {
+        self.once(name, |b, output| b.cast_to_float(input, output))
+    }
+}
+
 /// Writes nodes and initializers into a `GraphProto`'s bytes.
 struct Builder {
     opset: i64,
@@ -164,7 +239,7 @@ impl Builder {
         }
         let maps = self.reshape(&x, &[0, c as i64, h as i64, w as i64], &p("maps"));
         let flat = self.reshape(&maps, &[0, c as i64, -1], &p("flat"));
-        let stats = self.stats(&maps, &flat, c, &p);
+        let stats = self.stats(&maps, &flat, w, &p);
         let stored = match layer.maps {
             GraphMaps::None => None,
             GraphMaps::All => Some(self.pool(&maps, layer.pool, &p("stored"))),
@@ -187,32 +262,30 @@ impl Builder {
         })
     }
 
-    /// The `[N, C, 6]` statistics of `maps` (`[N, C, H, W]`), `flat` its `[N, C, H * W]` view.
-    /// Means are taken over rows, then over the row means: float32 sums of a few hundred
-    /// values each keep them within about 1e-6 of the exact value on 224 x 224 maps, where one
-    /// sum over the whole map drifts ten times as far.
-    fn stats(&mut self, maps: &str, flat: &str, c: usize, p: &dyn Fn(&str) -> String) -> String {
-        let mean = self.map_mean(maps, c, &p("mean"));
-        let mean4 = self.reshape(&mean, &[0, c as i64, 1, 1], &p("mean4"));
-        let centred = self.node("Sub", &[maps, &mean4], &p("centred"), &[]);
-        let squares = self.node("Mul", &[&centred, &centred], &p("squares"), &[]);
-        let variance = self.map_mean(&squares, c, &p("variance"));
-        let min = self.reduce("ReduceMin", flat, 2, &p("min"));
-        let max = self.reduce("ReduceMax", flat, 2, &p("max"));
-        let zero = self.initializer(&p("zero"), TYPE_FLOAT, &[], &0f32.to_le_bytes());
-        let positive = self.node("Greater", &[maps, &zero], &p("positive"), &[]);
-        let positive = self.cast_to_float(&positive, &p("positive_float"));
-        let frac = self.map_mean(&positive, c, &p("frac_positive"));
-        let argmax = self.node(
-            "ArgMax",
-            &[flat],
-            &p("argmax"),
-            &[Attribute::Int("axis", 2), Attribute::Int("keepdims", 1)],
-        );
-        let argmax = self.cast_to_float(&argmax, &p("argmax_float"));
+    /// The `[N, C, Stat::COUNT]` statistics of `maps` (`[N, C, H, W]`, maps `width` wide),
+    /// `flat` its `[N, C, H * W]` view: each statistic's graph computation, concatenated in list
+    /// order.
+    fn stats(
+        &mut self,
+        maps: &str,
+        flat: &str,
+        width: usize,
+        p: &dyn Fn(&str) -> String,
+    ) -> String {
+        let mut nodes = LayerNodes {
+            builder: self,
+            maps: maps.to_owned(),
+            flat: flat.to_owned(),
+            width,
+            prefix: p,
+            made: BTreeSet::new(),
+        };
+        let columns: Vec<String> = STATISTICS.iter().map(|s| (s.graph)(&mut nodes)).collect();
+        debug_assert_eq!(columns.len(), Stat::COUNT);
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
         self.node(
             "Concat",
-            &[&mean, &variance, &min, &max, &frac, &argmax],
+            &columns,
             &p("stats"),
             &[Attribute::Int("axis", 2)],
         )
@@ -237,10 +310,12 @@ impl Builder {
     }
 
     /// The `[N, C, 1]` mean of each map of `maps` (`[N, C, H, W]`): of its rows' means.
-    fn map_mean(&mut self, maps: &str, c: usize, output: &str) -> String {
+    /// Float32 sums of a few hundred values each keep it within about 1e-6 of the exact value
+    /// on 224 x 224 maps, where one sum over the whole map drifts ten times as far.
+    fn map_mean(&mut self, maps: &str, output: &str) -> String {
         let rows = self.reduce("ReduceMean", maps, 3, &format!("{output}.rows"));
         let mean = self.reduce("ReduceMean", &rows, 2, &format!("{output}.map"));
-        self.reshape(&mean, &[0, c as i64, 1], output)
+        self.reshape(&mean, &[0, 0, 1], output)
     }
 
     /// `op` over `axis`, dimensions kept: `axes` is an attribute before opset 18, an input

@@ -405,8 +405,9 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
+    use crate::model::statistics::MapStats;
     use crate::output::encode::ROW_GROUP_BYTES;
-    use crate::output::tables::{MapKey, MapStats};
+    use crate::output::tables::MapKey;
 
     /// Writes `rows` as part 0 of a run in `dir`; the finished (unpublished) part.
     fn write_part(dir: &Path, rows: Rows) -> FinishedPart {
@@ -445,15 +446,7 @@ mod tests {
     fn row_groups_close_at_the_row_count_with_layer_dictionary_encoded() {
         let dir = tempfile::tempdir().unwrap();
         let mut rows = Rows::new(MapDtype::Float32);
-        let stats = MapStats {
-            mean: 0.5,
-            std: 1.0,
-            min: 0.0,
-            max: 2.0,
-            argmax_y: 1,
-            argmax_x: 2,
-            frac_positive: 0.25,
-        };
+        let stats = MapStats([0.5, 1.0, 0.0, 2.0, 1.0, 2.0, 0.25]);
         // 521 images x (64 + 512) channels: 300,096 rows of two layers.
         for image_id in 0..521 {
             for (layer, channels) in [("block1_conv1", 64), ("block5_conv3", 512)] {

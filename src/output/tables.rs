@@ -11,6 +11,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use half::f16;
 
 use crate::config::MapDtype;
+use crate::model::statistics::{Column, MapStats, STATISTICS};
 
 /// The tables of a run, in the order they are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,12 +114,9 @@ static STATS: LazyLock<SchemaRef> = LazyLock::new(|| {
     for name in ["channel", "height", "width"] {
         fields.push(Field::new(name, DataType::UInt32, false));
     }
-    for name in ["mean", "std", "min", "max"] {
-        fields.push(Field::new(name, DataType::Float32, false));
+    for s in &STATISTICS {
+        fields.push(Field::new(s.name, s.column.data_type(), false));
     }
-    fields.push(Field::new("argmax_y", DataType::UInt32, false));
-    fields.push(Field::new("argmax_x", DataType::UInt32, false));
-    fields.push(Field::new("frac_positive", DataType::Float32, false));
     Arc::new(Schema::new(fields))
 });
 
@@ -248,25 +246,6 @@ impl ImageRows {
     }
 }
 
-/// Summary statistics of one channel's map.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MapStats {
-    /// Mean of the values.
-    pub mean: f32,
-    /// Population standard deviation.
-    pub std: f32,
-    /// Smallest value.
-    pub min: f32,
-    /// Largest value.
-    pub max: f32,
-    /// Row of the first largest value.
-    pub argmax_y: u32,
-    /// Column of the first largest value.
-    pub argmax_x: u32,
-    /// Share of values above zero.
-    pub frac_positive: f32,
-}
-
 /// Where a map sits: image, layer, channel and its size.
 #[derive(Debug, Clone, Copy)]
 pub struct MapKey<'a> {
@@ -282,21 +261,42 @@ pub struct MapKey<'a> {
     pub width: u32,
 }
 
-/// Rows of the `stats` table.
-#[derive(Debug, Default)]
+/// Rows of the `stats` table: the map's key, then one column per statistic of
+/// [`STATISTICS`].
+#[derive(Debug)]
 pub struct StatsRows {
     image_id: UInt64Builder,
     layer: StringBuilder,
     channel: UInt32Builder,
     height: UInt32Builder,
     width: UInt32Builder,
-    mean: Float32Builder,
-    std: Float32Builder,
-    min: Float32Builder,
-    max: Float32Builder,
-    argmax_y: UInt32Builder,
-    argmax_x: UInt32Builder,
-    frac_positive: Float32Builder,
+    values: Vec<StatColumn>,
+}
+
+/// The builder of one statistic's column.
+#[derive(Debug)]
+enum StatColumn {
+    Float32(Float32Builder),
+    UInt32(UInt32Builder),
+}
+
+impl Default for StatsRows {
+    fn default() -> Self {
+        StatsRows {
+            image_id: UInt64Builder::new(),
+            layer: StringBuilder::new(),
+            channel: UInt32Builder::new(),
+            height: UInt32Builder::new(),
+            width: UInt32Builder::new(),
+            values: STATISTICS
+                .iter()
+                .map(|s| match s.column {
+                    Column::Float32 => StatColumn::Float32(Float32Builder::new()),
+                    Column::UInt32 => StatColumn::UInt32(UInt32Builder::new()),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl StatsRows {
@@ -307,34 +307,30 @@ impl StatsRows {
         self.channel.append_value(key.channel);
         self.height.append_value(key.height);
         self.width.append_value(key.width);
-        self.mean.append_value(s.mean);
-        self.std.append_value(s.std);
-        self.min.append_value(s.min);
-        self.max.append_value(s.max);
-        self.argmax_y.append_value(s.argmax_y);
-        self.argmax_x.append_value(s.argmax_x);
-        self.frac_positive.append_value(s.frac_positive);
+        for (column, &value) in self.values.iter_mut().zip(&s.0) {
+            match column {
+                StatColumn::Float32(b) => b.append_value(value as f32),
+                StatColumn::UInt32(b) => b.append_value(value as u32),
+            }
+        }
     }
 
     /// Takes the rows out as a record batch.
     pub fn finish(&mut self) -> RecordBatch {
-        batch(
-            STATS.clone(),
-            vec![
-                Arc::new(self.image_id.finish()),
-                Arc::new(self.layer.finish()),
-                Arc::new(self.channel.finish()),
-                Arc::new(self.height.finish()),
-                Arc::new(self.width.finish()),
-                Arc::new(self.mean.finish()),
-                Arc::new(self.std.finish()),
-                Arc::new(self.min.finish()),
-                Arc::new(self.max.finish()),
-                Arc::new(self.argmax_y.finish()),
-                Arc::new(self.argmax_x.finish()),
-                Arc::new(self.frac_positive.finish()),
-            ],
-        )
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.image_id.finish()),
+            Arc::new(self.layer.finish()),
+            Arc::new(self.channel.finish()),
+            Arc::new(self.height.finish()),
+            Arc::new(self.width.finish()),
+        ];
+        columns.extend(self.values.iter_mut().map(|column| -> ArrayRef {
+            match column {
+                StatColumn::Float32(b) => Arc::new(b.finish()),
+                StatColumn::UInt32(b) => Arc::new(b.finish()),
+            }
+        }));
+        batch(STATS.clone(), columns)
     }
 }
 

@@ -8,8 +8,9 @@ use rayon::prelude::*;
 
 use crate::config::{Keep, TopBy};
 use crate::error::PlanError;
-use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs, STATS_PER_CHANNEL};
-use crate::output::tables::{MapKey, MapStats, Rows};
+use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs};
+use crate::model::statistics::{HostPass, MapStats, Stat};
+use crate::output::tables::{MapKey, Rows};
 use crate::plan::LayerSpec;
 use crate::reduce::top::LayerTop;
 
@@ -232,7 +233,7 @@ impl LayerReducer {
         let (Some(graph), Some((channels, height, width))) = (self.graph, self.maps_shape()) else {
             return Vec::new();
         };
-        let mut shapes = vec![(graph.stats, vec![channels, STATS_PER_CHANNEL])];
+        let mut shapes = vec![(graph.stats, vec![channels, Stat::COUNT])];
         if let Some(maps) = graph.maps {
             let stored = if self.top.is_some() {
                 channels
@@ -302,7 +303,7 @@ impl LayerReducer {
             return Vec::new();
         };
         if let Some(graph) = self.graph {
-            return graph_stats(&outputs[graph.stats], height * width, width);
+            return graph_stats(&outputs[graph.stats], height * width);
         }
         let tensor = &outputs[self.tensor_index];
         let maps = self.maps(tensor);
@@ -460,30 +461,13 @@ pub fn reduce_batch(
     }
 }
 
-/// The statistics of a batch from the graph's `[N, C, 6]` reductions of maps of `values`
-/// values, `width` a row: the share of positive values is rounded to a count first, so that
-/// it equals the host's exactly.
-fn graph_stats(view: &ArrayViewD<'_, f32>, values: usize, width: usize) -> Vec<MapStats> {
-    let n = values as f64;
+/// The statistics of a batch from the graph's `[N, C, Stat::COUNT]` reductions of maps of
+/// `values` values.
+fn graph_stats(view: &ArrayViewD<'_, f32>, values: usize) -> Vec<MapStats> {
     let mut scratch = Vec::new();
     contiguous(view.clone(), &mut scratch)
-        .chunks_exact(STATS_PER_CHANNEL)
-        .map(|s| {
-            let [mean, variance, min, max, frac, argmax] = s else {
-                unreachable!("chunks of {STATS_PER_CHANNEL}")
-            };
-            let positive = (f64::from(*frac) * n).round();
-            let argmax = *argmax as usize;
-            MapStats {
-                mean: *mean,
-                std: f64::from(variance.max(0.0)).sqrt() as f32,
-                min: *min,
-                max: *max,
-                argmax_y: (argmax / width) as u32,
-                argmax_x: (argmax % width) as u32,
-                frac_positive: (positive / n) as f32,
-            }
-        })
+        .chunks_exact(Stat::COUNT)
+        .map(|s| MapStats::from_graph(s, values))
         .collect()
 }
 
@@ -513,11 +497,16 @@ const LANES: usize = 8;
 /// keep the mean within about 1e-6 of the exact value relative to the map's largest value.
 const BLOCK: usize = 512;
 
-/// Statistics of one map (row-major, `width` values a row) in two vectorised passes: the sum,
+/// Statistics of one map (row-major, `width` values a row), from [`map_pass`].
+pub fn map_stats(values: &[f32], width: usize) -> MapStats {
+    MapStats::from_host(&map_pass(values, width))
+}
+
+/// What every statistic is computed from, in two vectorised passes over a map: the sum,
 /// extremes and positive count, then the squared differences from the mean (a single pass over
 /// squares loses precision when the mean is far from zero). Sums are taken around the map's
 /// first value, so a large common offset does not cost precision.
-pub fn map_stats(values: &[f32], width: usize) -> MapStats {
+pub fn map_pass(values: &[f32], width: usize) -> HostPass {
     let n = values.len();
     let shift = values.first().copied().unwrap_or(0.0);
     let mut sum = 0f64;
@@ -554,14 +543,15 @@ pub fn map_stats(values: &[f32], width: usize) -> MapStats {
         .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
     let argmax = values.iter().position(|&v| v == max).unwrap_or(0);
     let positive: u64 = positive.iter().map(|&p| u64::from(p)).sum();
-    MapStats {
-        mean: mean as f32,
-        std: var.sqrt() as f32,
+    HostPass {
+        n,
+        width,
+        mean,
+        variance: var,
         min,
         max,
-        argmax_y: (argmax / width) as u32,
-        argmax_x: (argmax % width) as u32,
-        frac_positive: (positive as f64 / n as f64) as f32,
+        positive,
+        argmax,
     }
 }
 
@@ -630,11 +620,15 @@ mod tests {
     fn stats_of_a_small_map() {
         // 2 x 3 map: [[-1, 4, 0], [2, 4, 3]]
         let s = map_stats(&[-1.0, 4.0, 0.0, 2.0, 4.0, 3.0], 3);
-        assert_eq!(s.mean, 2.0);
-        assert!((s.std - (22.0f32 / 6.0).sqrt()).abs() < 1e-6);
-        assert_eq!((s.min, s.max), (-1.0, 4.0));
-        assert_eq!((s.argmax_y, s.argmax_x), (0, 1), "the first maximum");
-        assert_eq!(s.frac_positive, 4.0 / 6.0);
+        assert_eq!(s[Stat::Mean], 2.0);
+        assert!((s[Stat::Std] - (22.0f64 / 6.0).sqrt()).abs() < 1e-6);
+        assert_eq!((s[Stat::Min], s[Stat::Max]), (-1.0, 4.0));
+        assert_eq!(
+            (s[Stat::ArgmaxY], s[Stat::ArgmaxX]),
+            (0.0, 1.0),
+            "the first maximum"
+        );
+        assert_eq!(s[Stat::FracPositive] as f32, 4.0 / 6.0);
     }
 
     #[test]
@@ -652,24 +646,27 @@ mod tests {
             .sum::<f64>()
             / n;
         assert!(
-            (f64::from(s.mean) - mean).abs() < 1e-4,
+            (s[Stat::Mean] - mean).abs() < 1e-4,
             "{} vs {mean}",
-            s.mean
+            s[Stat::Mean]
         );
         assert!(
-            (f64::from(s.std) - var.sqrt()).abs() / var.sqrt() < 1e-4,
+            (s[Stat::Std] - var.sqrt()).abs() / var.sqrt() < 1e-4,
             "{} vs {}",
-            s.std,
+            s[Stat::Std],
             var.sqrt()
         );
         let max = values.iter().cloned().fold(f32::MIN, f32::max);
         let at = values.iter().position(|&v| v == max).unwrap();
         assert_eq!(
-            (s.max, s.argmax_y, s.argmax_x),
-            (max, (at / 100) as u32, (at % 100) as u32)
+            (s[Stat::Max], s[Stat::ArgmaxY], s[Stat::ArgmaxX]),
+            (f64::from(max), (at / 100) as f64, (at % 100) as f64)
         );
-        assert_eq!(s.min, values.iter().cloned().fold(f32::MAX, f32::min));
-        assert_eq!(s.frac_positive, 1.0);
+        assert_eq!(
+            s[Stat::Min],
+            f64::from(values.iter().cloned().fold(f32::MAX, f32::min))
+        );
+        assert_eq!(s[Stat::FracPositive], 1.0);
     }
 
     #[test]

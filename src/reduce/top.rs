@@ -6,7 +6,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use crate::config::TopBy;
-use crate::output::tables::{MapStats, TopRow, TopRows};
+use crate::model::statistics::{MapStats, Stat};
+use crate::output::tables::{TopRow, TopRows};
 
 /// A candidate: its score, its image and its map.
 #[derive(Debug, Clone)]
@@ -73,8 +74,8 @@ impl LayerTop {
     /// The score of a map under this layer's `top_by`.
     pub fn score(&self, stats: &MapStats) -> f32 {
         match self.by {
-            TopBy::Max => stats.max,
-            TopBy::Mean => stats.mean,
+            TopBy::Max => stats[Stat::Max] as f32,
+            TopBy::Mean => stats[Stat::Mean] as f32,
         }
     }
 
@@ -134,15 +135,10 @@ mod tests {
     use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
 
     fn stats(max: f32, mean: f32) -> MapStats {
-        MapStats {
-            mean,
-            std: 0.0,
-            min: 0.0,
-            max,
-            argmax_y: 0,
-            argmax_x: 0,
-            frac_positive: 0.0,
-        }
+        let mut s = MapStats([0.0; Stat::COUNT]);
+        s.0[Stat::Max as usize] = f64::from(max);
+        s.0[Stat::Mean as usize] = f64::from(mean);
+        s
     }
 
     /// The image ids, ranks and scores of the rows a tracker drains.

@@ -30,7 +30,10 @@ fn a_run_of_0_1_0_is_read_by_status_report_and_plot_and_resumes() {
         status.contains("3 of 3 parts committed (2 images each), 0 missing"),
         "{status}"
     );
-    assert!(status.contains("images: 5 of 5 done, 4 ok, 1 error"), "{status}");
+    assert!(
+        status.contains("images: 5 of 5 done, 4 ok, 1 error"),
+        "{status}"
+    );
 
     let run = layerwise::view::read::StoredRun::open(&dir.join("out")).unwrap();
     assert_eq!(run.facts.tool, "layerwise 0.1.0");
@@ -45,8 +48,21 @@ fn a_run_of_0_1_0_is_read_by_status_report_and_plot_and_resumes() {
     assert!(index.contains("broken.png"));
     assert!(dir.join("report/layer-0/channel-1.html").exists());
     for figure in [
-        &["plot", "top", "--run", "out", "--layer", "conv", "--channel", "1", "--k", "3"][..],
-        &["plot", "channels", "--run", "out", "--layer", "conv", "--image", "0"],
+        &[
+            "plot",
+            "top",
+            "--run",
+            "out",
+            "--layer",
+            "conv",
+            "--channel",
+            "1",
+            "--k",
+            "3",
+        ][..],
+        &[
+            "plot", "channels", "--run", "out", "--layer", "conv", "--image", "0",
+        ],
     ] {
         let logged = succeeds(figure, &dir);
         assert!(!logged.contains("WARN"), "{logged}");

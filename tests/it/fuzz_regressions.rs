@@ -3,8 +3,10 @@
 //! every file under `fuzz/seeds/<target>/` (the small valid files the fuzzers start from) and
 //! `fuzz/regressions/<target>/` (inputs that once made a target panic) goes through
 //! `preprocess::decode_at_least` (as the `decode_image` target calls it),
-//! `model::decode_model`, and the WebDataset and Parquet shard readers (reading every sample,
-//! and only some, as the report reads a shard again). The only assertion is
+//! `model::decode_model`, the WebDataset and Parquet shard readers (reading every sample,
+//! and only some, as the report reads a shard again), and the readers of a run's tables (a table
+//! written with a schema drawn from the bytes, `fuzz/harness/read_tables.rs`, shared with the
+//! `read_tables` target). The only assertion is
 //! that they return: no panic. The seeds of the shard readers must also give their rows.
 //!
 //! To keep a new crash: copy the artifact `scripts/fuzz.sh` reports into
@@ -19,6 +21,9 @@ use std::collections::BTreeSet;
 use layerwise::input::stream::Emitter;
 use layerwise::input::{parquet, webdataset, Content, Sample};
 use layerwise::model::decode_model;
+
+#[path = "../../fuzz/harness/read_tables.rs"]
+mod read_tables;
 
 /// The files directly inside `fuzz/<kind>/<target>/` for every target, dotfiles excluded.
 fn inputs(kind: &str) -> Vec<PathBuf> {
@@ -159,8 +164,17 @@ fn seeds_and_regressions_never_panic() {
         "expected seed files under fuzz/seeds/, found {seeds:?}"
     );
     let mut panicked = Vec::new();
+    let tables = tempfile::tempdir().unwrap();
+    read_tables::run_folder(tables.path());
     for file in seeds.iter().chain(&inputs("regressions")) {
         let bytes = std::fs::read(file).unwrap();
+        if catch_unwind(AssertUnwindSafe(|| {
+            read_tables::read_tables(&bytes, tables.path())
+        }))
+        .is_err()
+        {
+            panicked.push(format!("read_tables: {}", file.display()));
+        }
         let image = catch_unwind(AssertUnwindSafe(|| {
             let _ = decode_at_least(&bytes, 224, 4_000_000);
         }));

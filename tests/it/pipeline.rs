@@ -773,3 +773,30 @@ fn run_json_says_where_the_cpu_time_went() {
         );
     }
 }
+
+#[test]
+fn the_stats_contract_is_the_list_of_statistics() {
+    use layerwise::model::statistics::{Column, STATISTICS};
+    let text = std::fs::read_to_string(root().join("schemas/stats.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let columns = doc["columns"].as_array().unwrap();
+    let field = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap().to_owned();
+    let written: Vec<(String, String, String)> = columns[5..]
+        .iter()
+        .map(|c| (field(c, "name"), field(c, "type"), field(c, "description")))
+        .collect();
+    let listed: Vec<(String, String, String)> = STATISTICS
+        .iter()
+        .map(|s| {
+            let kind = match s.column {
+                Column::Float32 => "float32",
+                Column::UInt32 => "uint32",
+            };
+            (s.name.into(), kind.into(), s.description.into())
+        })
+        .collect();
+    assert_eq!(
+        written, listed,
+        "schemas/stats.json after `width` must list STATISTICS (src/model/statistics.rs)"
+    );
+}

@@ -1,0 +1,27 @@
+//! Fuzz target: no panic may escape the readers of a run's tables (`report`, `plot`), whatever
+//! schema a table was written with: each column of layerwise's in another integer, string,
+//! float or list type, a wrong type, all nulls, or dropped (see `fuzz/harness/read_tables.rs`).
+
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../harness/read_tables.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| {
+    // The parquet crate's panics on damaged data are caught by the reader by design; only a
+    // panic that escapes it is a crash (libfuzzer-sys aborts on any panic, even one caught).
+    static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        harness::run_folder(&dir);
+        dir
+    });
+    harness::read_tables(data, dir);
+});
