@@ -8,12 +8,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::MapDtype;
+use crate::engine::{Batcher, Prepared};
 use crate::input::{self, Listing, Sample};
+use crate::model::statistics::STATISTICS;
 use crate::output::encode::Encoders;
 use crate::output::provenance::LayerInfo;
 use crate::output::sink::{Sink, TableCounts};
 use crate::output::tables::{Rows, Table};
-use crate::pipeline::{Batcher, Prepared};
 use crate::plan::Overrides;
 use crate::progress::bytes;
 use crate::reduce::LayerKind;
@@ -281,7 +282,8 @@ fn raw_bytes_per_image(layer: &LayerInfo, dtype: MapDtype) -> [f64; 3] {
     if layer.kind == LayerKind::Vector {
         return [0.0, 0.0, key + 4.0 * layer.channels as f64];
     }
-    let stats_row = key + 3.0 * 4.0 + 4.0 * 4.0 + 2.0 * 4.0 + 4.0;
+    let values: usize = STATISTICS.iter().map(|s| s.column.bytes()).sum();
+    let stats_row = key + 3.0 * 4.0 + values as f64;
     let map_row = key + 3.0 * 4.0 + element * (layer.height * layer.width) as f64;
     [
         stats_row * layer.channels as f64,
