@@ -9,8 +9,9 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fast_image_resize::Resizer;
 use layerwise::config::{ChannelOrder, Layout, MapDtype, ResizeMode};
-use layerwise::input::preprocess::{self, InputType, Preprocess};
+use layerwise::input::preprocess;
 use layerwise::output::tables::{MapKey, MapRows};
+use layerwise::plan::{InputType, Preprocess};
 use layerwise::reduce::map_stats;
 
 fn vgg_input() -> Preprocess {

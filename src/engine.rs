@@ -14,15 +14,16 @@ use rayon::prelude::*;
 use crate::config::{MapDtype, Reduce};
 use crate::cpu::{self, thread_time, Ledger, Meter};
 use crate::error::PlanError;
-use crate::input::preprocess::{InputElement, InputType, Preprocess, SourceSize};
+use crate::input::preprocess::SourceSize;
 use crate::input::{self, Content, Sample, SampleReader};
 use crate::model::reduction::{self, LayerGraph};
 use crate::model::runtime::{self, Runtime, SearchPath};
-use crate::model::session::{BatchTensors, Exposure, Extractor};
+use crate::model::session::{BatchTensors, Execution, Exposure, Extractor, SessionSpec};
 use crate::model::ModelFile;
 use crate::output::provenance::{self, LayerInfo, ModelInfo, Provenance, RuntimeInfo};
 use crate::output::tables::{ImageRef, ImageStatus, Rows};
-use crate::plan::{Overrides, Plan};
+use crate::plan::{InputElement, InputType, Preprocess};
+use crate::plan::{Overrides, Plan, ReduceMode};
 use crate::reduce::top::LayerTop;
 use crate::reduce::{self, LayerKind, LayerReducer};
 
@@ -58,7 +59,7 @@ impl Prepared {
             runtime.located.source
         );
         let tensors = Exposure::tensors(plan.tensors());
-        let mut extractor = Extractor::open(runtime, &plan, &mut model, &tensors)?;
+        let mut extractor = Extractor::open(runtime, session_spec(&plan), &mut model, &tensors)?;
         let mut reducers = plan
             .layers
             .iter()
@@ -67,11 +68,12 @@ impl Prepared {
                 LayerReducer::new(layer, index, &extractor.shapes()[index])
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if plan.run.reduce_in_graph {
+        if plan.run.reduce == ReduceMode::Graph {
             match reduce_in_graph(&mut reducers, model.graph.opset) {
                 Ok(exposure) => {
                     drop(extractor);
-                    extractor = Extractor::open(runtime, &plan, &mut model, &exposure)?;
+                    extractor =
+                        Extractor::open(runtime, session_spec(&plan), &mut model, &exposure)?;
                     check_graph_shapes(&reducers, &extractor, &model.path)?;
                     tracing::info!("statistics and stored maps are computed in the model's graph");
                 }
@@ -131,6 +133,20 @@ impl Prepared {
             .start_handler(|_| cpu::yield_to_inference())
             .build()
             .context("cannot start the worker threads")
+    }
+}
+
+/// What the session needs of `plan`.
+fn session_spec(plan: &Plan) -> SessionSpec<'_> {
+    SessionSpec {
+        model: &plan.model,
+        preprocess: &plan.preprocess,
+        batch_size: plan.run.batch_size,
+        execution: Execution {
+            threads: plan.run.inference_threads,
+            provider: plan.run.provider,
+            device: plan.run.device,
+        },
     }
 }
 

@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod input;
+pub mod location;
 pub mod model;
 pub mod output;
 pub mod pipeline;

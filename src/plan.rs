@@ -5,11 +5,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns, PreprocessConfig, Provider,
-    Reduce, TopBy,
+    ChannelOrder, Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns,
+    PreprocessConfig, Provider, Reduce, ResizeMode, TopBy,
 };
 use crate::error::PlanError;
-use crate::input::preprocess::{InputType, Preprocess};
 use crate::model::select::{self, Selector};
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
 
@@ -144,8 +143,90 @@ pub struct RunSpec {
     pub queue_depth: usize,
     /// The share of images that may fail before the run exits with status 4.
     pub max_error_fraction: f64,
-    /// Whether ONNX Runtime reduces the maps layers (`reduce` resolved: never `auto`).
-    pub reduce_in_graph: bool,
+    /// Where the maps layers are reduced (`reduce` resolved: never `auto`).
+    pub reduce: ReduceMode,
+}
+
+/// Where a layer's statistics and maps are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReduceMode {
+    /// By layerwise, from the whole tensor copied out of the session.
+    #[default]
+    Host,
+    /// By ONNX Runtime, from reductions appended to the graph (`[run] reduce`).
+    Graph,
+}
+
+/// The element type of the model's image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// `float32`: scaled and normalised pixels.
+    Float32,
+    /// `uint8`: the pixel bytes, unscaled.
+    Uint8,
+}
+
+/// An element type that image input tensors are made of.
+pub trait InputElement:
+    ort::value::PrimitiveTensorElementType + Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    /// The tensor value for pixel value `v`, given `v * a + b` normalisation.
+    fn from_pixel(v: u8, a: f32, b: f32) -> Self;
+}
+
+impl InputElement for f32 {
+    fn from_pixel(v: u8, a: f32, b: f32) -> f32 {
+        f32::from(v) * a + b
+    }
+}
+
+impl InputElement for u8 {
+    fn from_pixel(v: u8, _: f32, _: f32) -> u8 {
+        v
+    }
+}
+
+/// How a decoded image becomes model input, fully resolved (`input::preprocess` does it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    /// Element type of the input tensor.
+    pub input_type: InputType,
+    /// Model input height.
+    pub height: u32,
+    /// Model input width.
+    pub width: u32,
+    /// How the image is brought to `height` x `width`.
+    pub resize: ResizeMode,
+    /// Layout of the input tensor.
+    pub layout: Layout,
+    /// Order of the colour channels in the tensor.
+    pub channel_order: ChannelOrder,
+    /// Pixel values (0..255) are multiplied by this first.
+    pub scale: f32,
+    /// Subtracted per tensor channel after scaling.
+    pub mean: [f32; 3],
+    /// Divides per tensor channel after the mean.
+    pub std: [f32; 3],
+    /// Images with more pixels than this are refused from their header, before decoding.
+    pub max_pixels: u64,
+}
+
+impl Preprocess {
+    /// Number of values one image occupies in the input tensor.
+    pub fn image_len(&self) -> usize {
+        3 * self.height as usize * self.width as usize
+    }
+
+    /// The input tensor shape for `batch` images.
+    pub fn tensor_shape(&self, batch: usize) -> [usize; 4] {
+        let (h, w) = (self.height as usize, self.width as usize);
+        match self.layout {
+            Layout::NCHW => [batch, 3, h, w],
+            Layout::NHWC => [batch, h, w, 3],
+        }
+    }
 }
 
 /// The dataset written.
@@ -270,7 +351,7 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
         .output
         .dir
         .as_mut()
-        .filter(|p| !crate::output::store::is_remote(p))
+        .filter(|p| !crate::location::is_remote(p))
     {
         resolve(p);
     }
@@ -857,10 +938,10 @@ fn run_spec(config: &Config, fixed_batch: Option<usize>) -> Result<RunSpec, Plan
         device: run.device,
         queue_depth: run.queue_depth,
         max_error_fraction: run.max_error_fraction,
-        reduce_in_graph: match run.reduce {
-            Reduce::Auto => gpu,
-            Reduce::Host => false,
-            Reduce::Graph => true,
+        reduce: match run.reduce {
+            Reduce::Auto if gpu => ReduceMode::Graph,
+            Reduce::Auto | Reduce::Host => ReduceMode::Host,
+            Reduce::Graph => ReduceMode::Graph,
         },
     })
 }
@@ -876,7 +957,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
                 "is not set; set it in the config or pass --out DIR",
             )
         })?;
-    if !crate::output::store::is_remote(&dir) && dir.is_file() {
+    if !crate::location::is_remote(&dir) && dir.is_file() {
         return Err(PlanError::invalid(
             "output.dir",
             format!("is {}, which is a file; choose a folder", dir.display()),

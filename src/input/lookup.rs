@@ -81,14 +81,7 @@ fn read_shard(
         true
     })
     .only(positions);
-    match format {
-        Format::WebDataset(fields) => {
-            crate::input::webdataset::read_location(&shard.location, fields, &mut emit)
-        }
-        Format::Parquet(fields) => {
-            crate::input::parquet::read_location(&shard.location, fields, &mut emit)
-        }
-    }
+    format.read(&shard.location, &mut emit);
     drop(emit);
     wanted
         .iter()
@@ -127,8 +120,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::input::shards::Location;
     use crate::input::{parquet, shard_image_id, webdataset};
+    use crate::location::Location;
 
     /// A tar shard of `n` samples `k00` .. (a `.txt` and a `.jpg` member each, the image's
     /// bytes `image k03`).

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::cpu::Ledger;
+use crate::location::Location;
 use crate::plan::{InputSource, InputSpec};
 use shards::Shard;
+use stream::Emitter;
 
 /// One sample of the input: exactly one row of the `images` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +71,24 @@ pub enum Listing {
     },
 }
 
-/// The format of shards, with where their samples' fields are.
+/// The format of shards, with where their samples' fields are: the one place a shard's bytes
+/// are handed to its format's reader (a run's parts, and `lookup`'s reading again).
 #[derive(Debug, Clone)]
 pub enum Format {
     /// WebDataset tar files.
     WebDataset(webdataset::Fields),
     /// Parquet files.
     Parquet(parquet::Fields),
+}
+
+impl Format {
+    /// Reads the shard at `location`, emitting its samples (or its error row).
+    pub fn read(&self, location: &Location, emit: &mut Emitter) {
+        match self {
+            Format::WebDataset(fields) => webdataset::read_location(location, fields, emit),
+            Format::Parquet(fields) => parquet::read_location(location, fields, emit),
+        }
+    }
 }
 
 /// The samples of one part, a batch at a time.
@@ -176,18 +189,9 @@ impl Listing {
             Listing::Shards { format, shards } => {
                 let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
                 let (location, format) = (shard.location.clone(), format.clone());
-                Box::new(stream::spawn(
-                    shard,
-                    part,
-                    limit,
-                    cpu,
-                    move |emit| match &format {
-                        Format::WebDataset(fields) => {
-                            webdataset::read_location(&location, fields, emit)
-                        }
-                        Format::Parquet(fields) => parquet::read_location(&location, fields, emit),
-                    },
-                ))
+                Box::new(stream::spawn(shard, part, limit, cpu, move |emit| {
+                    format.read(&location, emit)
+                }))
             }
         }
     }

@@ -15,9 +15,10 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 
 use crate::input::remote::Object;
-use crate::input::shards::{open_local, Location};
+use crate::input::shards::open_local;
 use crate::input::stream::Emitter;
 use crate::input::Content;
+use crate::location::Location;
 use crate::plan::ShardsSpec;
 
 /// The binary columns tried, in order, when `input.image_field` is not set and there is no

@@ -9,61 +9,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::config::{ChannelOrder, Layout, ResizeMode, DEFAULT_MAX_PIXELS};
-
-/// The element type of the model's image input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InputType {
-    /// `float32`: scaled and normalised pixels.
-    Float32,
-    /// `uint8`: the pixel bytes, unscaled.
-    Uint8,
-}
-
-/// An element type that image input tensors are made of.
-pub trait InputElement:
-    ort::value::PrimitiveTensorElementType + Copy + Default + Send + Sync + std::fmt::Debug + 'static
-{
-    /// The tensor value for pixel value `v`, given `v * a + b` normalisation.
-    fn from_pixel(v: u8, a: f32, b: f32) -> Self;
-}
-
-impl InputElement for f32 {
-    fn from_pixel(v: u8, a: f32, b: f32) -> f32 {
-        f32::from(v) * a + b
-    }
-}
-
-impl InputElement for u8 {
-    fn from_pixel(v: u8, _: f32, _: f32) -> u8 {
-        v
-    }
-}
-
-/// How a decoded image becomes model input, fully resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Preprocess {
-    /// Element type of the input tensor.
-    pub input_type: InputType,
-    /// Model input height.
-    pub height: u32,
-    /// Model input width.
-    pub width: u32,
-    /// How the image is brought to `height` x `width`.
-    pub resize: ResizeMode,
-    /// Layout of the input tensor.
-    pub layout: Layout,
-    /// Order of the colour channels in the tensor.
-    pub channel_order: ChannelOrder,
-    /// Pixel values (0..255) are multiplied by this first.
-    pub scale: f32,
-    /// Subtracted per tensor channel after scaling.
-    pub mean: [f32; 3],
-    /// Divides per tensor channel after the mean.
-    pub std: [f32; 3],
-    /// Images with more pixels than this are refused from their header, before decoding.
-    pub max_pixels: u64,
-}
+use crate::plan::{InputElement, Preprocess};
 
 /// What decoding an image file tells about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +21,6 @@ pub struct SourceSize {
 }
 
 impl Preprocess {
-    /// Number of values one image occupies in the input tensor.
-    pub fn image_len(&self) -> usize {
-        3 * self.height as usize * self.width as usize
-    }
-
-    /// The input tensor shape for `batch` images.
-    pub fn tensor_shape(&self, batch: usize) -> [usize; 4] {
-        let (h, w) = (self.height as usize, self.width as usize);
-        match self.layout {
-            Layout::NCHW => [batch, 3, h, w],
-            Layout::NHWC => [batch, h, w, 3],
-        }
-    }
-
     /// Decodes `path`, resizes it and writes its tensor values into `out` (`image_len()` long).
     pub fn load_into<T: InputElement>(
         &self,
@@ -357,6 +289,7 @@ fn not_an_image(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::InputType;
 
     fn spec(layout: Layout, channel_order: ChannelOrder) -> Preprocess {
         Preprocess {

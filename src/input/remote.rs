@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::output::store::{client_runtime, s3_client};
+use crate::location::{client_runtime, s3_client};
 
 /// Ranged reads of a Parquet object fetch at least this much at a time.
 const WINDOW: u64 = 1 << 20;

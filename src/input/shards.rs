@@ -4,11 +4,11 @@
 //! image is read.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::PlanError;
 use crate::input::remote;
-use crate::output::store::is_remote;
+use crate::location::{is_remote, Location};
 use crate::plan::ShardsSpec;
 
 /// The most names one pattern may expand to.
@@ -21,15 +21,6 @@ pub struct Shard {
     pub name: String,
     /// Where its bytes are.
     pub location: Location,
-}
-
-/// Where a shard is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// A local file.
-    Local(PathBuf),
-    /// An object, `s3://bucket/key`.
-    Remote(String),
 }
 
 /// The shards that `spec.patterns` name, sorted by name. A glob that matches nothing, a
@@ -84,7 +75,7 @@ pub fn expand(spec: &ShardsSpec, key: &str) -> anyhow::Result<Vec<Shard>> {
     let mut shards: Vec<Shard> = named
         .into_keys()
         .map(|name| Shard {
-            location: location(&name, &spec.folder),
+            location: Location::resolve(&name, &spec.folder),
             name,
         })
         .collect();
@@ -103,15 +94,6 @@ pub fn open_local(path: &Path) -> Result<std::fs::File, String> {
         return Err("not a shard: it is a folder".into());
     }
     Ok(file)
-}
-
-/// Where a shard name points: an object, or a file (relative to `folder`).
-fn location(name: &str, folder: &Path) -> Location {
-    if is_remote(Path::new(name)) {
-        Location::Remote(name.to_owned())
-    } else {
-        Location::Local(folder.join(name))
-    }
 }
 
 fn has_glob(text: &str) -> bool {

@@ -7,9 +7,10 @@
 use std::io::Read;
 
 use crate::input::remote::Object;
-use crate::input::shards::{open_local, Location};
+use crate::input::shards::open_local;
 use crate::input::stream::Emitter;
 use crate::input::Content;
+use crate::location::Location;
 use crate::plan::ShardsSpec;
 
 /// The image extensions tried, in order, when `input.image_field` is not set.

@@ -6,10 +6,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::PlanError;
-use crate::input::preprocess::InputType;
 use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::{self, element_name};
 use crate::model::{ModelFile, TensorInfo};
+use crate::plan::InputType;
 use crate::plan::{self, ModelSpec};
 
 /// One row of the listing.

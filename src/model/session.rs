@@ -10,10 +10,10 @@ use ort::value::{DynValue, TensorElementType, TensorRef};
 
 use crate::config::Provider;
 use crate::error::PlanError;
-use crate::input::preprocess::{InputElement, InputType};
 use crate::model::runtime::{self, Runtime};
 use crate::model::ModelFile;
-use crate::plan::Plan;
+use crate::plan::{InputElement, InputType};
+use crate::plan::{ModelSpec, Preprocess};
 
 /// The shape of one image's slice of an extracted tensor (the batch axis removed).
 pub type ImageShape = Vec<usize>;
@@ -258,12 +258,26 @@ pub fn element_name(t: TensorElementType) -> String {
     format!("{t:?}").to_lowercase()
 }
 
+/// What a session needs of a plan: the model's input, how an image becomes its tensor, images
+/// per call, and where and how it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSpec<'a> {
+    /// The model's input, and the batch size it fixes.
+    pub model: &'a ModelSpec,
+    /// How an image becomes the input tensor (its shape and element type).
+    pub preprocess: &'a Preprocess,
+    /// Images per model call (a model with a fixed batch size uses its own).
+    pub batch_size: usize,
+    /// Threads, provider and device.
+    pub execution: Execution,
+}
+
 impl Extractor {
     /// Creates the session with `exposure`'s outputs, checks that each is a float32 tensor,
     /// then makes one probe run on a zero input to learn each output's real shape.
     pub fn open(
         runtime: &Runtime,
-        plan: &Plan,
+        spec: SessionSpec,
         model: &mut ModelFile,
         exposure: &Exposure,
     ) -> Result<Extractor, PlanError> {
@@ -273,12 +287,7 @@ impl Extractor {
             problem,
         };
         let tensors = exposure.outputs.clone();
-        let execution = Execution {
-            threads: plan.run.inference_threads,
-            provider: plan.run.provider,
-            device: plan.run.device,
-        };
-        let mut session = open_session(runtime, model, exposure, execution)?;
+        let mut session = open_session(runtime, model, exposure, spec.execution)?;
         for outlet in session.outputs() {
             match outlet.dtype().tensor_type() {
                 Some(TensorElementType::Float32) => {}
@@ -293,15 +302,15 @@ impl Extractor {
                 }
             }
         }
-        let fixed_batch = plan.model.fixed_batch.is_some();
-        let probe_batch = plan.model.fixed_batch.unwrap_or(1);
-        let input_shape = plan.preprocess.tensor_shape(1)[1..].to_vec();
+        let fixed_batch = spec.model.fixed_batch.is_some();
+        let probe_batch = spec.model.fixed_batch.unwrap_or(1);
+        let input_shape = spec.preprocess.tensor_shape(1)[1..].to_vec();
         let probe = zero_input_run(
             &mut session,
             &tensors,
-            &plan.model.input,
-            plan.preprocess.tensor_shape(probe_batch).to_vec(),
-            plan.preprocess.input_type,
+            &spec.model.input,
+            spec.preprocess.tensor_shape(probe_batch).to_vec(),
+            spec.preprocess.input_type,
             |outputs| {
                 tensors
                     .iter()
@@ -332,11 +341,11 @@ impl Extractor {
         Ok(Extractor {
             session,
             options,
-            input: plan.model.input.clone(),
+            input: spec.model.input.clone(),
             tensors,
-            image_len: plan.preprocess.image_len(),
+            image_len: spec.preprocess.image_len(),
             input_shape,
-            batch: plan.run.batch_size,
+            batch: spec.batch_size,
             fixed_batch,
             shapes,
         })

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::identity::RunIdentity;
+use crate::location::Location;
 use crate::output::sink::TableCounts;
 use crate::output::store::Store;
 use crate::output::tables::Table;
@@ -163,7 +164,7 @@ impl Dataset {
     /// holding the same run is resumed; one holding another run is refused, naming the
     /// difference. `overwrite` removes whatever run is there first (never with concurrent shards).
     pub fn open(location: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
-        let store = Store::open(location)?;
+        let store = Store::open(&Location::of(location))?;
         if let Store::Local(dir) = &store {
             std::fs::create_dir_all(dir.join(PARTS)).with_context(|| {
                 format!(
@@ -217,7 +218,7 @@ impl Dataset {
 
     /// Opens a location that holds a run, to look at it.
     pub fn read(location: &Path) -> Result<Dataset> {
-        let store = Store::open(location)?;
+        let store = Store::open(&Location::of(location))?;
         let bytes = store.read(MANIFEST)?.with_context(|| {
             format!("{} holds no layerwise run (no {MANIFEST})", store.display())
         })?;

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::output::sink::TableCounts;
 use crate::output::tables::Table;
-use crate::plan::LayerSpec;
-use crate::reduce::{LayerKind, LayerReducer, LayerShape, ReducedIn};
+use crate::plan::{LayerSpec, ReduceMode};
+use crate::reduce::{LayerKind, LayerReducer, LayerShape};
 
 /// What produced a dataset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ pub struct LayerInfo {
     /// Where its statistics and maps were computed: `host` (by layerwise) or `graph` (by ONNX
     /// Runtime, `[run] reduce`).
     #[serde(default)]
-    pub reduced_in: ReducedIn,
+    pub reduced_in: ReduceMode,
 }
 
 impl LayerInfo {

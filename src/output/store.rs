@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+
+use crate::location::{client_runtime, s3_client, Location};
 
 /// Uploads go in pieces of this size.
 const UPLOAD_CHUNK: usize = 16 << 20;
@@ -32,18 +33,13 @@ pub struct Remote {
     runtime: tokio::runtime::Runtime,
 }
 
-/// Whether an output location names an object store rather than a folder.
-pub fn is_remote(location: &Path) -> bool {
-    location.to_str().is_some_and(|s| s.starts_with("s3://"))
-}
-
 impl Store {
     /// Opens a location: `s3://bucket/prefix`, or a local folder.
-    pub fn open(location: &Path) -> Result<Store> {
-        if !is_remote(location) {
-            return Ok(Store::Local(location.to_owned()));
-        }
-        let url = location.to_string_lossy().trim_end_matches('/').to_owned();
+    pub fn open(location: &Location) -> Result<Store> {
+        let url = match location {
+            Location::Local(dir) => return Ok(Store::Local(dir.clone())),
+            Location::Remote(url) => url.trim_end_matches('/').to_owned(),
+        };
         let (store, prefix) = s3_client(&url)?;
         Ok(Store::Remote(Remote {
             store,
@@ -256,28 +252,6 @@ impl Store {
             }),
         }
     }
-}
-
-/// A client for the bucket of `url` (`s3://bucket/key`), with credentials and endpoint from
-/// the `AWS_*` environment variables, and the key the URL names in it.
-pub fn s3_client(url: &str) -> Result<(Arc<dyn ObjectStore>, Key)> {
-    let rest = url.strip_prefix("s3://").unwrap_or_default();
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    let store = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .build()
-        .with_context(|| {
-            format!("cannot open {url} (credentials and endpoint come from AWS_* variables)")
-        })?;
-    Ok((Arc::new(store), Key::from(key)))
-}
-
-/// A runtime that drives object-store requests from synchronous code, on the calling thread.
-pub fn client_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the object store client")
 }
 
 impl Remote {

@@ -11,7 +11,7 @@ use crate::error::PlanError;
 use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs};
 use crate::model::statistics::{HostPass, MapStats, Stat};
 use crate::output::tables::{MapKey, Rows};
-use crate::plan::LayerSpec;
+use crate::plan::{LayerSpec, ReduceMode};
 use crate::reduce::top::LayerTop;
 
 /// How a layer's tensor is cut up, learned from its real shape.
@@ -61,17 +61,6 @@ impl LayerKind {
             LayerKind::Vector => "vector",
         }
     }
-}
-
-/// Where a layer's statistics and maps are computed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReducedIn {
-    /// By layerwise, from the whole tensor copied out of the session.
-    #[default]
-    Host,
-    /// By ONNX Runtime, from reductions appended to the graph (`[run] reduce`).
-    Graph,
 }
 
 /// Reduces one layer's tensor into rows.
@@ -277,11 +266,11 @@ impl LayerReducer {
     }
 
     /// Where its statistics and maps are computed.
-    pub fn reduced_in(&self) -> ReducedIn {
+    pub fn reduced_in(&self) -> ReduceMode {
         if self.in_graph() {
-            ReducedIn::Graph
+            ReduceMode::Graph
         } else {
-            ReducedIn::Host
+            ReduceMode::Host
         }
     }
 

@@ -13,11 +13,12 @@ use image::RgbImage;
 use crate::config::Keep;
 use crate::engine::{Batcher, Prepared};
 use crate::input::lookup::{self, Wanted};
-use crate::input::preprocess::{self, InputType, Preprocess};
+use crate::input::preprocess;
 use crate::input::{Content, Listing, Sample};
 use crate::output::provenance::LayerInfo;
 use crate::output::tables::Rows;
 use crate::plan::{self, Overrides, Plan};
+use crate::plan::{InputType, Preprocess};
 use crate::view::read::{self, MapQuery, StoredImage, StoredMap, StoredRun};
 use crate::view::render::{self, Cell};
 

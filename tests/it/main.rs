@@ -9,6 +9,7 @@ mod config_schema;
 mod datasets;
 mod fuzz_regressions;
 mod interop;
+mod layering;
 mod models;
 mod pipeline;
 mod plot;

@@ -88,8 +88,8 @@ fn run_tiny(dir: &Path, model_name: &str, extra: &str) -> (std::path::PathBuf, R
 
 /// Tensors of a direct session run on one preprocessed image, by name.
 fn direct_run(image: &Path, names: &[&str]) -> HashMap<String, ArrayD<f32>> {
-    let spec = layerwise::input::preprocess::Preprocess {
-        input_type: layerwise::input::preprocess::InputType::Float32,
+    let spec = layerwise::plan::Preprocess {
+        input_type: layerwise::plan::InputType::Float32,
         height: 8,
         width: 8,
         resize: layerwise::config::ResizeMode::Stretch,

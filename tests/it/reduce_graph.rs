@@ -286,6 +286,6 @@ fn auto_reduces_on_the_host_on_the_cpu() {
     assert_same_tables(&host, &dir.path().join("out-auto"));
     assert_eq!(
         record.provenance.layers[0].reduced_in,
-        layerwise::reduce::ReducedIn::Host
+        layerwise::plan::ReduceMode::Host
     );
 }

@@ -21,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::location::is_remote;
 use crate::output::provenance::LayerInfo;
-use crate::output::store::is_remote;
 use crate::reduce::LayerKind;
 use crate::view::plot::{self, ImageRef, ImageSet, Photos};
 use crate::view::read::{StoredImage, StoredRun};

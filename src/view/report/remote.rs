@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::location::Location;
 use crate::output::store::Store;
 use crate::output::tables::Table;
 
@@ -26,7 +27,7 @@ impl LocalCopy {
     /// Copies what a report reads of the run at `location`: its records, part markers and the
     /// committed part files of its tables (no temporary files), each streamed to its file.
     pub fn fetch(location: &Path) -> Result<LocalCopy> {
-        let store = Store::open(location)?;
+        let store = Store::open(&Location::of(location))?;
         let dir = tempfile::Builder::new()
             .prefix("layerwise-report-")
             .tempdir()
@@ -57,7 +58,7 @@ impl LocalCopy {
 
 /// Uploads the report in `site` to `dest` (`s3://...`), its `index.html` last.
 pub fn upload(site: &Path, dest: &Path) -> Result<()> {
-    let store = Store::open(dest)?;
+    let store = Store::open(&Location::of(dest))?;
     let mut files = Vec::new();
     walk(site, site, &mut files)?;
     files.sort_by_key(|name| name == "index.html");
