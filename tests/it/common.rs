@@ -359,3 +359,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs `command`, asserts that it succeeded (showing the command and its output when not), and
+/// returns its standard output then standard error, as text.
+pub fn succeeded(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{command:?}: {}", text(&out));
+    text(&out)
+}

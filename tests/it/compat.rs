@@ -17,9 +17,7 @@ fn lay_out() -> PathBuf {
 }
 
 fn succeeds(args: &[&str], dir: &Path) -> String {
-    let done = layerwise().args(args).current_dir(dir).output().unwrap();
-    assert!(done.status.success(), "{args:?}: {}", text(&done));
-    text(&done)
+    succeeded(layerwise().args(args).current_dir(dir))
 }
 
 #[test]

@@ -713,28 +713,26 @@ fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does
 #[test]
 fn huggingface_images_stored_by_path_are_read_from_their_files() {
     let dir = tempfile::tempdir().unwrap();
-    let written = std::process::Command::new(python())
-        .arg(root().join("tests/datasets/make_datasets.py"))
-        .arg("--hf-paths")
-        .arg(datasets().join("folder"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(written.status.success(), "{}", text(&written));
+    succeeded(
+        std::process::Command::new(python())
+            .arg(root().join("tests/datasets/make_datasets.py"))
+            .arg("--hf-paths")
+            .arg(datasets().join("folder"))
+            .arg(dir.path()),
+    );
     // From another working folder: relative paths resolve from the Parquet file's folder.
     let input = format!(
         "parquet = \"{}/hf_paths/train.parquet\"\nlabel_field = \"label\"",
         dir.path().display()
     );
     let config = config(dir.path(), &input);
-    let done = layerwise()
-        .arg("run")
-        .arg(&config)
-        .arg("-q")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(done.status.success(), "{}", text(&done));
+    succeeded(
+        layerwise()
+            .arg("run")
+            .arg(&config)
+            .arg("-q")
+            .current_dir(dir.path()),
+    );
     let out = dir.path().join("out");
     assert_same_as_folder(&out, |r| stem(&r.1));
     let rows = image_rows(&out);

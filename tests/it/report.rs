@@ -731,13 +731,12 @@ for f in sorted(glob.glob(os.path.join(out, "*", "part-*.parquet"))):
         import pandas as pd
         pd.read_parquet(f).to_parquet(f)
 "#;
-    let done = Command::new(python())
-        .args(["-c", script])
-        .arg(out)
-        .arg(writer)
-        .output()
-        .unwrap();
-    assert!(done.status.success(), "{writer}: {}", text(&done));
+    succeeded(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(out)
+            .arg(writer),
+    );
 }
 
 /// Every file under `dir`, by path relative to it, with its bytes.
@@ -765,19 +764,17 @@ fn views(out: &Path, into: &Path) -> (std::collections::BTreeMap<PathBuf, Vec<u8
         ("top", &["--layer", "conv", "--channel", "2", "--k", "3"]),
     ] {
         let png = into.join(format!("plots/{figure}.png"));
-        let done = layerwise()
-            .args(["plot", figure, "--run"])
-            .arg(out)
-            .args(args)
-            .arg("--png")
-            .arg(&png)
-            .output()
-            .unwrap();
-        assert!(done.status.success(), "plot {figure}: {}", text(&done));
+        succeeded(
+            layerwise()
+                .args(["plot", figure, "--run"])
+                .arg(out)
+                .args(args)
+                .arg("--png")
+                .arg(&png),
+        );
     }
-    let status = layerwise().arg("status").arg(out).output().unwrap();
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
-    (files(into), text(&status))
+    let status = succeeded(layerwise().arg("status").arg(out));
+    (files(into), status)
 }
 
 #[test]

@@ -173,32 +173,29 @@ fn a_resume_may_change_every_execution_setting_but_not_a_layer_or_the_preprocess
                  queue_depth = 2\nmax_error_fraction = 1.0";
     let config = run(first);
     let out = dir.path().join("out");
-    let half = layerwise()
-        .arg("run")
-        .arg(&config)
-        .args(["-q", "--shard", "0/2"])
-        .output()
-        .unwrap();
-    assert!(half.status.success(), "{}", text(&half));
+    succeeded(
+        layerwise()
+            .arg("run")
+            .arg(&config)
+            .args(["-q", "--shard", "0/2"]),
+    );
     let whole = dir.path().join("whole");
     single_run(&config, &whole);
     // What a user does after a node ran out of memory: fewer threads, smaller queue and batch.
     let other = "batch_size = 1\nthreads = 2\ndecode_threads = 2\ninference_threads = 2\n\
                  queue_depth = 1\nmax_error_fraction = 0.5";
     run(other);
-    let resumed = layerwise()
-        .arg("run")
-        .arg(&config)
-        .args(["-q", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(resumed.status.success(), "{}", text(&resumed));
-    let status = layerwise().arg("status").arg(&out).output().unwrap();
+    succeeded(
+        layerwise()
+            .arg("run")
+            .arg(&config)
+            .args(["-q", "--out"])
+            .arg(&out),
+    );
+    let status = succeeded(layerwise().arg("status").arg(&out));
     assert!(
-        text(&status).contains("7 of 7 parts committed (2 images each), 0 missing"),
-        "{}",
-        text(&status)
+        status.contains("7 of 7 parts committed (2 images each), 0 missing"),
+        "{status}"
     );
     assert_same_tables(&out, &whole);
 
