@@ -4,8 +4,9 @@
 
 #![no_main]
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
+
+use layerwise::view::read::StoredRun;
 
 use libfuzzer_sys::fuzz_target;
 
@@ -17,11 +18,7 @@ fuzz_target!(|data: &[u8]| {
     // panic that escapes it is a crash (libfuzzer-sys aborts on any panic, even one caught).
     static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
     DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        harness::run_folder(&dir);
-        dir
-    });
-    harness::read_tables(data, dir);
+    static RUN: OnceLock<StoredRun> = OnceLock::new();
+    let run = RUN.get_or_init(|| harness::run_folder(&tempfile::tempdir().unwrap().keep()));
+    harness::read_tables(data, run);
 });

@@ -30,9 +30,10 @@ impl Bytes<'_> {
     }
 }
 
-/// Writes into `dir` the `run.json` whose layers the tables name: `conv` (4 channels of 2 x 2,
-/// channels 0 and 1 kept) and `vec` (a vector of 3).
-pub fn run_folder(dir: &Path) {
+/// Makes `dir` a run folder: a `run.json` whose layers the tables name, `conv` (4 channels of
+/// 2 x 2, channels 0 and 1 kept) and `vec` (a vector of 3), and the tables' folders; the run
+/// opened.
+pub fn run_folder(dir: &Path) -> StoredRun {
     let record = serde_json::json!({
         "name": "fuzz",
         "tool": "layerwise fuzz",
@@ -54,31 +55,32 @@ pub fn run_folder(dir: &Path) {
         "complete": true
     });
     std::fs::write(dir.join("run.json"), record.to_string()).unwrap();
+    for table in Table::ALL {
+        std::fs::create_dir_all(dir.join(table.name())).unwrap();
+    }
+    StoredRun::open(dir).unwrap()
 }
 
-/// Writes a table drawn from `data` into the run folder `dir` (see [`run_folder`]) and reads it
+/// Writes a table drawn from `data` into the folder of `run` (see [`run_folder`]) and reads it
 /// back every way the views do; errors are fine, panics are not.
-pub fn read_tables(data: &[u8], dir: &Path) {
+pub fn read_tables(data: &[u8], run: &StoredRun) {
     let mut bytes = Bytes(data, 0);
     let table = Table::ALL[bytes.next() as usize % Table::COUNT];
     let rows = bytes.next() as usize % 9;
     let batch = drawn_batch(table, rows, &mut bytes);
+    let part = |t: Table| run.dir.join(t.name()).join("part-00000.parquet");
     for t in Table::ALL {
-        let _ = std::fs::remove_dir_all(dir.join(t.name()));
-        std::fs::create_dir_all(dir.join(t.name())).unwrap();
+        let _ = std::fs::remove_file(part(t));
     }
-    let file = std::fs::File::create(dir.join(table.name()).join("part-00000.parquet")).unwrap();
+    let file = std::fs::File::create(part(table)).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-    read_back(dir);
+    read_back(run);
 }
 
 /// Every read the views make of a run.
-fn read_back(dir: &Path) {
-    let Ok(run) = StoredRun::open(dir) else {
-        return;
-    };
+fn read_back(run: &StoredRun) {
     let _ = run.images();
     let query = MapQuery {
         layer: "conv".into(),
@@ -243,7 +245,8 @@ fn lists(form: u8, rows: usize, bytes: &mut Bytes) -> ArrayRef {
             Arc::new(b.finish())
         }
         _ => {
-            let size = (bytes.next() % 5) as i32;
+            // Not 0: a fixed-size list of size 0 built without nulls has no rows.
+            let size = 1 + (bytes.next() % 4) as i32;
             let mut b = FixedSizeListBuilder::new(Float16Builder::new(), size);
             for _ in 0..rows {
                 (0..size).for_each(|_| b.values().append_value(half::f16::from_f32(1.5)));

@@ -649,8 +649,9 @@ impl Config {
     /// any other: keys this version does not know (retired, or added later) are left out before
     /// it is read, so that a run stays readable when a key leaves the format.
     pub fn from_recorded(mut value: serde_json::Value) -> Result<Config, serde_json::Error> {
-        let schema = config_schema();
-        known_keys_only(&schema, &schema, &mut value);
+        static SCHEMA: std::sync::LazyLock<serde_json::Value> =
+            std::sync::LazyLock::new(config_schema);
+        known_keys_only(&SCHEMA, &SCHEMA, &mut value);
         serde_json::from_value(value)
     }
 }

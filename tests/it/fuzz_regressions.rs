@@ -165,14 +165,10 @@ fn seeds_and_regressions_never_panic() {
     );
     let mut panicked = Vec::new();
     let tables = tempfile::tempdir().unwrap();
-    read_tables::run_folder(tables.path());
+    let run = read_tables::run_folder(tables.path());
     for file in seeds.iter().chain(&inputs("regressions")) {
         let bytes = std::fs::read(file).unwrap();
-        if catch_unwind(AssertUnwindSafe(|| {
-            read_tables::read_tables(&bytes, tables.path())
-        }))
-        .is_err()
-        {
+        if catch_unwind(AssertUnwindSafe(|| read_tables::read_tables(&bytes, &run))).is_err() {
             panicked.push(format!("read_tables: {}", file.display()));
         }
         let image = catch_unwind(AssertUnwindSafe(|| {
