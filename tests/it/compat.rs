@@ -89,4 +89,5 @@ fn a_run_of_0_1_0_is_read_by_status_report_and_plot_and_resumes() {
     let whole = dir.join("whole");
     single_run(&config, &whole);
     assert_same_tables(&out, &whole);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
