@@ -343,7 +343,11 @@ fn main() -> ExitCode {
         } => report(write_report(&run, dest, layers, top)),
         Command::List { config, out } => report(list(&config, &out)),
         Command::Status { out } => {
-            match layerwise::output::dataset::Dataset::read(&out).and_then(|d| d.status()) {
+            match layerwise::output::dataset::Dataset::read(&layerwise::location::Location::of(
+                &out,
+            ))
+            .and_then(|d| d.status())
+            {
                 Ok(status) => {
                     print!("{}", status.to_text());
                     if status.complete() {

@@ -82,7 +82,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         parts: listing.parts(part_size),
     };
     let manifest = Manifest::new(plan, config, &summary)?;
-    let dataset = Dataset::open(&plan.output.dir, manifest, options.overwrite)?;
+    let dataset = Dataset::open(&plan.output.location, manifest, options.overwrite)?;
     let staging = Staging::for_store(&dataset.store)?;
     let encoders = Encoders::new(plan.run.threads)?;
     let sink = Sink::new(

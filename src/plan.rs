@@ -9,6 +9,7 @@ use crate::config::{
     PreprocessConfig, Provider, Reduce, ResizeMode, TopBy,
 };
 use crate::error::PlanError;
+use crate::location::Location;
 use crate::model::select::{self, Selector};
 use crate::model::{Dim, ElementType, Graph, ModelFile, TensorInfo};
 
@@ -232,8 +233,8 @@ impl Preprocess {
 /// The dataset written.
 #[derive(Debug, Clone)]
 pub struct OutputSpec {
-    /// Output folder.
-    pub dir: PathBuf,
+    /// Output folder, or prefix in a bucket: parsed once, here.
+    pub location: Location,
     /// Parquet compression.
     pub compression: Compression,
     /// Element type of stored maps.
@@ -267,7 +268,7 @@ impl Plan {
         let run = run_spec(&config, model_spec.fixed_batch)?;
         let output = output_spec(&config, overrides)?;
         let mut config = config;
-        config.output.dir = Some(output.dir.clone());
+        config.output.dir = Some(output.location.display().into());
         Ok(Plan {
             name: config.name.clone(),
             model: model_spec,
@@ -964,7 +965,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
         ));
     }
     Ok(OutputSpec {
-        dir,
+        location: Location::of(&dir),
         compression: config.output.compression,
         map_dtype: config.output.map_dtype,
     })

@@ -163,8 +163,8 @@ impl Dataset {
     /// Opens `location` for the run `manifest` describes: a new location gets the manifest; one
     /// holding the same run is resumed; one holding another run is refused, naming the
     /// difference. `overwrite` removes whatever run is there first (never with concurrent shards).
-    pub fn open(location: &Path, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
-        let store = Store::open(&Location::of(location))?;
+    pub fn open(location: &Location, manifest: Manifest, overwrite: bool) -> Result<Dataset> {
+        let store = Store::open(location)?;
         if let Store::Local(dir) = &store {
             std::fs::create_dir_all(dir.join(PARTS)).with_context(|| {
                 format!(
@@ -217,8 +217,8 @@ impl Dataset {
     }
 
     /// Opens a location that holds a run, to look at it.
-    pub fn read(location: &Path) -> Result<Dataset> {
-        let store = Store::open(&Location::of(location))?;
+    pub fn read(location: &Location) -> Result<Dataset> {
+        let store = Store::open(location)?;
         let bytes = store.read(MANIFEST)?.with_context(|| {
             format!("{} holds no layerwise run (no {MANIFEST})", store.display())
         })?;

@@ -416,7 +416,7 @@ mod tests {
 
     fn write_part_of(dir: &Path, mut rows: Rows, map_dtype: MapDtype) -> FinishedPart {
         let output = OutputSpec {
-            dir: dir.to_owned(),
+            location: crate::location::Location::Local(dir.to_owned()),
             compression: Compression::Zstd,
             map_dtype,
         };
