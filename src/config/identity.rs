@@ -6,7 +6,6 @@
 //! (or silently leave it). The tasks of one run (a Slurm array, an Indexed Job) and a run and
 //! its resume must agree on the identity; they may differ in every execution setting.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Config;
@@ -92,8 +91,7 @@ const MODEL_SHA256: &str = "model_sha256";
 /// A run's identity: its config with the execution settings left out, plus the SHA-256 of its
 /// model, as JSON. Two runs with equal identities write the same tables (up to the rounding that
 /// execution settings may bring, see [`KEYS`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunIdentity(Value);
 
 impl RunIdentity {

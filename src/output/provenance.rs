@@ -50,9 +50,14 @@ impl Provenance {
     /// Reads a record: the provenance of a part file's metadata, or the whole of `run.json`.
     /// The config's folder is the recorded `config_folder`.
     pub fn from_json(text: &str) -> Result<Provenance> {
-        let mut provenance: Provenance = serde_json::from_str(text)?;
-        provenance.config.folder = provenance.config_folder.clone().into();
-        Ok(provenance)
+        Ok(serde_json::from_str::<Provenance>(text)?.placed())
+    }
+
+    /// With the config's folder set to the recorded `config_folder` (the config's folder is
+    /// not one of its keys, so it is not in the recorded config).
+    fn placed(mut self) -> Provenance {
+        self.config.folder = self.config_folder.clone().into();
+        self
     }
 }
 
@@ -237,9 +242,11 @@ impl RunRecord {
 
     /// Reads `run.json`, of this format or any earlier one.
     pub fn from_json(text: &str) -> Result<RunRecord> {
-        let mut record: RunRecord = serde_json::from_str(text)?;
-        record.provenance.config.folder = record.provenance.config_folder.clone().into();
-        Ok(record)
+        let record: RunRecord = serde_json::from_str(text)?;
+        Ok(RunRecord {
+            provenance: record.provenance.placed(),
+            ..record
+        })
     }
 }
 
