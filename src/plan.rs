@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{
     ChannelOrder, Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns,
-    PreprocessConfig, Provider, Reduce, ResizeMode, TopBy,
+    PreprocessConfig, Provider, Reduce, ResizeMode, TopBy, SHARD_FORMATS,
 };
 use crate::error::PlanError;
 use crate::location::Location;
@@ -57,10 +57,8 @@ pub struct InputSpec {
 pub enum InputSource {
     /// Files of a folder (walked) or of a list.
     Files(FilesSpec),
-    /// WebDataset tar shards, one part each.
-    WebDataset(ShardsSpec),
-    /// Parquet files holding image bytes, one part each.
-    Parquet(ShardsSpec),
+    /// Shards of one format (WebDataset tar files, Parquet files, ...), one part each.
+    Shards(ShardsSpec),
 }
 
 /// An image folder and how it is listed.
@@ -76,14 +74,17 @@ pub struct FilesSpec {
     pub list: Option<PathBuf>,
 }
 
-/// Shards named by patterns, and where their samples' fields are.
+/// Shards named by patterns, and where their samples' fields are, as configured: the format
+/// (`input::FORMATS`) checks and reads the fields.
 #[derive(Debug, Clone)]
 pub struct ShardsSpec {
+    /// The format's key in `[input]` ([`crate::config::SHARD_FORMATS`]).
+    pub format: &'static str,
     /// The patterns as configured: brace ranges and globs, local or `s3://`.
     pub patterns: Vec<String>,
     /// The folder local patterns are relative to (the config file's).
     pub folder: PathBuf,
-    /// `input.image_field`: member extensions (lower case) or one column; empty: the default.
+    /// `input.image_field`, as configured; empty: the format's default.
     pub image_field: Vec<String>,
     /// `input.label_field`, as configured.
     pub label_field: Option<String>,
@@ -433,42 +434,50 @@ pub fn input_spec(config: &Config, overrides: &Overrides) -> Result<InputSpec, P
         return Err(PlanError::invalid("--limit", "must be at least 1"));
     }
     let input = &config.input;
+    let shards = input.shards();
     let given: Vec<&str> = [
         ("root", input.root.is_some()),
         ("list", input.list.is_some()),
-        ("webdataset", input.webdataset.is_some()),
-        ("parquet", input.parquet.is_some()),
     ]
     .into_iter()
     .filter_map(|(key, set)| set.then_some(key))
+    .chain(shards.iter().map(|(key, _)| *key))
     .collect();
-    let source = match (&input.webdataset, &input.parquet, given.as_slice()) {
-        (Some(patterns), None, ["webdataset"]) => {
-            InputSource::WebDataset(shards_spec(config, patterns)?)
-        }
-        (None, Some(patterns), ["parquet"]) => InputSource::Parquet(shards_spec(config, patterns)?),
-        (None, None, [_, ..]) => InputSource::Files(files_spec(config)?),
-        _ => {
-            let has = if given.is_empty() {
-                "none of them".to_owned()
-            } else {
-                given.join(" and ")
-            };
-            return Err(PlanError::invalid(
-                "input",
-                format!(
-                    "must set exactly one of root (a folder to walk), list (a file naming the \
-                     images; root may be given too, as the folder its paths are relative to), \
-                     webdataset (tar shards) or parquet (Parquet files with the image bytes); \
-                     it sets {has}"
-                ),
-            ));
-        }
+    let source = match (shards.as_slice(), given.len()) {
+        ([(format, patterns)], 1) => InputSource::Shards(shards_spec(config, format, patterns)?),
+        ([], 1..) => InputSource::Files(files_spec(config)?),
+        _ => return Err(not_one_source(&given)),
     };
     Ok(InputSpec {
         source,
         limit: overrides.limit,
     })
+}
+
+/// The error of an `[input]` that names no source, or several.
+fn not_one_source(given: &[&str]) -> PlanError {
+    let has = match given {
+        [] => "none of them".to_owned(),
+        _ => given.join(" and "),
+    };
+    let shards = SHARD_FORMATS.map(|(key, what)| format!("{key} ({what})"));
+    PlanError::invalid(
+        "input",
+        format!(
+            "must set exactly one of root (a folder to walk), list (a file naming the images; \
+             root may be given too, as the folder its paths are relative to), {}; it sets {has}",
+            enumerate(&shards, "or")
+        ),
+    )
+}
+
+/// `a`, `a and b`, `a, b and c` (with `and` or another word).
+fn enumerate(items: &[impl AsRef<str>], word: &str) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    match items.split_last() {
+        Some((last, [_, ..])) => format!("{} {word} {last}", items[..items.len() - 1].join(", ")),
+        _ => items.concat(),
+    }
 }
 
 /// A folder walked, or a list of files.
@@ -480,9 +489,13 @@ fn files_spec(config: &Config) -> Result<FilesSpec, PlanError> {
         ("key_field", input.key_field.is_some()),
     ] {
         if set {
+            let formats = SHARD_FORMATS.map(|(key, _)| key);
             return Err(PlanError::invalid(
                 format!("input.{key}"),
-                "applies to webdataset and parquet inputs; a folder or list uses `label`",
+                format!(
+                    "applies to {} inputs; a folder or list uses `label`",
+                    enumerate(&formats, "and")
+                ),
             ));
         }
     }
@@ -526,33 +539,14 @@ fn files_spec(config: &Config) -> Result<FilesSpec, PlanError> {
     })
 }
 
-/// Shards named by patterns: `image_field`, `label_field` and `key_field` as the format reads
-/// them (checked by the format's reader).
-fn shards_spec(config: &Config, patterns: &Patterns) -> Result<ShardsSpec, PlanError> {
+/// Shards of `format` named by patterns, with `image_field`, `label_field` and `key_field` as
+/// configured (the format checks what they mean to it when the input is listed).
+fn shards_spec(
+    config: &Config,
+    format: &'static str,
+    patterns: &Patterns,
+) -> Result<ShardsSpec, PlanError> {
     let input = &config.input;
-    let webdataset = input.webdataset.is_some();
-    if webdataset && input.key_field.is_some() {
-        return Err(PlanError::invalid(
-            "input.key_field",
-            "applies to parquet inputs only; a WebDataset sample's key is its members' name \
-             without the extension",
-        ));
-    }
-    let image_field: Vec<String> = input.image_field.as_ref().map_or_else(Vec::new, |f| {
-        f.texts()
-            .into_iter()
-            .map(|e| match webdataset {
-                true => e.trim_start_matches('.').to_ascii_lowercase(),
-                false => e,
-            })
-            .collect()
-    });
-    if !webdataset && image_field.len() > 1 {
-        return Err(PlanError::invalid(
-            "input.image_field",
-            "names one column for a parquet input",
-        ));
-    }
     for (key, field) in [
         ("label_field", &input.label_field),
         ("key_field", &input.key_field),
@@ -564,18 +558,14 @@ fn shards_spec(config: &Config, patterns: &Patterns) -> Result<ShardsSpec, PlanE
             ));
         }
     }
-    if let Some(field) = &input.label_field {
-        if field.strip_prefix("json:").is_some_and(str::is_empty) {
-            return Err(PlanError::invalid(
-                "input.label_field",
-                "is `json:` without a field; write e.g. \"json:label\"",
-            ));
-        }
-    }
     Ok(ShardsSpec {
+        format,
         patterns: patterns.texts(),
         folder: config.folder.clone(),
-        image_field,
+        image_field: input
+            .image_field
+            .as_ref()
+            .map_or_else(Vec::new, Patterns::texts),
         label_field: input.label_field.clone(),
         key_field: input.key_field.clone(),
     })

@@ -23,9 +23,11 @@ pub enum Role {
 }
 
 /// Every key of a config, by its dotted path (`[[layers]]` keys as `layers.KEY`), with its
-/// role. Tables (`input`, `run`, ...) are not listed, only the keys in them.
+/// role; a table listed (`input`) gives its role to every key in it, present and future.
 ///
 /// Decided, not obvious:
+/// - `[input]` is identity as a whole: each of its keys decides which images, or which bytes
+///   of each, are read (a new input format's key is one of them).
 /// - `model.path` is execution: the model is identified by the SHA-256 of its bytes, which the
 ///   identity holds, not by where the file lies (a node may keep it elsewhere).
 /// - `run.provider`, `run.device` and `run.reduce` are execution: CPU and GPU providers, and
@@ -36,16 +38,7 @@ pub enum Role {
 /// - `output.compression` and `output.map_dtype` are identity: the format of what is written.
 pub const KEYS: &[(&str, Role)] = &[
     ("name", Role::Identity),
-    ("input.root", Role::Identity),
-    ("input.list", Role::Identity),
-    ("input.webdataset", Role::Identity),
-    ("input.parquet", Role::Identity),
-    ("input.image_field", Role::Identity),
-    ("input.label_field", Role::Identity),
-    ("input.key_field", Role::Identity),
-    ("input.extensions", Role::Identity),
-    ("input.label", Role::Identity),
-    ("input.max_pixels", Role::Identity),
+    ("input", Role::Identity),
     ("model.path", Role::Execution),
     ("model.input", Role::Identity),
     ("preprocess.size", Role::Identity),
@@ -78,11 +71,11 @@ pub const KEYS: &[(&str, Role)] = &[
     ("output.map_dtype", Role::Identity),
 ];
 
-/// The role of the key at a dotted path, if it is a classified key.
+/// The role of the key at a dotted path: its own, or that of the nearest table holding it that
+/// [`KEYS`] lists; `None` if neither is classified.
 pub fn role(path: &str) -> Option<Role> {
-    KEYS.iter()
-        .find(|(key, _)| *key == path)
-        .map(|(_, role)| *role)
+    let listed = |path: &str| KEYS.iter().find(|(key, _)| *key == path).map(|(_, r)| *r);
+    listed(path).or_else(|| role(&path[..path.rfind('.')?]))
 }
 
 /// The key where a run's identity records its model's SHA-256.

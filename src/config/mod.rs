@@ -54,11 +54,7 @@ pub struct Config {
 /// relative to.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [
-    {"anyOf": [{"required": ["root"]}, {"required": ["list"]}]},
-    {"required": ["webdataset"]},
-    {"required": ["parquet"]}
-]))]
+#[schemars(transform = one_source)]
 pub struct InputConfig {
     /// The folder image paths are relative to: walked recursively unless `list` is given. A
     /// relative path is taken from the config file's folder.
@@ -101,7 +97,40 @@ pub struct InputConfig {
     pub max_pixels: u64,
 }
 
+/// The shard formats `[input]` can name: each one's key, and what its shards are (for
+/// messages). Each key is a field of [`InputConfig`] holding the shards' [`Patterns`]
+/// ([`InputConfig::shards`]), read by the format registered under the same key in
+/// `input::FORMATS`; a test checks that the three agree. A new format is its file in
+/// `src/input/`, its line in `input::FORMATS`, and its key here and in [`InputConfig`].
+pub const SHARD_FORMATS: [(&str, &str); 2] = [
+    ("webdataset", "tar shards"),
+    ("parquet", "Parquet files with the image bytes"),
+];
+
+/// The schema says what parsing cannot: exactly one source, a folder or list or one shard
+/// format.
+fn one_source(schema: &mut Schema) {
+    let files = json_schema!({"anyOf": [{"required": ["root"]}, {"required": ["list"]}]});
+    let shards = SHARD_FORMATS.map(|(key, _)| json_schema!({"required": [key]}));
+    let sources: Vec<Schema> = std::iter::once(files).chain(shards).collect();
+    schema.insert(
+        "oneOf".into(),
+        serde_json::to_value(sources).expect("schemas serialize"),
+    );
+}
+
 impl InputConfig {
+    /// The shard formats this config names, with their patterns: each key of
+    /// [`SHARD_FORMATS`] that is set.
+    pub fn shards(&self) -> Vec<(&'static str, &Patterns)> {
+        let fields = [&self.webdataset, &self.parquet];
+        SHARD_FORMATS
+            .iter()
+            .zip(fields)
+            .filter_map(|((key, _), patterns)| Some((*key, patterns.as_ref()?)))
+            .collect()
+    }
+
     /// The folder that the paths of a folder or list input are relative to: `root`, else the
     /// list's folder; `None` for shard inputs.
     pub fn files_root(&self) -> Option<PathBuf> {

@@ -190,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         tar_shard(&dir.path().join("a.tar"), 7);
         parquet_shard(&dir.path().join("a.parquet"), 10);
-        let tar = Format::WebDataset(webdataset::Fields::default());
+        let tar = Arc::new(webdataset::Fields::default()) as Format;
         let shards = listed(dir.path(), &["a.parquet", "a.tar"]);
         let got = encoded(
             &tar,
@@ -203,7 +203,7 @@ mod tests {
         // Rows in the first, third and (part of the) last row groups of four.
         let picks = [(0, "0"), (1, "1"), (9, "9"), (8, "8")];
         let got = encoded(
-            &Format::Parquet(parquet::Fields::default()),
+            &(Arc::new(parquet::Fields::default()) as Format),
             &shards,
             &wanted("a.parquet", 0, &picks),
         );
@@ -218,7 +218,7 @@ mod tests {
     fn a_shard_gone_or_changed_since_the_run_says_so() {
         let dir = tempfile::tempdir().unwrap();
         tar_shard(&dir.path().join("a.tar"), 3);
-        let tar = Format::WebDataset(webdataset::Fields::default());
+        let tar = Arc::new(webdataset::Fields::default()) as Format;
         let picks = [(1, "k01.jpg"), (2, "other.jpg"), (4, "k04.jpg")];
         let shards = listed(dir.path(), &["a.tar", "gone.tar"]);
         let got = encoded(&tar, &shards, &wanted("a.tar", 0, &picks));

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::cpu::Ledger;
+use crate::error::PlanError;
 use crate::location::Location;
-use crate::plan::{InputSource, InputSpec};
+use crate::plan::{InputSource, InputSpec, ShardsSpec};
 use shards::Shard;
 use stream::Emitter;
 
@@ -71,25 +72,29 @@ pub enum Listing {
     },
 }
 
-/// The format of shards, with where their samples' fields are: the one place a shard's bytes
-/// are handed to its format's reader (a run's parts, and `lookup`'s reading again).
-#[derive(Debug, Clone)]
-pub enum Format {
-    /// WebDataset tar files.
-    WebDataset(webdataset::Fields),
-    /// Parquet files.
-    Parquet(parquet::Fields),
+/// A format of shards: how a config's fields (`input.image_field`, `label_field`, `key_field`)
+/// are read for it, and so how its shards are read.
+pub trait ShardFormat: Sync {
+    /// Its key in `[input]`, the one of [`crate::config::SHARD_FORMATS`] naming its shards.
+    fn key(&self) -> &'static str;
+
+    /// The reader of its shards with the fields `spec` names (or its defaults); a field that
+    /// means nothing to the format, or that it cannot take, is a config error naming the key.
+    fn reader(&self, spec: &ShardsSpec) -> Result<Format, PlanError>;
 }
 
-impl Format {
+/// The shard formats, each under its key: the one registration of a format.
+pub const FORMATS: [&dyn ShardFormat; 2] = [&webdataset::WebDataset, &parquet::Parquet];
+
+/// Reads one format's shards with the fields a config named.
+pub trait ShardReader: Send + Sync + std::fmt::Debug {
     /// Reads the shard at `location`, emitting its samples (or its error row).
-    pub fn read(&self, location: &Location, emit: &mut Emitter) {
-        match self {
-            Format::WebDataset(fields) => webdataset::read_location(location, fields, emit),
-            Format::Parquet(fields) => parquet::read_location(location, fields, emit),
-        }
-    }
+    fn read(&self, location: &Location, emit: &mut Emitter);
 }
+
+/// The reader of a listing's shards: the one place a shard's bytes are handed to its format
+/// (a run's parts, and `lookup`'s reading again).
+pub type Format = Arc<dyn ShardReader>;
 
 /// The samples of one part, a batch at a time.
 pub trait SampleReader: Send {
@@ -103,15 +108,19 @@ pub trait SampleReader: Send {
 pub fn list(spec: &InputSpec) -> anyhow::Result<Listing> {
     match &spec.source {
         InputSource::Files(files) => Ok(Listing::Files(listing::list(files, spec.limit)?)),
-        InputSource::WebDataset(spec) => Ok(Listing::Shards {
-            format: Format::WebDataset(webdataset::Fields::new(spec)),
-            shards: shards::expand(spec, "input.webdataset")?,
-        }),
-        InputSource::Parquet(spec) => Ok(Listing::Shards {
-            format: Format::Parquet(parquet::Fields::new(spec)),
-            shards: shards::expand(spec, "input.parquet")?,
+        InputSource::Shards(spec) => Ok(Listing::Shards {
+            format: format(spec.format)?.reader(spec)?,
+            shards: shards::expand(spec)?,
         }),
     }
+}
+
+/// The shard format registered under `key`.
+fn format(key: &str) -> Result<&'static dyn ShardFormat, PlanError> {
+    FORMATS
+        .into_iter()
+        .find(|format| format.key() == key)
+        .ok_or_else(|| PlanError::invalid(format!("input.{key}"), "is no known shard format"))
 }
 
 impl Listing {
@@ -188,7 +197,7 @@ impl Listing {
             }
             Listing::Shards { format, shards } => {
                 let (shard, limit) = (&shards[part], limit.unwrap_or(usize::MAX));
-                let (location, format) = (shard.location.clone(), format.clone());
+                let (location, format) = (shard.location.clone(), Arc::clone(format));
                 Box::new(stream::spawn(shard, part, limit, cpu, move |emit| {
                     format.read(&location, emit)
                 }))
@@ -221,3 +230,28 @@ pub fn shard_image_id(part: usize, index: u64) -> u64 {
 
 /// The most samples one shard can hold (ids keep 32 bits for the position in the shard).
 pub const MAX_SHARD_SAMPLES: u64 = 1 << 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InputConfig, SHARD_FORMATS};
+
+    #[test]
+    fn each_shard_key_of_the_config_is_read_by_the_format_registered_under_it() {
+        for (key, _) in SHARD_FORMATS {
+            let input: InputConfig = toml::from_str(&format!("{key} = \"s/*.x\"")).unwrap();
+            let named: Vec<(&str, Vec<String>)> = input
+                .shards()
+                .iter()
+                .map(|(k, p)| (*k, p.texts()))
+                .collect();
+            assert_eq!(named, [(key, vec!["s/*.x".to_owned()])]);
+            assert_eq!(format(key).unwrap().key(), key);
+        }
+        assert_eq!(FORMATS.len(), SHARD_FORMATS.len());
+        assert_eq!(
+            format("tfrecord").err().unwrap().to_string(),
+            "config: `input.tfrecord` is no known shard format"
+        );
+    }
+}

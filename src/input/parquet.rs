@@ -8,16 +8,19 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Schema};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 
+use crate::error::PlanError;
 use crate::input::remote::Object;
 use crate::input::shards::open_local;
 use crate::input::stream::Emitter;
 use crate::input::Content;
+use crate::input::{Format, ShardFormat, ShardReader};
 use crate::location::Location;
 use crate::plan::ShardsSpec;
 
@@ -37,14 +40,40 @@ pub struct Fields {
     key: Option<String>,
 }
 
+/// The Parquet format: `input.parquet`.
+pub struct Parquet;
+
+impl ShardFormat for Parquet {
+    fn key(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn reader(&self, spec: &ShardsSpec) -> Result<Format, PlanError> {
+        Ok(Arc::new(Fields::new(spec)?))
+    }
+}
+
+impl ShardReader for Fields {
+    fn read(&self, location: &Location, emit: &mut Emitter) {
+        read_location(location, self, emit)
+    }
+}
+
 impl Fields {
-    /// The columns a shards spec names (`image_field`, `label_field`, `key_field`).
-    pub fn new(spec: &ShardsSpec) -> Fields {
-        Fields {
+    /// The columns a shards spec names (`image_field`: one column, `label_field`,
+    /// `key_field`).
+    pub fn new(spec: &ShardsSpec) -> Result<Fields, PlanError> {
+        if spec.image_field.len() > 1 {
+            return Err(PlanError::invalid(
+                "input.image_field",
+                "names one column for a parquet input",
+            ));
+        }
+        Ok(Fields {
             image: spec.image_field.first().cloned(),
             label: spec.label_field.clone(),
             key: spec.key_field.clone(),
-        }
+        })
     }
 }
 

@@ -24,10 +24,11 @@ pub struct Shard {
 }
 
 /// The shards that `spec.patterns` name, sorted by name. A glob that matches nothing, a
-/// malformed brace, or a shard named twice is an error of `key` ([`PlanError`]); a shard named
-/// by a brace range need not exist (reading it then gives its error row); a bucket that cannot
-/// be listed is an error a retry may fix.
-pub fn expand(spec: &ShardsSpec, key: &str) -> anyhow::Result<Vec<Shard>> {
+/// malformed brace, or a shard named twice is an error of the format's key ([`PlanError`]); a
+/// shard named by a brace range need not exist (reading it then gives its error row); a bucket
+/// that cannot be listed is an error a retry may fix.
+pub fn expand(spec: &ShardsSpec) -> anyhow::Result<Vec<Shard>> {
+    let key = &format!("input.{}", spec.format);
     let mut named: BTreeMap<String, String> = BTreeMap::new();
     for pattern in &spec.patterns {
         let texts = braces(pattern).map_err(|e| {
@@ -245,8 +246,9 @@ mod tests {
         }
     }
 
-    fn spec(folder: &Path, patterns: &[&str]) -> ShardsSpec {
+    fn spec(format: &'static str, folder: &Path, patterns: &[&str]) -> ShardsSpec {
         ShardsSpec {
+            format,
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
             folder: folder.to_owned(),
             image_field: Vec::new(),
@@ -262,25 +264,27 @@ mod tests {
         for name in ["b.tar", "a.tar", "c.txt"] {
             std::fs::write(dir.path().join("s").join(name), b"").unwrap();
         }
-        let shards = expand(&spec(dir.path(), &["s/{x,a}.tar", "s/b*.tar"]), "k").unwrap();
+        let shards = expand(&spec(
+            "webdataset",
+            dir.path(),
+            &["s/{x,a}.tar", "s/b*.tar"],
+        ))
+        .unwrap();
         let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["s/a.tar", "s/b.tar", "s/x.tar"]);
         assert_eq!(
             shards[2].location,
             Location::Local(dir.path().join("s/x.tar"))
         );
-        let err = expand(
-            &spec(dir.path(), &["s/*.tar", "s/a.tar"]),
-            "input.webdataset",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = expand(&spec("webdataset", dir.path(), &["s/*.tar", "s/a.tar"]))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "config: `input.webdataset` names the shard `s/a.tar` twice (by `s/*.tar` and \
              `s/a.tar`); each shard is one part and must be listed once"
         );
-        let err = expand(&spec(dir.path(), &["s/*.parquet"]), "input.parquet")
+        let err = expand(&spec("parquet", dir.path(), &["s/*.parquet"]))
             .unwrap_err()
             .to_string();
         assert!(

@@ -5,11 +5,14 @@
 //! named `../x.jpg` is only a name.
 
 use std::io::Read;
+use std::sync::Arc;
 
+use crate::error::PlanError;
 use crate::input::remote::Object;
 use crate::input::shards::open_local;
 use crate::input::stream::Emitter;
 use crate::input::Content;
+use crate::input::{Format, ShardFormat, ShardReader};
 use crate::location::Location;
 use crate::plan::ShardsSpec;
 
@@ -54,21 +57,55 @@ impl Default for Fields {
     }
 }
 
+/// The WebDataset format: `input.webdataset`.
+pub struct WebDataset;
+
+impl ShardFormat for WebDataset {
+    fn key(&self) -> &'static str {
+        "webdataset"
+    }
+
+    fn reader(&self, spec: &ShardsSpec) -> Result<Format, PlanError> {
+        Ok(Arc::new(Fields::new(spec)?))
+    }
+}
+
+impl ShardReader for Fields {
+    fn read(&self, location: &Location, emit: &mut Emitter) {
+        read_location(location, self, emit)
+    }
+}
+
 impl Fields {
-    /// The fields a shards spec names (`image_field`, `label_field`), or the defaults.
-    pub fn new(spec: &ShardsSpec) -> Fields {
+    /// The fields a shards spec names (`image_field`: member extensions, with or without the
+    /// dot, in any case; `label_field`), or the defaults. A sample's key is its members' name,
+    /// so `key_field` is refused.
+    pub fn new(spec: &ShardsSpec) -> Result<Fields, PlanError> {
+        if spec.key_field.is_some() {
+            return Err(PlanError::invalid(
+                "input.key_field",
+                "applies to parquet inputs only; a WebDataset sample's key is its members' name \
+                 without the extension",
+            ));
+        }
         let image = match spec.image_field.is_empty() {
             true => Fields::default().image,
-            false => spec.image_field.clone(),
+            false => spec.image_field.iter().map(|e| extension(e)).collect(),
         };
-        let label = spec
-            .label_field
-            .as_deref()
-            .map(|field| match field.strip_prefix("json:") {
+        let label = match spec.label_field.as_deref() {
+            Some(field) => Some(match field.strip_prefix("json:") {
+                Some("") => {
+                    return Err(PlanError::invalid(
+                        "input.label_field",
+                        "is `json:` without a field; write e.g. \"json:label\"",
+                    ))
+                }
                 Some(name) => LabelField::Json(name.to_owned()),
-                None => LabelField::Member(field.trim_start_matches('.').to_ascii_lowercase()),
-            });
-        Fields { image, label }
+                None => LabelField::Member(extension(field)),
+            }),
+            None => None,
+        };
+        Ok(Fields { image, label })
     }
 
     /// Whether a member with this extension is read.
@@ -80,6 +117,11 @@ impl Fields {
                 None => false,
             }
     }
+}
+
+/// A member extension as configured, without the dot and in lower case.
+fn extension(field: &str) -> String {
+    field.trim_start_matches('.').to_ascii_lowercase()
 }
 
 /// Reads the tar shard at `location` and emits its samples (or the shard's error row).
