@@ -334,13 +334,7 @@ impl CheckReport {
         for l in &self.layers {
             let i = &l.layer;
             let shape = match i.kind {
-                LayerKind::Maps => format!(
-                    "{} channels of {} x {}, {} kept",
-                    i.channels,
-                    i.height,
-                    i.width,
-                    i.kept.len()
-                ),
+                LayerKind::Maps => format!("{}, {} kept", i.describe(), i.kept.len()),
                 LayerKind::Vector => format!("a vector of {}", i.channels),
             };
             let [s, m, v] = l.bytes_per_image.map(|b| bytes(b as u64));

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::config::identity::RunIdentity;
 use crate::config::{MapDtype, Reduce};
 use crate::cpu::{self, thread_time, Ledger, Meter};
 use crate::error::PlanError;
@@ -20,10 +21,13 @@ use crate::model::reduction::{self, LayerGraph};
 use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::{BatchTensors, Execution, Exposure, Extractor, SessionSpec};
 use crate::model::ModelFile;
-use crate::output::provenance::{self, LayerInfo, ModelInfo, Provenance, RuntimeInfo};
+use crate::output::provenance::{
+    self, LayerInfo, LayoutRecord, ModelInfo, Provenance, RuntimeInfo,
+};
 use crate::output::tables::{ImageRef, ImageStatus, Rows};
 use crate::plan::{InputElement, InputType, Preprocess};
 use crate::plan::{Overrides, Plan, ReduceMode};
+use crate::reduce::layout::Decided;
 use crate::reduce::top::LayerTop;
 use crate::reduce::{self, LayerKind, LayerReducer};
 
@@ -65,7 +69,8 @@ impl Prepared {
             .iter()
             .map(|layer| {
                 let index = extractor.tensor_index(&layer.tensor);
-                LayerReducer::new(layer, index, &extractor.shapes()[index])
+                let batch_axis = extractor.batch_axes()[index];
+                LayerReducer::new(layer, index, &extractor.shapes()[index], batch_axis)
             })
             .collect::<Result<Vec<_>, _>>()?;
         if plan.run.reduce == ReduceMode::Graph {
@@ -103,6 +108,32 @@ impl Prepared {
             reducers,
             layers,
         })
+    }
+
+    /// The run's identity, with the layout of each layer entry that left it to layerwise made
+    /// explicit as it resolved (channels on axis 1, as 0.1.0 recorded every layer, or the
+    /// inferred token grid): runs compare by how their tensors were read, so a run of an
+    /// earlier version resumes where it read its layers the same way, and not where it did not.
+    pub fn identity(&self) -> RunIdentity {
+        let mut config = self.plan.config.clone();
+        for (i, entry) in config.layers.iter_mut().enumerate() {
+            if entry.channel_axis.is_some() || entry.tokens.is_some() {
+                continue;
+            }
+            let layouts: Vec<_> = (self.plan.layers.iter().zip(&self.reducers))
+                .filter(|(layer, _)| layer.position == i)
+                .map(|(_, reducer)| reducer.layout)
+                .collect();
+            if let [first, rest @ ..] = layouts.as_slice() {
+                if rest.iter().all(|layout| layout == first) {
+                    match first.tokens {
+                        Some(tokens) => entry.tokens = Some(tokens),
+                        None => entry.channel_axis = Some(first.channel_axis),
+                    }
+                }
+            }
+        }
+        RunIdentity::of(&config, &self.plan.model.sha256)
     }
 
     /// What produced the dataset, as of now.
@@ -217,23 +248,24 @@ fn log_layer(l: &LayerInfo) {
             l.tensor
         );
     }
-    match l.kind {
-        LayerKind::Maps => tracing::info!(
-            "layer {} (tensor {}): {} channels of {} x {}, {} maps kept",
-            l.name,
-            l.tensor,
-            l.channels,
-            l.height,
-            l.width,
-            l.kept.len()
-        ),
-        LayerKind::Vector => tracing::info!(
-            "layer {} (tensor {}): a vector of {} values",
-            l.name,
-            l.tensor,
-            l.channels
-        ),
-    }
+    let kept = match l.kind {
+        LayerKind::Maps => format!(", {} maps kept", l.kept.len()),
+        LayerKind::Vector => String::new(),
+    };
+    let how = match l.layout {
+        Some(LayoutRecord {
+            decided: Decided::Inferred,
+            ..
+        }) => " (inferred; set `tokens` to override)",
+        Some(LayoutRecord { batch_axis: 1, .. }) => " (sequence first)",
+        _ => "",
+    };
+    tracing::info!(
+        "layer {} (tensor {}): {}{how}{kept}",
+        l.name,
+        l.tensor,
+        l.describe()
+    );
 }
 
 /// Turns batches of listed files into rows: decode in parallel, run, reduce. Two input buffers

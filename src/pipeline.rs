@@ -64,6 +64,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let started = Instant::now();
     let prepared = Prepared::load(config, overrides)?;
     let provenance = prepared.provenance();
+    let identity = prepared.identity();
     let pool = prepared.pool()?;
     let Prepared {
         plan,
@@ -81,7 +82,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         images: listing.images(),
         parts: listing.parts(part_size),
     };
-    let manifest = Manifest::new(plan, config, &summary)?;
+    let manifest = Manifest::new(plan, identity, config, &summary)?;
     let dataset = Dataset::open(&plan.output.location, manifest, options.overwrite)?;
     let staging = Staging::for_store(&dataset.store)?;
     let encoders = Encoders::new(plan.run.threads)?;

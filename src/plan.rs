@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    ChannelOrder, Compression, Config, Keep, LabelSource, Layout, MapDtype, Patterns,
-    PreprocessConfig, Provider, Reduce, ResizeMode, TopBy, SHARD_FORMATS,
+    ChannelOrder, Compression, Config, Keep, LabelSource, LayerConfig, Layout, MapDtype, Patterns,
+    PreprocessConfig, Provider, Reduce, ResizeMode, Tokens, TopBy, SHARD_FORMATS,
 };
 use crate::error::PlanError;
 use crate::location::Location;
@@ -118,12 +118,28 @@ pub struct LayerSpec {
     pub position: usize,
     /// Channels whose maps are stored.
     pub keep: Keep,
-    /// Axis of the channels.
-    pub channel_axis: usize,
+    /// Axis of the channels, as configured (`None`: 1, or a token grid's last axis).
+    pub channel_axis: Option<usize>,
+    /// How a transformer tensor's tokens lie, as configured (`None`: inferred).
+    pub tokens: Option<Tokens>,
+    /// The batch axis, as configured (`None`: found by the probe run).
+    pub batch_axis: Option<usize>,
+    /// What a token layout is inferred from.
+    pub grid_hints: GridHints,
     /// Images kept per channel in the `top` table, and how they are ranked.
     pub top: Option<(usize, TopBy)>,
     /// Side of the blocks stored maps are average-pooled over (1: not pooled).
     pub pool: usize,
+}
+
+/// What the layout of a transformer tensor's tokens is inferred from: the model input's size
+/// and its patch convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridHints {
+    /// The model input's height and width.
+    pub input: [usize; 2],
+    /// The patch size, [height, width], of the model's patch convolution, if it has one.
+    pub patch: Option<[usize; 2]>,
 }
 
 /// Batching, threads and the execution provider, resolved.
@@ -265,7 +281,11 @@ impl Plan {
         }
         let input = input_spec(&config, overrides)?;
         let (model_spec, preprocess) = ModelSpec::resolve(&config, model)?;
-        let layers = layers(&config, model).map_err(|e| e.into_plan_error(&model.path))?;
+        let hints = GridHints {
+            input: [preprocess.height as usize, preprocess.width as usize],
+            patch: model.graph.patch_size(),
+        };
+        let layers = layers(&config, model, hints).map_err(|e| e.into_plan_error(&model.path))?;
         let run = run_spec(&config, model_spec.fixed_batch)?;
         let output = output_spec(&config, overrides)?;
         let mut config = config;
@@ -757,7 +777,11 @@ fn normalisation(
 }
 
 /// Expands every `[[layers]]` selector into layers, with their names, and checks them.
-fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> {
+fn layers(
+    config: &Config,
+    model: &ModelFile,
+    grid_hints: GridHints,
+) -> Result<Vec<LayerSpec>, Misfit> {
     let graph = &model.graph;
     if config.layers.is_empty() {
         return Err(PlanError::invalid(
@@ -801,11 +825,7 @@ fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> 
             }
             _ => {}
         }
-        if layer.channel_axis == 0 {
-            return Err(
-                PlanError::invalid(key("channel_axis"), "cannot be 0, the batch axis").into(),
-            );
-        }
+        check_layout(layer, &key)?;
         if let Keep::Channels(channels) = &layer.keep {
             let mut seen = HashSet::new();
             if let Some(c) = channels.iter().find(|c| !seen.insert(**c)) {
@@ -844,12 +864,52 @@ fn layers(config: &Config, model: &ModelFile) -> Result<Vec<LayerSpec>, Misfit> 
                 position: i,
                 keep: layer.keep.clone(),
                 channel_axis: layer.channel_axis,
+                tokens: layer.tokens,
+                batch_axis: layer.batch_axis,
+                grid_hints,
                 top: layer.top_k.map(|k| (k, layer.top_by)),
                 pool: layer.pool,
             });
         }
     }
     Ok(specs)
+}
+
+/// `channel_axis`, `tokens` and `batch_axis` as far as they can be checked without the
+/// tensor's shape.
+fn check_layout(layer: &LayerConfig, key: &dyn Fn(&str) -> String) -> Result<(), PlanError> {
+    if layer.channel_axis == Some(0) {
+        return Err(PlanError::invalid(
+            key("channel_axis"),
+            "cannot be 0, the batch axis",
+        ));
+    }
+    if let (Some(tokens), Some(axis)) = (layer.tokens, layer.channel_axis) {
+        if axis != 2 {
+            return Err(PlanError::invalid(
+                key("channel_axis"),
+                format!(
+                    "is {axis}, but `tokens` puts the channels on the last axis of `[batch, \
+                     tokens, dim]`, axis 2; remove `channel_axis` (or `tokens = {{ prefix = {}, \
+                     grid = [{}, {}] }}`)",
+                    tokens.prefix, tokens.grid[0], tokens.grid[1]
+                ),
+            ));
+        }
+    }
+    if layer.tokens.is_some_and(|t| t.grid.contains(&0)) {
+        return Err(PlanError::invalid(
+            key("tokens.grid"),
+            "has a side of 0; give the patches' grid as [height, width]",
+        ));
+    }
+    if layer.batch_axis.is_some_and(|axis| axis > 1) {
+        return Err(PlanError::invalid(
+            key("batch_axis"),
+            "must be 0 (batch first) or 1 (sequence first: `[tokens, batch, dim]`)",
+        ));
+    }
+    Ok(())
 }
 
 /// Says why a selector picked nothing, and how to see what there is.
@@ -984,6 +1044,7 @@ mod tests {
                         name: format!("{t}/Relu"),
                         op_type: "Relu".into(),
                         outputs: vec![t.to_string()],
+                        ints: Vec::new(),
                     })
                     .collect(),
                 ..Graph::default()

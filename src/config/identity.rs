@@ -63,6 +63,8 @@ pub const KEYS: &[(&str, Role)] = &[
     ("layers.tensor", Role::Identity),
     ("layers.keep", Role::Identity),
     ("layers.channel_axis", Role::Identity),
+    ("layers.tokens", Role::Identity),
+    ("layers.batch_axis", Role::Identity),
     ("layers.top_k", Role::Identity),
     ("layers.top_by", Role::Identity),
     ("layers.pool", Role::Identity),

@@ -420,10 +420,25 @@ pub struct LayerConfig {
     /// Channels whose whole maps are stored (the `maps` table); none by default.
     #[serde(default)]
     pub keep: Keep,
-    /// Axis of the channels in the tensor (not 0, the batch axis).
-    #[serde(default = "default_channel_axis")]
+    /// Axis of the channels in the tensor (not 0, the batch axis). Default: 1, except for a
+    /// rank-3 tensor of a transformer whose tokens lie as a grid over the image (see `tokens`):
+    /// its last axis. Given, it is taken as is (a rank-3 tensor's other axis is then its
+    /// maps' height, of width 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub channel_axis: usize,
+    pub channel_axis: Option<usize>,
+    /// How the tokens of a rank-3 transformer tensor (`[batch, tokens, dim]`) lie: `prefix`
+    /// tokens (class, registers, distillation) then a `grid` of patches, height x width, row by
+    /// row. Each of the `dim` channels then has a map over the grid (the prefix tokens left
+    /// out). Inferred when left out, from the token count, the input's size and the model's
+    /// patch convolution; set it when the run says the inference is ambiguous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+    /// The tensor's batch axis: 0, or 1 for a sequence-first tensor (`[tokens, batch, dim]`,
+    /// as OpenAI CLIP's transformer runs). Found by the probe run when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1))]
+    pub batch_axis: Option<usize>,
     /// Keep, for every channel, the maps of the k images that excite it most (the `top` table).
     pub top_k: Option<usize>,
     /// What "excite most" means for `top_k`.
@@ -451,8 +466,34 @@ pub enum TopBy {
     Mean,
 }
 
-fn default_channel_axis() -> usize {
-    1
+/// How the tokens of a transformer tensor lie over the image: `prefix` tokens, then a `grid`
+/// of patches, row by row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// Tokens before the patches: a class token, registers, a distillation token (0 for
+    /// models without, such as SigLIP).
+    pub prefix: usize,
+    /// The patches' grid, [height, width] (e.g. [16, 16] for 224 x 224 input and patches of
+    /// 14).
+    #[schemars(inner(range(min = 1)))]
+    pub grid: [usize; 2],
+}
+
+impl Tokens {
+    /// The number of tokens: the prefix and the grid.
+    pub fn count(&self) -> usize {
+        self.prefix + self.grid[0] * self.grid[1]
+    }
+}
+
+impl fmt::Display for Tokens {
+    /// `16 x 16 patches + 1 prefix token`.
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let [h, w] = self.grid;
+        let s = if self.prefix == 1 { "" } else { "s" };
+        write!(f, "{h} x {w} patches + {} prefix token{s}", self.prefix)
+    }
 }
 
 /// Which channels of a layer have their maps stored.
@@ -802,7 +843,7 @@ keep = "all"
             Keep::Channels(vec![0, 11, 12, 27, 30, 34])
         );
         assert_eq!(c.layers[1].keep, Keep::All);
-        assert_eq!(c.layers[1].channel_axis, 1);
+        assert_eq!(c.layers[1].channel_axis, None);
         assert_eq!(c.output.compression, Compression::Zstd);
         assert_eq!(c.output.map_dtype, MapDtype::Float32);
     }

@@ -92,6 +92,18 @@ pub struct Node {
     pub op_type: String,
     /// Names of the tensors it produces.
     pub outputs: Vec<String>,
+    /// Its attributes that are lists of integers (`kernel_shape`, `strides`, ...), by name.
+    pub ints: Vec<(String, Vec<i64>)>,
+}
+
+impl Node {
+    /// The integer-list attribute `name`, if the node has it.
+    pub fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.ints
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// The top-level graph of a model, as far as layerwise needs it.
@@ -123,6 +135,21 @@ pub struct Extractable<'g> {
 }
 
 impl Graph {
+    /// The patch size of a vision transformer, [height, width]: that of the first 2-D `Conv`
+    /// whose kernel equals its strides and is larger than 1 (the patch embedding). `None` for
+    /// a model without one.
+    pub fn patch_size(&self) -> Option<[usize; 2]> {
+        self.nodes
+            .iter()
+            .filter(|n| n.op_type == "Conv")
+            .find_map(|n| match (n.ints("kernel_shape")?, n.ints("strides")?) {
+                (&[h, w], &[sh, sw]) if [h, w] == [sh, sw] && h.max(w) > 1 && h.min(w) > 0 => {
+                    Some([h as usize, w as usize])
+                }
+                _ => None,
+            })
+    }
+
     /// Every tensor a node other than `Constant` produces, in graph order, numbered.
     pub fn extractable(&self) -> Vec<Extractable<'_>> {
         self.nodes
@@ -246,6 +273,9 @@ const GRAPH_VALUE_INFO: u32 = 13;
 const NODE_OUTPUT: u32 = 2;
 const NODE_NAME: u32 = 3;
 const NODE_OP_TYPE: u32 = 4;
+const NODE_ATTRIBUTE: u32 = 5;
+const ATTRIBUTE_NAME: u32 = 1;
+const ATTRIBUTE_INTS: u32 = 8;
 const TENSOR_NAME: u32 = 8;
 const TENSOR_EXTERNAL_DATA: u32 = 13;
 const ENTRY_KEY: u32 = 1;
@@ -322,6 +352,7 @@ fn decode_node(bytes: &[u8]) -> Result<Node, String> {
         name: String::new(),
         op_type: String::new(),
         outputs: Vec::new(),
+        ints: Vec::new(),
     };
     for field in Fields::new(bytes) {
         let (number, value) = field?;
@@ -329,10 +360,36 @@ fn decode_node(bytes: &[u8]) -> Result<Node, String> {
             NODE_OUTPUT => node.outputs.push(value.string()?),
             NODE_NAME => node.name = value.string()?,
             NODE_OP_TYPE => node.op_type = value.string()?,
+            NODE_ATTRIBUTE => {
+                let (name, ints) = decode_ints_attribute(value.bytes()?)?;
+                if !ints.is_empty() {
+                    node.ints.push((name, ints));
+                }
+            }
             _ => {}
         }
     }
     Ok(node)
+}
+
+/// An attribute's name and its integer list (packed or not; empty for other attributes).
+fn decode_ints_attribute(bytes: &[u8]) -> Result<(String, Vec<i64>), String> {
+    let (mut name, mut ints) = (String::new(), Vec::new());
+    for field in Fields::new(bytes) {
+        let (number, value) = field?;
+        match (number, value) {
+            (ATTRIBUTE_NAME, value) => name = value.string()?,
+            (ATTRIBUTE_INTS, Value::Varint(v)) => ints.push(v as i64),
+            (ATTRIBUTE_INTS, Value::Bytes(packed)) => {
+                let mut reader = Fields::new(packed);
+                while reader.pos < packed.len() {
+                    ints.push(reader.varint()? as i64);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((name, ints))
 }
 
 /// An initializer's name, and the file holding its data when that is external.
@@ -650,6 +707,7 @@ mod tests {
                     name: String::new(),
                     op_type: "Relu".into(),
                     outputs: vec![n.to_string()],
+                    ints: Vec::new(),
                 })
                 .collect(),
             ..Graph::default()

@@ -43,8 +43,13 @@ pub struct LayerGraph<'a> {
     pub tensor: &'a str,
     /// The tensor's rank, batch axis included.
     pub rank: usize,
-    /// Its channel axis.
+    /// Its batch axis in the model: 0, or 1 for a sequence-first tensor.
+    pub batch_axis: usize,
+    /// Its channel axis, counted with the batch first.
     pub channel_axis: usize,
+    /// Tokens left out before the maps (a transformer's prefix tokens; the token axis is 1,
+    /// batch first), 0 for none.
+    pub prefix: usize,
     /// Channels.
     pub channels: usize,
     /// Map height (the first axis that is neither batch nor channel).
@@ -74,6 +79,21 @@ pub struct Appended {
     pub graph: Vec<u8>,
     /// Each layer's outputs, in the order of the layers given.
     pub outputs: Vec<LayerOutputs>,
+}
+
+/// The permutation of a layer's tensor, as the model has it, that puts the batch first and
+/// the channels second (the other axes in order).
+fn channels_first(layer: &LayerGraph) -> Vec<i64> {
+    // The model's axis of each batch-first axis: a sequence-first tensor's first two swapped.
+    let mut model_axis: Vec<i64> = (0..layer.rank as i64).collect();
+    model_axis.swap(0, layer.batch_axis);
+    let mut perm = vec![model_axis[0], model_axis[layer.channel_axis]];
+    perm.extend(
+        (1..layer.rank)
+            .filter(|&a| a != layer.channel_axis)
+            .map(|a| model_axis[a]),
+    );
+    perm
 }
 
 /// The reductions of `layers` for a model that imports default-domain opset `opset`.
@@ -227,15 +247,26 @@ impl Builder {
         }
         let p = |name: &str| format!("{PREFIX}.{i}.{name}");
         let mut x = layer.tensor.to_owned();
-        if layer.channel_axis != 1 {
-            let mut perm = vec![0, layer.channel_axis as i64];
-            perm.extend((1..layer.rank as i64).filter(|&a| a != layer.channel_axis as i64));
+        let perm = channels_first(layer);
+        if perm.iter().enumerate().any(|(i, &a)| a != i as i64) {
             x = self.node(
                 "Transpose",
                 &[&x],
                 &p("channels_first"),
                 &[Attribute::Ints("perm", &perm)],
             );
+        }
+        if layer.prefix > 0 {
+            // [N, C, tokens] without its first `prefix` tokens.
+            let start = self.initializer(
+                &p("start"),
+                TYPE_INT64,
+                &[1],
+                &int64s(&[layer.prefix as i64]),
+            );
+            let end = self.initializer(&p("end"), TYPE_INT64, &[1], &int64s(&[i64::MAX]));
+            let axis = self.initializer(&p("axis"), TYPE_INT64, &[1], &int64s(&[2]));
+            x = self.node("Slice", &[&x, &start, &end, &axis], &p("grid"), &[]);
         }
         let maps = self.reshape(&x, &[0, c as i64, h as i64, w as i64], &p("maps"));
         let flat = self.reshape(&maps, &[0, c as i64, -1], &p("flat"));
@@ -435,7 +466,9 @@ mod tests {
         LayerGraph {
             tensor: "conv",
             rank: 4,
+            batch_axis: 0,
             channel_axis: 1,
+            prefix: 0,
             channels: 8,
             height: 5,
             width: 5,

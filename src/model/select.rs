@@ -114,6 +114,7 @@ mod tests {
             name: name.into(),
             op_type: op.into(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            ints: Vec::new(),
         };
         Graph {
             nodes: vec![

@@ -15,6 +15,16 @@ use crate::model::ModelFile;
 use crate::plan::{InputElement, InputType};
 use crate::plan::{ModelSpec, Preprocess};
 
+/// The batch axis of a tensor of `shape` on a batch of `batch`: 0 when it leads, else 1 for a
+/// sequence-first tensor of rank 3 or more (`[tokens, batch, dim]`).
+fn batch_axis(shape: &[usize], batch: usize) -> Option<usize> {
+    match shape {
+        [first, ..] if *first == batch && shape.len() >= 2 => Some(0),
+        [_, second, _, ..] if *second == batch => Some(1),
+        _ => None,
+    }
+}
+
 /// The shape of one image's slice of an extracted tensor (the batch axis removed).
 pub type ImageShape = Vec<usize>;
 
@@ -29,6 +39,8 @@ pub struct Extractor {
     batch: usize,
     fixed_batch: bool,
     shapes: Vec<ImageShape>,
+    /// Each exposed tensor's batch axis: 0, or 1 for a sequence-first tensor.
+    batch_axes: Vec<usize>,
 }
 
 /// The session option that tells ONNX Runtime where external initializer files are when the
@@ -322,13 +334,16 @@ impl Extractor {
             },
         )
         .map_err(|e| model_error(format!("the probe run on a zero input failed: {e}")))?;
-        let mut shapes = Vec::with_capacity(tensors.len());
+        let (mut shapes, mut batch_axes) = (Vec::new(), Vec::new());
         for (tensor, shape) in tensors.iter().zip(probe) {
-            match shape {
-                Some(shape) if shape.len() >= 2 && shape[0] == probe_batch => {
-                    shapes.push(shape[1..].to_vec())
+            let axis = shape.as_deref().and_then(|s| batch_axis(s, probe_batch));
+            match (shape, axis) {
+                (Some(mut shape), Some(axis)) => {
+                    shape.remove(axis);
+                    shapes.push(shape);
+                    batch_axes.push(axis);
                 }
-                other => {
+                (other, _) => {
                     return Err(model_error(format!(
                         "tensor `{tensor}` has shape {other:?} on a batch of {probe_batch}: \
                          it has no batch axis, so it cannot be split per image"
@@ -348,6 +363,7 @@ impl Extractor {
             batch: spec.batch_size,
             fixed_batch,
             shapes,
+            batch_axes,
         })
     }
 
@@ -359,6 +375,11 @@ impl Extractor {
     /// The per-image shape of each exposed tensor, in `Plan::tensors()` order.
     pub fn shapes(&self) -> &[ImageShape] {
         &self.shapes
+    }
+
+    /// The batch axis of each exposed tensor: 0, or 1 for a sequence-first one.
+    pub fn batch_axes(&self) -> &[usize] {
+        &self.batch_axes
     }
 
     /// The index of `tensor` in the exposed tensors.
@@ -390,14 +411,14 @@ impl Extractor {
             .session
             .run_with_options(ort::inputs![self.input.as_str() => tensor], &self.options)?;
         let mut values = Vec::with_capacity(self.tensors.len());
-        for name in &self.tensors {
+        for (name, &axis) in self.tensors.iter().zip(&self.batch_axes) {
             let value = outputs
                 .remove(name.as_str())
                 .ok_or_else(|| ort::Error::new(format!("tensor `{name}` was not computed")))?;
             let view = value.try_extract_array::<f32>().map_err(|e| {
                 ort::Error::new(format!("tensor `{name}` cannot be read as float32: {e}"))
             })?;
-            if view.ndim() < 2 || view.shape()[0] != fed {
+            if view.ndim() < 2 + axis || view.shape()[axis] != fed {
                 return Err(ort::Error::new(format!(
                     "tensor `{name}` has shape {:?}, which has no batch axis of {fed}",
                     view.shape()
@@ -405,7 +426,11 @@ impl Extractor {
             }
             values.push(value);
         }
-        Ok(BatchTensors { values, images })
+        Ok(BatchTensors {
+            values,
+            images,
+            batch_axes: self.batch_axes.clone(),
+        })
     }
 }
 
@@ -414,19 +439,23 @@ impl Extractor {
 pub struct BatchTensors {
     values: Vec<DynValue>,
     images: usize,
+    batch_axes: Vec<usize>,
 }
 
 impl BatchTensors {
-    /// One view per exposed tensor, in the extractor's order, cut to the images of the batch
-    /// (without a fixed batch's padding).
+    /// One view per exposed tensor, in the extractor's order, batch first (a sequence-first
+    /// tensor's axes swapped, not copied), cut to the images of the batch (without a fixed
+    /// batch's padding).
     pub fn views(&self) -> Vec<ArrayViewD<'_, f32>> {
         self.values
             .iter()
-            .map(|value| {
-                value
+            .zip(&self.batch_axes)
+            .map(|(value, &axis)| {
+                let mut view = value
                     .try_extract_array::<f32>()
-                    .expect("checked to be float32 when the batch ran")
-                    .slice_axis_move(Axis(0), (0..self.images).into())
+                    .expect("checked to be float32 when the batch ran");
+                view.swap_axes(0, axis);
+                view.slice_axis_move(Axis(0), (0..self.images).into())
             })
             .collect()
     }

@@ -61,9 +61,13 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of a plan over what was listed.
-    pub fn new(plan: &Plan, config_path: &Path, listed: &Listed) -> Result<Manifest> {
-        let identity = RunIdentity::of(&plan.config, &plan.model.sha256);
+    /// The manifest of a plan of identity `identity` over what was listed.
+    pub fn new(
+        plan: &Plan,
+        identity: RunIdentity,
+        config_path: &Path,
+        listed: &Listed,
+    ) -> Result<Manifest> {
         Ok(Manifest {
             tool: format!("layerwise {}", env!("CARGO_PKG_VERSION")),
             config_path: std::path::absolute(config_path)

@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Tokens};
 use crate::output::sink::TableCounts;
 use crate::output::tables::Table;
 use crate::plan::{LayerSpec, ReduceMode};
+use crate::reduce::layout::Decided;
 use crate::reduce::{LayerKind, LayerReducer, LayerShape};
 
 /// What produced a dataset.
@@ -104,6 +105,22 @@ pub struct LayerInfo {
     /// Runtime, `[run] reduce`).
     #[serde(default)]
     pub reduced_in: ReduceMode,
+    /// How its tensor was cut into maps (absent for vectors, and in runs before 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutRecord>,
+}
+
+/// How a maps layer's tensor was cut into maps, and how that was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutRecord {
+    /// The tensor's batch axis in the model: 0, or 1 for a sequence-first tensor.
+    pub batch_axis: usize,
+    /// The channel axis, counted with the batch first.
+    pub channel_axis: usize,
+    /// For a transformer's tokens: the prefix tokens left out and the patches' grid.
+    pub tokens: Option<Tokens>,
+    /// `given` (by the config), `inferred` (a token grid) or `default` (channels on axis 1).
+    pub decided: Decided,
 }
 
 impl LayerInfo {
@@ -127,6 +144,27 @@ impl LayerInfo {
             width,
             kept: reducer.kept().to_vec(),
             reduced_in: reducer.reduced_in(),
+            layout: matches!(reducer.shape, LayerShape::Maps { .. }).then_some(LayoutRecord {
+                batch_axis: reducer.batch_axis,
+                channel_axis: reducer.layout.channel_axis,
+                tokens: reducer.layout.tokens,
+                decided: reducer.layout.decided,
+            }),
+        }
+    }
+
+    /// What its maps are, for the log and `check`: "384 channels over 16 x 16 patches + 1
+    /// prefix token", "64 channels of 112 x 112", or "a vector of 1000 values".
+    pub fn describe(&self) -> String {
+        match (self.kind, self.layout.and_then(|l| l.tokens)) {
+            (LayerKind::Vector, _) => format!("a vector of {} values", self.channels),
+            (LayerKind::Maps, Some(tokens)) => format!("{} channels over {tokens}", self.channels),
+            (LayerKind::Maps, None) => {
+                format!(
+                    "{} channels of {} x {}",
+                    self.channels, self.height, self.width
+                )
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reduce: one layer's output tensor becomes per-channel statistics, kept maps, or vectors;
 //! [`top`] keeps the best maps of each channel.
 
+pub mod layout;
 pub mod top;
 
 use ndarray::{ArrayViewD, Axis};
@@ -12,6 +13,7 @@ use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs};
 use crate::model::statistics::{HostPass, MapStats, Stat};
 use crate::output::tables::{MapKey, Rows};
 use crate::plan::{LayerSpec, ReduceMode};
+use crate::reduce::layout::Layout;
 use crate::reduce::top::LayerTop;
 
 /// How a layer's tensor is cut up, learned from its real shape.
@@ -73,7 +75,10 @@ pub struct LayerReducer {
     /// The layer's shape.
     pub shape: LayerShape,
     tensor: String,
-    channel_axis: usize,
+    /// How its tensor is cut into maps (for a maps layer).
+    pub layout: Layout,
+    /// The batch axis of its tensor in the model: 0, or 1 for a sequence-first one.
+    pub batch_axis: usize,
     keep: Vec<u32>,
     top: Option<(usize, TopBy)>,
     pool: usize,
@@ -103,37 +108,34 @@ enum MapSource<'a> {
 }
 
 impl LayerReducer {
-    /// Checks `layer` against the per-image shape its tensor has (batch axis removed).
+    /// Checks `layer` against the per-image shape its tensor has (batch axis removed), found
+    /// on axis `batch_axis` by the probe run.
     pub fn new(
         layer: &LayerSpec,
         tensor_index: usize,
         image_shape: &[usize],
+        batch_axis: usize,
     ) -> Result<LayerReducer, PlanError> {
         let key = |field: &str| format!("layers[{}].{field}", layer.position);
         let rank = image_shape.len() + 1;
+        if let Some(given) = layer.batch_axis.filter(|&given| given != batch_axis) {
+            return Err(PlanError::invalid(
+                key("batch_axis"),
+                format!(
+                    "is {given}, but tensor `{}` has its batch on axis {batch_axis} (shape \
+                     [{}] with the batch at {batch_axis}); remove `batch_axis`",
+                    layer.tensor,
+                    dims(image_shape)
+                ),
+            ));
+        }
+        let layout = Layout::of(layer, image_shape)?;
         let shape = if rank == 2 {
             LayerShape::Vector {
                 len: image_shape[0],
             }
         } else {
-            if layer.channel_axis >= rank {
-                return Err(PlanError::invalid(
-                    key("channel_axis"),
-                    format!(
-                        "is {}, but tensor `{}` has rank {rank} (shape [N, {}])",
-                        layer.channel_axis,
-                        layer.tensor,
-                        dims(image_shape)
-                    ),
-                ));
-            }
-            let mut map = image_shape.to_vec();
-            let channels = map.remove(layer.channel_axis - 1);
-            LayerShape::Maps {
-                channels,
-                height: map[0],
-                width: map[1..].iter().product(),
-            }
+            maps_shape(layer, &layout, image_shape)?
         };
         let keep = match (&layer.keep, &shape) {
             (Keep::All, LayerShape::Maps { channels, .. }) => (0..*channels as u32).collect(),
@@ -166,7 +168,8 @@ impl LayerReducer {
             tensor_index,
             shape,
             tensor: layer.tensor.clone(),
-            channel_axis: layer.channel_axis,
+            layout,
+            batch_axis,
             keep,
             top: layer.top,
             pool: layer.pool,
@@ -198,7 +201,9 @@ impl LayerReducer {
         Some(LayerGraph {
             tensor: &self.tensor,
             rank: self.rank,
-            channel_axis: self.channel_axis,
+            batch_axis: self.batch_axis,
+            channel_axis: self.layout.channel_axis,
+            prefix: self.layout.tokens.map_or(0, |t| t.prefix),
             channels,
             height,
             width,
@@ -396,12 +401,50 @@ impl LayerReducer {
         (pooled, size)
     }
 
-    /// The tensor with the channel axis moved next to the batch axis: `[N, C, map...]`.
+    /// The tensor with the channel axis moved next to the batch axis: `[N, C, map...]`; a
+    /// token grid's prefix tokens are left out.
     fn maps<'a>(&self, tensor: &ArrayViewD<'a, f32>) -> ArrayViewD<'a, f32> {
-        let mut axes = vec![0, self.channel_axis];
-        axes.extend((1..tensor.ndim()).filter(|a| *a != self.channel_axis));
-        tensor.clone().permuted_axes(axes)
+        let channel_axis = self.layout.channel_axis;
+        let mut axes = vec![0, channel_axis];
+        axes.extend((1..tensor.ndim()).filter(|a| *a != channel_axis));
+        let mut view = tensor.clone();
+        if let Some(tokens) = self.layout.tokens {
+            view.slice_axis_inplace(Axis(1), (tokens.prefix..).into());
+        }
+        view.permuted_axes(axes)
     }
+}
+
+/// The channels and map size of a tensor of rank 3 or more of per-image shape `shape` laid out
+/// as `layout`.
+fn maps_shape(
+    layer: &LayerSpec,
+    layout: &Layout,
+    shape: &[usize],
+) -> Result<LayerShape, PlanError> {
+    let rank = shape.len() + 1;
+    if layout.channel_axis >= rank {
+        return Err(PlanError::invalid(
+            format!("layers[{}].channel_axis", layer.position),
+            format!(
+                "is {}, but tensor `{}` has rank {rank} (shape [N, {}])",
+                layout.channel_axis,
+                layer.tensor,
+                dims(shape)
+            ),
+        ));
+    }
+    let mut map = shape.to_vec();
+    let channels = map.remove(layout.channel_axis - 1);
+    let [height, width] = match layout.tokens {
+        Some(tokens) => tokens.grid,
+        None => [map[0], map[1..].iter().product()],
+    };
+    Ok(LayerShape::Maps {
+        channels,
+        height,
+        width,
+    })
 }
 
 /// Averages `map` (`height` x `width`, row-major) over `k` x `k` blocks into `out`; a block
@@ -582,7 +625,13 @@ mod tests {
             top: None,
             pool: 1,
             keep,
-            channel_axis,
+            channel_axis: Some(channel_axis),
+            tokens: None,
+            batch_axis: None,
+            grid_hints: crate::plan::GridHints {
+                input: [8, 8],
+                patch: None,
+            },
         }
     }
 
@@ -660,7 +709,7 @@ mod tests {
 
     #[test]
     fn shapes_and_keep_are_checked() {
-        let r = LayerReducer::new(&layer(Keep::All, 1), 0, &[4, 2, 3]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::All, 1), 0, &[4, 2, 3], 0).unwrap();
         assert_eq!(
             r.shape,
             LayerShape::Maps {
@@ -670,7 +719,7 @@ mod tests {
             }
         );
         assert_eq!(r.kept(), [0, 1, 2, 3]);
-        let r = LayerReducer::new(&layer(Keep::All, 2), 0, &[7, 5]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::All, 2), 0, &[7, 5], 0).unwrap();
         assert_eq!(
             r.shape,
             LayerShape::Maps {
@@ -679,16 +728,16 @@ mod tests {
                 width: 1
             }
         );
-        let r = LayerReducer::new(&layer(Keep::Channels(vec![3]), 1), 0, &[10]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![3]), 1), 0, &[10], 0).unwrap();
         assert_eq!(r.shape, LayerShape::Vector { len: 10 });
-        let err = LayerReducer::new(&layer(Keep::Channels(vec![0, 4]), 1), 0, &[4, 2, 3])
+        let err = LayerReducer::new(&layer(Keep::Channels(vec![0, 4]), 1), 0, &[4, 2, 3], 0)
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
             "config: `layers[2].keep` lists channel 4, but `t` has 4 channels (0 to 3)"
         );
-        let err = LayerReducer::new(&layer(Keep::All, 3), 0, &[4, 2])
+        let err = LayerReducer::new(&layer(Keep::All, 3), 0, &[4, 2], 0)
             .unwrap_err()
             .to_string();
         assert!(
@@ -703,7 +752,7 @@ mod tests {
         let t = Array::from_shape_fn(IxDyn(&[2, 2, 3, 4]), |ix| {
             (ix[0] * 1000 + ix[1] * 100 + ix[2] * 10 + ix[3]) as f32
         });
-        let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, &[2, 3, 4]).unwrap();
+        let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, &[2, 3, 4], 0).unwrap();
         let mut rows = Rows::new(MapDtype::Float32);
         reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows, &mut [None]);
         let maps = rows.maps.finish();

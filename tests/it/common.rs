@@ -59,11 +59,22 @@ pub fn demo() -> &'static Path {
     DIR.get_or_init(|| built_by("demo/make_demo.py", "models/demo_vgg.onnx"))
 }
 
-/// The folder that `script OUT_DIR` fills, under `target/`, named by the script's hash; made
-/// unless `last` (a file the script writes last) is already there.
+/// The folder that `script OUT_DIR` fills, under `target/`, named by the hash of the script
+/// and the Python modules beside it (which it may import); made unless `last` (a file the
+/// script writes last) is already there.
 pub fn built_by(script: &str, last: &str) -> PathBuf {
     let script = root().join(script);
-    let hash = Sha256::digest(std::fs::read(&script).unwrap());
+    let mut modules: Vec<PathBuf> = std::fs::read_dir(script.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "py") && *path != script)
+        .collect();
+    modules.sort();
+    let mut hash = Sha256::new();
+    for path in std::iter::once(&script).chain(&modules) {
+        hash.update(std::fs::read(path).unwrap());
+    }
+    let hash = hash.finalize();
     let tag: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
     let stem = script.file_stem().unwrap().to_string_lossy().into_owned();
     let dir = root().join(format!("target/{stem}-{tag}"));

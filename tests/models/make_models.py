@@ -27,13 +27,22 @@ Writes into OUT_DIR (created if missing), all opset 17 / IR version 8:
                           whose Relu outputs are named block1_conv1 .. block5_conv3, 5 MaxPools,
                           GlobalAveragePool, MatMul, Softmax "predictions"; input [batch,3,224,224];
                           random He weights (seed 7), about 59 MB.
+  tiny_vit.onnx           a tiny ViT (tiny_vit.py): input "pixel_values" [batch,3,8,8], a 2 x 2
+                          patch convolution, a class token and 4 x 4 patches, 2 blocks whose
+                          outputs "block0", "block1" are [batch,17,8]; graph output "predictions".
+  tiny_vit_outputs.onnx   the same, with "block0" and "block1" graph outputs too (the reference).
+  tiny_vit_reg.onnx       the same with 5 prefix tokens (a class token and 4 registers, as
+                          DINOv2 with registers): blocks [batch,21,8]; "block*" outputs too.
+  tiny_vit_seq.onnx       the class-token ViT sequence-first (as OpenAI CLIP's transformer):
+                          blocks [17,batch,8]; "block*" outputs too.
   identity_nchw.onnx      input [batch,3,height,width] -> Identity -> "pixels".
   identity_nhwc.onnx      input [batch,height,width,3] -> Identity -> "pixels".
 
 Weights are drawn once from numpy.random.default_rng(1) (weights normal*0.5, biases
 normal*0.1) and shared by the four tiny models, so their outputs agree exactly.
 Each model is checked with onnx.checker and run once in onnxruntime on a random input;
-finally the four tiny models are checked to give the same "probs" on the same input.
+finally the four tiny models are checked to give the same "probs" on the same input, and the tiny
+ViTs' blocks against their forward pass in numpy (tiny_vit.forward).
 """
 import os
 import sys
@@ -41,6 +50,8 @@ import sys
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+import tiny_vit
 
 OPSET = 17
 IR_VERSION = 8
@@ -226,6 +237,22 @@ def cross_check(out, rng):
           f"conv1 {np.mean(conv1 > 0):.2f}, conv2 {np.mean(conv2 > 0):.2f}")
 
 
+def vit_check(out, vits, rng):
+    """Each tiny ViT's blocks and predictions equal its numpy forward pass."""
+    import onnxruntime as ort
+
+    x = rng.standard_normal((3, 3, tiny_vit.SIZE, tiny_vit.SIZE)).astype(np.float32)
+    for fname, (weights, seq_first) in vits.items():
+        sess = ort.InferenceSession(os.path.join(out, fname), providers=["CPUExecutionProvider"])
+        predictions, *blocks = sess.run(None, {"pixel_values": x})
+        want_blocks, want = tiny_vit.forward(weights, x)
+        np.testing.assert_allclose(predictions, want, rtol=1e-4, atol=1e-6)
+        for got, block in zip(blocks, want_blocks):
+            got = got.transpose(1, 0, 2) if seq_first else got
+            np.testing.assert_allclose(got, block, rtol=1e-4, atol=1e-5)
+        print(f"{fname}: blocks and predictions equal the numpy forward pass")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -244,6 +271,17 @@ def main():
         "identity_nchw.onnx": identity_model("identity_nchw", nhwc=False),
         "identity_nhwc.onnx": identity_model("identity_nhwc", nhwc=True),
     }
+    vit = tiny_vit.make_weights(prefix=1)
+    registers = tiny_vit.make_weights(prefix=5, seed=4)
+    vits = {
+        "tiny_vit_outputs.onnx": (vit, False),
+        "tiny_vit_reg.onnx": (registers, False),
+        "tiny_vit_seq.onnx": (vit, True),
+    }
+    models["tiny_vit.onnx"] = finish(tiny_vit.model("tiny_vit", vit))
+    for fname, (vit_weights, seq_first) in vits.items():
+        graph = tiny_vit.model(fname[:-5], vit_weights, seq_first=seq_first, outputs=True)
+        models[fname] = finish(graph)
     rng = np.random.default_rng(0)
     for fname, model in models.items():
         path = os.path.join(out, fname)
@@ -254,6 +292,7 @@ def main():
               all_tensors_to_one_file=True, location="tiny_external.onnx.data", size_threshold=0)
     print(smoke_test(os.path.join(out, "tiny_external.onnx"), rng))
     cross_check(out, rng)
+    vit_check(out, vits, rng)
 
 
 if __name__ == "__main__":
