@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::error::PlanError;
 use crate::model::runtime::{self, Runtime, SearchPath};
 use crate::model::session::{self, element_name};
+use crate::model::tokens::{self, Inference};
 use crate::model::{ModelFile, TensorInfo};
 use crate::plan::InputType;
-use crate::plan::{self, ModelSpec};
+use crate::plan::{self, GridHints, ModelSpec};
 
 /// One row of the listing.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +29,10 @@ pub struct TensorRow {
     pub element_type: String,
     /// Shape, e.g. `[1, 64, 224, 224]`; real when probed, as declared otherwise.
     pub shape: String,
+    /// For a probed transformer tensor whose tokens lie as a grid over the image, how: "384
+    /// channels over 16 x 16 patches + 1 prefix token".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
     /// Whether it is a graph output.
     pub output: bool,
 }
@@ -192,11 +197,8 @@ pub fn list(
                     let element = dtype
                         .tensor_type()
                         .map_or("non-tensor".into(), element_name);
-                    let shape = dtype.tensor_shape().map(|s| {
-                        let dims: Vec<String> = s.iter().map(i64::to_string).collect();
-                        format!("[{}]", dims.join(", "))
-                    });
-                    (element, shape.unwrap_or_else(|| "[?]".into()))
+                    let dims: Option<Vec<i64>> = dtype.tensor_shape().map(|s| s.to_vec());
+                    (element, dims)
                 })
                 .collect::<Vec<_>>()
         },
@@ -205,9 +207,16 @@ pub fn list(
         path: model_path,
         problem: format!("the probe run on a zero input failed: {e}"),
     })?;
-    for (row, (element, shape)) in tensors.iter_mut().zip(probed) {
+    let hints = grid_hints(&probe.shape, model.graph.patch_size());
+    for (row, (element, dims)) in tensors.iter_mut().zip(probed) {
         row.element_type = element;
-        row.shape = shape;
+        let Some(dims) = dims else {
+            row.shape = "[?]".into();
+            continue;
+        };
+        let text: Vec<String> = dims.iter().map(i64::to_string).collect();
+        row.shape = format!("[{}]", text.join(", "));
+        row.tokens = hints.and_then(|hints| token_grid(&dims, probe.shape[0], hints));
     }
     Ok(Listing {
         model: path,
@@ -215,6 +224,40 @@ pub fn list(
         inputs,
         tensors,
     })
+}
+
+/// A row's shape, its role (`input`, `output`) and how its tokens lie, if they do.
+fn shape_cell(row: &TensorRow, role: &str) -> String {
+    let shape = format!("{} {role}", row.shape).trim_end().to_owned();
+    match &row.tokens {
+        Some(tokens) => format!("{shape}  ({tokens})"),
+        None => shape,
+    }
+}
+
+/// What token layouts are inferred from, for a probe input `[N, 3, H, W]` or `[N, H, W, 3]`.
+fn grid_hints(input: &[usize], patch: Option<[usize; 2]>) -> Option<GridHints> {
+    let input = match input {
+        [_, 3, h, w] => [*h, *w],
+        [_, h, w, 3] => [*h, *w],
+        _ => return None,
+    };
+    Some(GridHints { input, patch })
+}
+
+/// How a probed rank-3 tensor of shape `dims` on a batch of `batch` lies over the image, when
+/// its tokens form a grid: batch first, or sequence first.
+fn token_grid(dims: &[i64], batch: usize, hints: GridHints) -> Option<String> {
+    let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+    let (count, channels) = match dims.as_slice() {
+        [b, count, channels] if *b == batch => (*count, *channels),
+        [count, b, channels] if *b == batch => (*count, *channels),
+        _ => return None,
+    };
+    match tokens::infer(count, hints) {
+        Inference::Grid(tokens) => Some(format!("{channels} channels over {tokens}")),
+        _ => None,
+    }
 }
 
 fn declared_row(index: Option<usize>, info: &TensorInfo, op: &str, node: &str) -> TensorRow {
@@ -231,6 +274,7 @@ fn declared_row(index: Option<usize>, info: &TensorInfo, op: &str, node: &str) -
             None => "?".into(),
         },
         output: false,
+        tokens: None,
     }
 }
 
@@ -259,7 +303,7 @@ impl Listing {
                     t.name.clone(),
                     t.op.clone(),
                     t.element_type.clone(),
-                    format!("{} {role}", t.shape).trim_end().to_owned(),
+                    shape_cell(t, role),
                 ]
             })
             .collect();

@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod select;
 pub mod session;
 pub mod statistics;
+pub mod tokens;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

@@ -119,13 +119,15 @@ impl LayerReducer {
         let key = |field: &str| format!("layers[{}].{field}", layer.position);
         let rank = image_shape.len() + 1;
         if let Some(given) = layer.batch_axis.filter(|&given| given != batch_axis) {
+            let mut shape: Vec<String> = image_shape.iter().map(ToString::to_string).collect();
+            shape.insert(batch_axis, "N".into());
             return Err(PlanError::invalid(
                 key("batch_axis"),
                 format!(
-                    "is {given}, but tensor `{}` has its batch on axis {batch_axis} (shape \
-                     [{}] with the batch at {batch_axis}); remove `batch_axis`",
+                    "is {given}, but tensor `{}` has its batch on axis {batch_axis}: shape [{}]; \
+                     remove `batch_axis`",
                     layer.tensor,
-                    dims(image_shape)
+                    shape.join(", ")
                 ),
             ));
         }

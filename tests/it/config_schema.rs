@@ -441,6 +441,8 @@ name = "c1"
 tensor = "conv1"
 keep = "0..2"
 channel_axis = 2
+tokens = {{ prefix = 1, grid = [2, 2] }}
+batch_axis = 1
 top_k = 3
 top_by = "mean"
 pool = 4
@@ -570,7 +572,7 @@ fn a_config_setting_every_key_is_valid_for_both() {
     }
     assert_eq!(
         all.len(),
-        47,
+        49,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }
@@ -618,7 +620,7 @@ fn every_default_in_the_schema_is_what_the_parser_fills_in() {
     }
     assert_eq!(
         defaults.len(),
-        23,
+        22,
         "keys with a default in the schema: {defaults:?}"
     );
 }

@@ -20,4 +20,5 @@ mod s3;
 mod shards;
 mod slurm;
 mod torch_exports;
+mod vit;
 mod wheel;

@@ -1,0 +1,278 @@
+//! Vision transformers: the tokens of a block's output `[N, tokens, dim]` are read as `dim`
+//! channels over the patches' grid (the prefix tokens left out), inferred from the model's
+//! patch convolution, overridable, batch first or sequence first; checked against a direct
+//! session run of the tiny ViTs (`tests/models/tiny_vit.py`, themselves checked against numpy).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
+use fast_image_resize::Resizer;
+use ndarray::{ArrayD, Axis};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::common::*;
+
+const IMAGES: [(&str, u32, u32); 4] = [
+    ("a.png", 10, 12),
+    ("b.jpg", 8, 8),
+    ("c.png", 16, 9),
+    ("d.jpg", 7, 11),
+];
+
+/// The tiny ViTs: the model run, its reference with the blocks as graph outputs, its prefix
+/// tokens, and whether its blocks are sequence first.
+const VITS: [(&str, &str, usize, bool); 3] = [
+    ("tiny_vit.onnx", "tiny_vit_outputs.onnx", 1, false),
+    ("tiny_vit_reg.onnx", "tiny_vit_reg.onnx", 5, false),
+    ("tiny_vit_seq.onnx", "tiny_vit_seq.onnx", 1, true),
+];
+
+/// The grid of the tiny ViTs: 8 x 8 input, patches of 2.
+const GRID: usize = 4;
+const DIM: usize = 8;
+
+fn vit_config(dir: &Path, tag: &str, model_name: &str, run: &str, layers: &str) -> PathBuf {
+    if !dir.join("images").exists() {
+        write_images(&dir.join("images"), &IMAGES);
+    }
+    let text = format!(
+        "name = \"{tag}\"\n[input]\nroot = \"images\"\n[model]\npath = \"{}\"\n[run]\n{run}\n\
+         {layers}\n[output]\ndir = \"out-{tag}\"\n",
+        model(model_name).display()
+    );
+    let path = dir.join(format!("{tag}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const LAYERS: &str = "[[layers]]\ntensor = \"block0\"\nkeep = \"all\"\n\
+                      [[layers]]\ntensor = \"block1\"\ntop_k = 2\n";
+
+/// Each image's blocks from a direct session run of `reference`, batch first, by image path.
+fn direct(config: &Path, reference: &str, seq_first: bool) -> HashMap<String, [ArrayD<f32>; 2]> {
+    let (plan, _) = layerwise::plan::Plan::load(config, &Default::default()).unwrap();
+    let mut session = Session::builder(&runtime().environment)
+        .unwrap()
+        .commit_from_file(model(reference))
+        .unwrap();
+    let root = config.parent().unwrap().join("images");
+    IMAGES
+        .iter()
+        .map(|(name, ..)| {
+            let mut input = vec![0.0; plan.preprocess.image_len()];
+            plan.preprocess
+                .load_into(&root.join(name), &mut Resizer::new(), &mut input)
+                .unwrap();
+            let tensor = TensorRef::from_array_view(([1usize, 3, 8, 8], &input[..])).unwrap();
+            let outputs = session.run(ort::inputs!["pixel_values" => tensor]).unwrap();
+            let block = |n: &str| {
+                let a = outputs[n].try_extract_array::<f32>().unwrap().to_owned();
+                a.index_axis_move(Axis(usize::from(seq_first)), 0)
+            };
+            (name.to_string(), [block("block0"), block("block1")])
+        })
+        .collect()
+}
+
+/// Channel `c`'s map of a block `[tokens, dim]`: its values over the grid, prefix left out.
+fn grid_map(block: &ArrayD<f32>, prefix: usize, c: usize) -> Vec<f32> {
+    (0..GRID * GRID).map(|k| block[[prefix + k, c]]).collect()
+}
+
+#[test]
+fn token_grids_are_inferred_and_equal_a_direct_session_run_in_the_host_and_in_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model_name, reference, prefix, seq_first) in VITS {
+        for reduce in ["host", "graph"] {
+            let tag = format!("{}-{reduce}", model_name.trim_end_matches(".onnx"));
+            let run = format!("reduce = \"{reduce}\"");
+            let config = vit_config(dir.path(), &tag, model_name, &run, LAYERS);
+            let record = run_quietly(&config).unwrap();
+            let want = direct(&config, reference, seq_first);
+            let out = dir.path().join(format!("out-{tag}"));
+            let what = format!("{model_name} reduce = {reduce}");
+
+            let layout =
+                serde_json::to_value(&record.provenance.layers[0]).unwrap()["layout"].clone();
+            assert_eq!(
+                layout,
+                serde_json::json!({
+                    "batch_axis": usize::from(seq_first), "channel_axis": 2,
+                    "tokens": {"prefix": prefix, "grid": [GRID, GRID]}, "decided": "inferred"
+                }),
+                "{what}"
+            );
+            assert_eq!(
+                record.provenance.layers[0].describe(),
+                format!(
+                    "8 channels over 4 x 4 patches + {prefix} prefix token{}",
+                    if prefix == 1 { "" } else { "s" }
+                )
+            );
+
+            let images = read_table(&out, "images");
+            let paths: HashMap<u64, String> = u64s(&images, "image_id")
+                .into_iter()
+                .zip(strings(&images, "path").into_iter().map(Option::unwrap))
+                .collect();
+            let maps = read_table(&out, "maps");
+            assert_eq!(
+                maps.num_rows(),
+                IMAGES.len() * DIM,
+                "{what}: block0, keep all"
+            );
+            let values = lists(&maps);
+            let (ids, channels) = (u64s(&maps, "image_id"), u32s(&maps, "channel"));
+            for row in 0..maps.num_rows() {
+                assert_eq!(
+                    (u32s(&maps, "height")[row], u32s(&maps, "width")[row]),
+                    (4, 4)
+                );
+                let block0 = &want[&paths[&ids[row]]][0];
+                let c = channels[row] as usize;
+                assert_close(&values[row], &grid_map(block0, prefix, c), &what);
+            }
+
+            let stats = read_table(&out, "stats");
+            assert_eq!(stats.num_rows(), IMAGES.len() * 2 * DIM, "{what}");
+            let layers = strings(&stats, "layer");
+            let (ids, channels) = (u64s(&stats, "image_id"), u32s(&stats, "channel"));
+            let means = primitives::<Float32Type>(&stats, "mean");
+            let maxes = primitives::<Float32Type>(&stats, "max");
+            for row in 0..stats.num_rows() {
+                let block = usize::from(layers[row].as_deref() == Some("block1"));
+                let map = grid_map(
+                    &want[&paths[&ids[row]]][block],
+                    prefix,
+                    channels[row] as usize,
+                );
+                let mean = map.iter().map(|&v| f64::from(v)).sum::<f64>() / map.len() as f64;
+                let max = map.iter().copied().fold(f32::MIN, f32::max);
+                assert_close(&[means[row], maxes[row]], &[mean as f32, max], &what);
+            }
+
+            let top = read_table(&out, "top");
+            assert_eq!(top.num_rows(), DIM * 2, "{what}: block1, 2 per channel");
+            let heights = top
+                .column_by_name("height")
+                .unwrap()
+                .as_primitive::<UInt32Type>();
+            assert!(heights.values().iter().all(|&h| h == 4), "{what}");
+            let top_ids = top
+                .column_by_name("image_id")
+                .unwrap()
+                .as_primitive::<UInt64Type>();
+            assert!(top_ids.values().iter().all(|id| paths.contains_key(id)));
+        }
+    }
+}
+
+/// Runs `config` with the command line; returns its exit code and standard error.
+fn refused(config: &Path) -> (i32, String) {
+    let out = layerwise()
+        .arg("run")
+        .arg(config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_given_layout_is_taken_as_is_and_a_wrong_one_is_refused_before_any_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // An explicit channel axis keeps its meaning: 8 channels, each the 17 tokens as a strip.
+    let strips = "[[layers]]\ntensor = \"block0\"\nkeep = [0]\nchannel_axis = 2\n";
+    let config = vit_config(dir.path(), "strips", "tiny_vit.onnx", "", strips);
+    let record = run_quietly(&config).unwrap();
+    assert_eq!(
+        record.provenance.layers[0].describe(),
+        "8 channels of 17 x 1"
+    );
+    let given = "[[layers]]\ntensor = \"block0\"\ntokens = { prefix = 1, grid = [4, 4] }\n";
+    let config = vit_config(dir.path(), "given", "tiny_vit.onnx", "", given);
+    let record = run_quietly(&config).unwrap();
+    let layout = record.provenance.layers[0].layout.unwrap();
+    assert_eq!(layout.decided, layerwise::reduce::layout::Decided::Given);
+
+    let cases = [
+        (
+            "[[layers]]\ntensor = \"block0\"\ntokens = { prefix = 2, grid = [4, 4] }\n",
+            "tiny_vit.onnx",
+            "error: config: `layers[0].tokens` says 18 tokens (4 x 4 patches + 2 prefix tokens), \
+             but tensor `block0` has shape [N, 17, 8]; they lie as 4 x 4 patches + 1 prefix \
+             token: tokens = { prefix = 1, grid = [4, 4] }",
+        ),
+        (
+            "[[layers]]\ntensor = \"block0\"\ntokens = { prefix = 1, grid = [4, 4] }\n\
+             channel_axis = 1\n",
+            "tiny_vit.onnx",
+            "error: config: `layers[0].channel_axis` is 1, but `tokens` puts the channels on the \
+             last axis of `[batch, tokens, dim]`, axis 2; remove `channel_axis` (or `tokens = { \
+             prefix = 1, grid = [4, 4] }`)",
+        ),
+        (
+            "[[layers]]\ntensor = \"block0\"\nbatch_axis = 0\n",
+            "tiny_vit_seq.onnx",
+            "error: config: `layers[0].batch_axis` is 0, but tensor `block0` has its batch on \
+             axis 1: shape [17, N, 8]; remove `batch_axis`",
+        ),
+        (
+            "[[layers]]\ntensor = \"conv1\"\ntokens = { prefix = 0, grid = [8, 8] }\n",
+            "tiny_nchw.onnx",
+            "error: config: `layers[0].tokens` says 64 tokens (8 x 8 patches + 0 prefix tokens), \
+             but tensor `conv1` has shape [N, 4, 8, 8]; `tokens` applies to a rank-3 tensor [N, \
+             tokens, dim]",
+        ),
+    ];
+    for (i, (layers, model_name, message)) in cases.into_iter().enumerate() {
+        let config = vit_config(dir.path(), &format!("bad{i}"), model_name, "", layers);
+        let (code, stderr) = refused(&config);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.lines().last(), Some(message), "{stderr}");
+        assert!(
+            !dir.path().join(format!("out-bad{i}")).exists(),
+            "nothing is written"
+        );
+    }
+}
+
+#[test]
+fn layers_with_shapes_says_how_the_tokens_lie() {
+    for (model_name, tensor, want) in [
+        (
+            "tiny_vit.onnx",
+            "block0",
+            "Add float32 [1, 17, 8] (8 channels over 4 x 4 patches + 1 prefix token)",
+        ),
+        (
+            "tiny_vit_seq.onnx",
+            "block1",
+            "Transpose float32 [17, 1, 8] output (8 channels over 4 x 4 patches + 1 prefix token)",
+        ),
+        (
+            "tiny_rank3.onnx",
+            "tokens",
+            "Transpose float32 [1, 16, 6] output",
+        ),
+    ] {
+        let out = succeeded(
+            layerwise()
+                .arg("layers")
+                .arg(model(model_name))
+                .arg("--shapes"),
+        );
+        // The row of `tensor`, after its index, with runs of spaces as one.
+        let row = out.lines().find_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.get(1) == Some(&tensor)).then(|| words[2..].join(" "))
+        });
+        assert_eq!(row.as_deref(), Some(want), "{out}");
+    }
+}
