@@ -88,6 +88,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
         mut extractor,
         reducers,
         layers,
+        formats,
     } = prepared;
     let listing = input::list(&plan.input)?;
     let batch_size = extractor.batch_size();
@@ -102,18 +103,18 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let part_size = first_shard.map_or(plan.run.part_size, |n| n.max(1));
     let scratch = Scratch::new()?;
     let encoders = Encoders::new(plan.run.threads)?;
-    let sink = Sink::new(&scratch.0, &plan.output, provenance, &encoders)?;
+    let sink = Sink::new(&scratch.0, &plan.output, formats, provenance, &encoders)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.finish()?.counts;
     let mut batcher = Batcher::new(&plan, &mut extractor, &reducers, &pool);
     // Two batches: memory keeps growing after the first model call (allocator arenas).
     let mut part = sink.begin_part(1)?;
     for batch in sample.chunks(batch_size) {
-        let mut rows = Rows::new(plan.output.map_dtype);
+        let mut rows = Rows::new(&formats);
         batcher.process(batch, &mut rows)?;
         part.write(&mut rows)?;
     }
-    let mut rows = Rows::new(plan.output.map_dtype);
+    let mut rows = Rows::new(&formats);
     batcher.drain_top(&mut rows);
     part.write(&mut rows)?;
     let measured_peak_bytes = peak_resident_bytes();

@@ -12,7 +12,7 @@ use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
 use crate::config::identity::RunIdentity;
-use crate::config::{MapDtype, Reduce};
+use crate::config::Reduce;
 use crate::cpu::{self, thread_time, Ledger, Meter};
 use crate::error::PlanError;
 use crate::input::preprocess::SourceSize;
@@ -24,7 +24,7 @@ use crate::model::ModelFile;
 use crate::output::provenance::{
     self, LayerInfo, LayoutRecord, ModelInfo, Provenance, RuntimeInfo,
 };
-use crate::output::tables::{ImageRef, ImageStatus, Rows};
+use crate::output::tables::{Formats, ImageRef, ImageStatus, Rows};
 use crate::plan::{InputElement, InputType, Preprocess};
 use crate::plan::{Overrides, Plan, ReduceMode};
 use crate::reduce::layout::Decided;
@@ -43,6 +43,8 @@ pub struct Prepared {
     pub reducers: Vec<LayerReducer>,
     /// The layers with their real shapes, as recorded in `run.json`.
     pub layers: Vec<LayerInfo>,
+    /// The tables' list formats (element types, the `positions` vectors' length).
+    pub formats: Formats,
 }
 
 impl Prepared {
@@ -101,12 +103,14 @@ impl Prepared {
             .map(|(l, r)| LayerInfo::of(l, r))
             .collect();
         layers.iter().for_each(log_layer);
+        let formats = reduce::formats(plan.output.map_dtype, &reducers)?;
         Ok(Prepared {
             plan,
             runtime,
             extractor,
             reducers,
             layers,
+            formats,
         })
     }
 
@@ -282,6 +286,7 @@ struct Stage<'a> {
     cpu: Arc<Ledger>,
     extractor: &'a mut Extractor,
     reducers: &'a [LayerReducer],
+    formats: Formats,
     tops: Vec<Option<LayerTop>>,
     times: StageTimes,
 }
@@ -344,6 +349,8 @@ impl<'a> Batcher<'a> {
             cpu: Arc::default(),
             extractor,
             reducers,
+            formats: reduce::formats(plan.output.map_dtype, reducers)
+                .expect("checked when the plan was prepared"),
             tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
             times: StageTimes::default(),
         };
@@ -450,10 +457,9 @@ fn pipelined<T: InputElement>(
             if let Some(previous) = ran.take() {
                 scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops)));
             }
-            let map_dtype = stage.plan.output.map_dtype;
             infer(
                 stage.extractor,
-                map_dtype,
+                &stage.formats,
                 &mut stage.times,
                 current,
                 &batch,
@@ -544,13 +550,13 @@ fn decode<T: InputElement>(
 /// Runs a decoded batch through the model; every file gets its `images` row.
 fn infer<T: InputElement>(
     extractor: &mut Extractor,
-    map_dtype: MapDtype,
+    formats: &Formats,
     times: &mut StageTimes,
     input: &[T],
     batch: &[Sample],
     decoded: Decoded,
 ) -> Result<Ran> {
-    let mut rows = Rows::new(map_dtype);
+    let mut rows = Rows::new(formats);
     for (sample, status) in batch.iter().zip(&decoded.statuses) {
         let image = ImageRef {
             image_id: sample.image_id,

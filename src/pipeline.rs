@@ -70,6 +70,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
         plan,
         mut extractor,
         reducers,
+        formats,
         ..
     } = prepared;
     let plan = &plan;
@@ -89,6 +90,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let sink = Sink::new(
         staging.dir(),
         &plan.output,
+        formats,
         serde_json::to_string(&provenance)?,
         &encoders,
     )?;
@@ -152,7 +154,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             break;
         }
         outcome?;
-        let mut rows = Rows::new(plan.output.map_dtype);
+        let mut rows = Rows::new(&formats);
         batcher.drain_top(&mut rows);
         writer.write(rows)?;
         let counts = writer.finish()?.publish(&dataset.store)?;

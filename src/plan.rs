@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{
     ChannelOrder, Compression, Config, Keep, LabelSource, LayerConfig, Layout, MapDtype, Patterns,
-    PreprocessConfig, Provider, Reduce, ResizeMode, Tokens, TopBy, SHARD_FORMATS,
+    Positions, PreprocessConfig, Provider, Reduce, ResizeMode, Tokens, TopBy, SHARD_FORMATS,
 };
 use crate::error::PlanError;
 use crate::location::Location;
@@ -126,6 +126,10 @@ pub struct LayerSpec {
     pub batch_axis: Option<usize>,
     /// What a token layout is inferred from.
     pub grid_hints: GridHints,
+    /// The positions written to `positions`, as configured (`None`: by the layout).
+    pub positions: Option<Positions>,
+    /// Element type of the `positions` vectors.
+    pub positions_dtype: MapDtype,
     /// Images kept per channel in the `top` table, and how they are ranked.
     pub top: Option<(usize, TopBy)>,
     /// Side of the blocks stored maps are average-pooled over (1: not pooled).
@@ -867,6 +871,8 @@ fn layers(
                 tokens: layer.tokens,
                 batch_axis: layer.batch_axis,
                 grid_hints,
+                positions: layer.positions,
+                positions_dtype: layer.positions_dtype.unwrap_or(MapDtype::Float16),
                 top: layer.top_k.map(|k| (k, layer.top_by)),
                 pool: layer.pool,
             });

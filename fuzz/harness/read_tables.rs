@@ -15,8 +15,8 @@ use arrow_array::builder::{
 use arrow_array::types::Int16Type;
 use arrow_array::{new_null_array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use layerwise::config::MapDtype;
-use layerwise::output::tables::Table;
+
+use layerwise::output::tables::{Formats, Table};
 use layerwise::view::read::{MapQuery, StoredRun};
 
 /// The fuzzer's bytes, taken one at a time (zeros once they run out).
@@ -102,7 +102,7 @@ fn read_back(run: &StoredRun) {
 fn drawn_batch(table: Table, rows: usize, bytes: &mut Bytes) -> RecordBatch {
     let mut fields = Vec::new();
     let mut columns = Vec::new();
-    for field in table.schema(MapDtype::Float32).fields() {
+    for field in table.schema(&Formats::default()).fields() {
         let form = bytes.next() % 6;
         if form == 5 {
             continue; // dropped

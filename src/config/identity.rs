@@ -65,6 +65,8 @@ pub const KEYS: &[(&str, Role)] = &[
     ("layers.channel_axis", Role::Identity),
     ("layers.tokens", Role::Identity),
     ("layers.batch_axis", Role::Identity),
+    ("layers.positions", Role::Identity),
+    ("layers.positions_dtype", Role::Identity),
     ("layers.top_k", Role::Identity),
     ("layers.top_by", Role::Identity),
     ("layers.pool", Role::Identity),

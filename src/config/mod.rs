@@ -434,6 +434,18 @@ pub struct LayerConfig {
     /// patch convolution; set it when the run says the inference is ambiguous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Tokens>,
+    /// The vectors written to the `positions` table, one row per image and position, each
+    /// the activation across every channel there: "none", "prefix" (a transformer's prefix
+    /// tokens: the class token, registers), "all" (every token, or every pixel of a map), or
+    /// N (N positions of the grid per image, drawn without replacement by a generator seeded
+    /// by the image's id and the layer's name, so reruns, resumes and shards draw the same).
+    /// Default: "prefix" for a transformer's token grid, else "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Positions>,
+    /// Element type of the `positions` vectors: "float16" (default: half the bytes) or
+    /// "float32". Every layer with positions in a run has the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions_dtype: Option<MapDtype>,
     /// The tensor's batch axis: 0, or 1 for a sequence-first tensor (`[tokens, batch, dim]`,
     /// as OpenAI CLIP's transformer runs). Found by the probe run when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -464,6 +476,84 @@ pub enum TopBy {
     Max,
     /// The map's mean (the overall response).
     Mean,
+}
+
+/// Which positions of a layer go to the `positions` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// None.
+    None,
+    /// A transformer's prefix tokens.
+    Prefix,
+    /// Every token, or every pixel of a map.
+    All,
+    /// This many positions of the grid per image, drawn without replacement.
+    Sample(u32),
+}
+
+impl Serialize for Positions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Positions::None => s.serialize_str("none"),
+            Positions::Prefix => s.serialize_str("prefix"),
+            Positions::All => s.serialize_str("all"),
+            Positions::Sample(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Positions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Positions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""none", "prefix", "all", or a number of positions per image"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Positions, E> {
+                match v {
+                    "none" => Ok(Positions::None),
+                    "prefix" => Ok(Positions::Prefix),
+                    "all" => Ok(Positions::All),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Positions, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n > 0 => Ok(Positions::Sample(n)),
+                    _ => Err(E::invalid_value(
+                        serde::de::Unexpected::Signed(v),
+                        &"at least 1 position per image",
+                    )),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Positions, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for Positions {
+    fn schema_name() -> Cow<'static, str> {
+        "Positions".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "The vectors written to the `positions` table.",
+            "oneOf": [
+                {"const": "none", "description": "None."},
+                {"const": "prefix", "description": "A transformer's prefix tokens (the class token, registers)."},
+                {"const": "all", "description": "Every token, or every pixel of a map."},
+                {
+                    "type": "integer", "minimum": 1, "maximum": u32::MAX,
+                    "description": "This many positions of the grid per image, drawn without replacement (seeded by the image's id and the layer's name)."
+                }
+            ]
+        })
+    }
 }
 
 /// How the tokens of a transformer tensor lie over the image: `prefix` tokens, then a `grid`

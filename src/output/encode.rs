@@ -225,10 +225,12 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
     }
 }
 
-/// Whether `field` is a list of a primitive type (one leaf column).
+/// Whether `field` is a list (or fixed-size list) of a primitive type (one leaf column).
 fn leaf_of_list(field: &FieldRef) -> bool {
     match field.data_type() {
-        arrow_schema::DataType::List(item) => !item.data_type().is_nested(),
+        arrow_schema::DataType::List(item) | arrow_schema::DataType::FixedSizeList(item, _) => {
+            !item.data_type().is_nested()
+        }
         _ => false,
     }
 }

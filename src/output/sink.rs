@@ -20,7 +20,7 @@ use crate::config::{Compression, MapDtype};
 use crate::cpu::{thread_time, Ledger};
 use crate::output::encode::{Encoders, ParallelWriter};
 use crate::output::store::Store;
-use crate::output::tables::{Rows, Table};
+use crate::output::tables::{Formats, Rows, Table};
 use crate::plan::OutputSpec;
 
 /// Key of the provenance JSON in each Parquet file's key-value metadata.
@@ -51,7 +51,7 @@ impl TableCounts {
 /// Writes the tables of one run into its output folder.
 pub struct Sink {
     dir: PathBuf,
-    map_dtype: MapDtype,
+    formats: Formats,
     properties: WriterProperties,
     encoders: Encoders,
 }
@@ -59,10 +59,12 @@ pub struct Sink {
 impl Sink {
     /// A sink that writes part files into `staging` (the output folder itself, or a local
     /// folder they are uploaded from), creating its table folders; every file carries
-    /// `provenance` in its key-value metadata; `encoders` encode their row groups.
+    /// `provenance` in its key-value metadata; `encoders` encode their row groups; the list
+    /// columns are as `formats` says.
     pub fn new(
         staging: &Path,
         output: &OutputSpec,
+        formats: Formats,
         provenance: String,
         encoders: &Encoders,
     ) -> Result<Sink> {
@@ -73,7 +75,7 @@ impl Sink {
         }
         Ok(Sink {
             dir: staging.to_owned(),
-            map_dtype: output.map_dtype,
+            formats,
             properties: properties(output.compression, provenance),
             encoders: encoders.clone(),
         })
@@ -89,12 +91,12 @@ impl Sink {
         let files = Table::ALL
             .iter()
             .map(|&table| {
-                let properties = table_properties(&self.properties, table, self.map_dtype);
+                let properties = table_properties(&self.properties, table, &self.formats);
                 TableFile::create(
                     &self.dir,
                     table,
                     part,
-                    self.map_dtype,
+                    &self.formats,
                     properties,
                     &self.encoders,
                 )
@@ -132,13 +134,9 @@ fn values_column() -> ColumnPath {
 
 /// The run's writer properties with what is particular to `table`: its row order in the
 /// key-value metadata, `image_id` (column 0) as the sorting column where rows are in
-/// ascending `image_id` order, and plain float16 map values (byte stream split of 2-byte
-/// values is too recent for the readers).
-fn table_properties(
-    base: &WriterProperties,
-    table: Table,
-    map_dtype: MapDtype,
-) -> WriterProperties {
+/// ascending `image_id` order, and plain float16 values (byte stream split of 2-byte values is
+/// too recent for the readers).
+fn table_properties(base: &WriterProperties, table: Table, formats: &Formats) -> WriterProperties {
     let mut metadata = base.key_value_metadata().cloned().unwrap_or_default();
     metadata.push(KeyValue::new(
         ROW_ORDER_KEY.into(),
@@ -156,7 +154,12 @@ fn table_properties(
         .into_builder()
         .set_key_value_metadata(Some(metadata))
         .set_sorting_columns(sorting);
-    if table == Table::Maps && map_dtype == MapDtype::Float16 {
+    let float16 = match table {
+        Table::Maps => formats.map_dtype == MapDtype::Float16,
+        Table::Positions => formats.positions_dtype == MapDtype::Float16,
+        _ => false,
+    };
+    if float16 {
         builder = builder.set_column_encoding(values_column(), Encoding::PLAIN);
     }
     builder.build()
@@ -176,7 +179,7 @@ impl TableFile {
         dir: &Path,
         table: Table,
         part: usize,
-        map_dtype: MapDtype,
+        formats: &Formats,
         properties: WriterProperties,
         encoders: &Encoders,
     ) -> Result<TableFile> {
@@ -188,7 +191,7 @@ impl TableFile {
             .with_context(|| format!("cannot create {}", temporary.display()))?;
         let writer = ParallelWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
-            table.schema(map_dtype),
+            table.schema(formats),
             properties,
             encoders,
         )?;
@@ -407,20 +410,21 @@ mod tests {
     use super::*;
     use crate::model::statistics::MapStats;
     use crate::output::encode::ROW_GROUP_BYTES;
-    use crate::output::tables::MapKey;
+    use crate::output::tables::{MapKey, PositionKey};
 
     /// Writes `rows` as part 0 of a run in `dir`; the finished (unpublished) part.
     fn write_part(dir: &Path, rows: Rows) -> FinishedPart {
-        write_part_of(dir, rows, MapDtype::Float32)
+        write_part_of(dir, rows, Formats::default())
     }
 
-    fn write_part_of(dir: &Path, mut rows: Rows, map_dtype: MapDtype) -> FinishedPart {
+    fn write_part_of(dir: &Path, mut rows: Rows, formats: Formats) -> FinishedPart {
         let output = OutputSpec {
             location: crate::location::Location::Local(dir.to_owned()),
             compression: Compression::Zstd,
-            map_dtype,
+            map_dtype: formats.map_dtype,
         };
-        let sink = Sink::new(dir, &output, "{}".into(), &Encoders::new(2).unwrap()).unwrap();
+        let encoders = Encoders::new(2).unwrap();
+        let sink = Sink::new(dir, &output, formats, "{}".into(), &encoders).unwrap();
         let mut part = sink.begin_part(0).unwrap();
         part.write(&mut rows).unwrap();
         part.finish().unwrap()
@@ -445,7 +449,7 @@ mod tests {
     #[test]
     fn row_groups_close_at_the_row_count_with_layer_dictionary_encoded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rows = Rows::new(MapDtype::Float32);
+        let mut rows = Rows::new(&Formats::default());
         let stats = MapStats([0.5, 1.0, 0.0, 2.0, 1.0, 2.0, 0.25]);
         // 521 images x (64 + 512) channels: 300,096 rows of two layers.
         for image_id in 0..521 {
@@ -476,7 +480,7 @@ mod tests {
     #[test]
     fn row_groups_of_maps_are_bounded_in_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rows = Rows::new(MapDtype::Float32);
+        let mut rows = Rows::new(&Formats::default());
         // 400 maps of 256 x 256 noise (which does not compress): 100 MiB.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut map = vec![0f32; 256 * 256];
@@ -505,17 +509,29 @@ mod tests {
     }
 
     #[test]
-    fn float32_values_are_byte_stream_split_and_float16_maps_plain() {
+    fn float32_values_are_byte_stream_split_and_float16_values_plain() {
         for (dtype, want) in [
             (MapDtype::Float32, Encoding::BYTE_STREAM_SPLIT),
             (MapDtype::Float16, Encoding::PLAIN),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let mut rows = Rows::new(dtype);
+            let formats = Formats {
+                map_dtype: dtype,
+                positions_dtype: dtype,
+                positions_dim: 2,
+            };
+            let mut rows = Rows::new(&formats);
             rows.maps.push(key(0, "l", 0, 2), &[0.5, -1.0, 2.0, 3.0]);
             rows.vectors.push(0, "v", [1.0, 2.0]);
-            let part = write_part_of(dir.path(), rows, dtype);
-            for table in [Table::Maps, Table::Vectors] {
+            let at = PositionKey {
+                image_id: 0,
+                layer: "l",
+                position: 3,
+                yx: Some((1, 1)),
+            };
+            rows.positions.push(at, &[0.25, 4.0]);
+            let part = write_part_of(dir.path(), rows, formats);
+            for table in [Table::Maps, Table::Vectors, Table::Positions] {
                 let meta = metadata(&part, table);
                 let values = meta.row_group(0).columns().last().unwrap().clone();
                 assert_eq!(values.column_path().string(), "values.list.item");

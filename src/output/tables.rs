@@ -4,11 +4,13 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    Float16Builder, Float32Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    FixedSizeListBuilder, Float16Builder, Float32Builder, ListBuilder, StringBuilder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::config::MapDtype;
 use crate::model::statistics::{Column, MapStats, STATISTICS};
@@ -26,11 +28,36 @@ pub enum Table {
     Vectors,
     /// Per part, one row per channel of a `top_k` layer and rank.
     Top,
+    /// One row per image, layer with `positions` and position: the vector across channels.
+    Positions,
+}
+
+/// What a run decides of the tables' list columns: element types, and the length of the
+/// `positions` vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// `maps.values` elements.
+    pub map_dtype: MapDtype,
+    /// `positions.values` elements.
+    pub positions_dtype: MapDtype,
+    /// `positions.values` length: the channels of the layers with positions (1 when no layer
+    /// has any, for the empty files).
+    pub positions_dim: usize,
+}
+
+impl Default for Formats {
+    fn default() -> Formats {
+        Formats {
+            map_dtype: MapDtype::Float32,
+            positions_dtype: MapDtype::Float16,
+            positions_dim: 1,
+        }
+    }
 }
 
 impl Table {
     /// How many tables there are.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// Every table.
     pub const ALL: [Table; Table::COUNT] = [
@@ -39,6 +66,7 @@ impl Table {
         Table::Maps,
         Table::Vectors,
         Table::Top,
+        Table::Positions,
     ];
 
     /// The table's folder name.
@@ -49,6 +77,7 @@ impl Table {
             Table::Maps => "maps",
             Table::Vectors => "vectors",
             Table::Top => "top",
+            Table::Positions => "positions",
         }
     }
 
@@ -60,6 +89,7 @@ impl Table {
             Table::Maps => "image_id, then layer (in config order), then channel (in `keep` order)",
             Table::Vectors => "image_id, then layer (in config order)",
             Table::Top => "layer (in config order), then channel, then rank (best first)",
+            Table::Positions => "image_id, then layer (in config order), then position",
         }
     }
 
@@ -69,19 +99,41 @@ impl Table {
         self != Table::Top
     }
 
-    /// The table's schema; `maps.values` holds `map_dtype` elements.
-    pub fn schema(self, map_dtype: MapDtype) -> SchemaRef {
+    /// The table's schema, its list columns as `formats` says.
+    pub fn schema(self, formats: &Formats) -> SchemaRef {
         match self {
             Table::Images => IMAGES.clone(),
             Table::Stats => STATS.clone(),
-            Table::Maps => match map_dtype {
+            Table::Maps => match formats.map_dtype {
                 MapDtype::Float32 => MAPS_F32.clone(),
                 MapDtype::Float16 => MAPS_F16.clone(),
             },
             Table::Vectors => VECTORS.clone(),
             Table::Top => TOP.clone(),
+            Table::Positions => positions_schema(formats.positions_dtype, formats.positions_dim),
         }
     }
+}
+
+/// The Arrow type of `dtype` elements.
+fn element_type(dtype: MapDtype) -> DataType {
+    match dtype {
+        MapDtype::Float32 => DataType::Float32,
+        MapDtype::Float16 => DataType::Float16,
+    }
+}
+
+/// The `positions` schema: `values` a `fixed_size_list<dtype>[dim]`, so that its flat values
+/// reshape to `[rows, dim]` without a copy.
+fn positions_schema(dtype: MapDtype, dim: usize) -> SchemaRef {
+    let mut fields = id_layer().to_vec();
+    fields.push(Field::new("position", DataType::UInt32, false));
+    fields.push(Field::new("y", DataType::UInt32, true));
+    fields.push(Field::new("x", DataType::UInt32, true));
+    let item = Arc::new(Field::new_list_field(element_type(dtype), false));
+    let values = DataType::FixedSizeList(item, dim as i32);
+    fields.push(Field::new("values", values, false));
+    Arc::new(Schema::new(fields))
 }
 
 fn list_of(item: DataType) -> DataType {
@@ -535,6 +587,110 @@ impl TopRows {
     }
 }
 
+/// Where a position is: image, layer, its index along the token axis (or `y * width + x` of a
+/// map) and its place on the grid (`None` for a prefix token).
+#[derive(Debug, Clone, Copy)]
+pub struct PositionKey<'a> {
+    /// The image.
+    pub image_id: u64,
+    /// The layer's name.
+    pub layer: &'a str,
+    /// Its index.
+    pub position: u32,
+    /// Its row and column on the grid, if it is on it.
+    pub yx: Option<(u32, u32)>,
+}
+
+/// The `values` column of `positions`, in the chosen element type.
+#[derive(Debug)]
+enum PositionValues {
+    F32(FixedSizeListBuilder<Float32Builder>),
+    F16(FixedSizeListBuilder<Float16Builder>),
+}
+
+/// Rows of the `positions` table.
+#[derive(Debug)]
+pub struct PositionRows {
+    image_id: UInt64Builder,
+    layer: StringBuilder,
+    position: UInt32Builder,
+    y: UInt32Builder,
+    x: UInt32Builder,
+    values: PositionValues,
+    dtype: MapDtype,
+    dim: usize,
+    /// Reused for float16 conversion.
+    half: Vec<f16>,
+}
+
+impl PositionRows {
+    /// Empty rows of vectors of `dim` values stored as `dtype`.
+    pub fn new(dtype: MapDtype, dim: usize) -> PositionRows {
+        let field = Arc::new(Field::new_list_field(element_type(dtype), false));
+        let values = match dtype {
+            MapDtype::Float32 => PositionValues::F32(
+                FixedSizeListBuilder::new(Float32Builder::new(), dim as i32).with_field(field),
+            ),
+            MapDtype::Float16 => PositionValues::F16(
+                FixedSizeListBuilder::new(Float16Builder::new(), dim as i32).with_field(field),
+            ),
+        };
+        PositionRows {
+            image_id: UInt64Builder::new(),
+            layer: StringBuilder::new(),
+            position: UInt32Builder::new(),
+            y: UInt32Builder::new(),
+            x: UInt32Builder::new(),
+            values,
+            dtype,
+            dim,
+            half: Vec::new(),
+        }
+    }
+
+    /// Adds one position's vector (`dim` values).
+    pub fn push(&mut self, key: PositionKey, values: &[f32]) {
+        debug_assert_eq!(values.len(), self.dim);
+        self.image_id.append_value(key.image_id);
+        self.layer.append_value(key.layer);
+        self.position.append_value(key.position);
+        self.y.append_option(key.yx.map(|(y, _)| y));
+        self.x.append_option(key.yx.map(|(_, x)| x));
+        match &mut self.values {
+            PositionValues::F32(list) => {
+                list.values().append_slice(values);
+                list.append(true);
+            }
+            PositionValues::F16(list) => {
+                self.half.clear();
+                self.half.resize(values.len(), f16::ZERO);
+                self.half.convert_from_f32_slice(values);
+                list.values().append_slice(&self.half);
+                list.append(true);
+            }
+        }
+    }
+
+    /// Takes the rows out as a record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let values: ArrayRef = match &mut self.values {
+            PositionValues::F32(list) => Arc::new(list.finish()),
+            PositionValues::F16(list) => Arc::new(list.finish()),
+        };
+        batch(
+            positions_schema(self.dtype, self.dim),
+            vec![
+                Arc::new(self.image_id.finish()),
+                Arc::new(self.layer.finish()),
+                Arc::new(self.position.finish()),
+                Arc::new(self.y.finish()),
+                Arc::new(self.x.finish()),
+                values,
+            ],
+        )
+    }
+}
+
 /// The rows of every table produced by one batch of images.
 #[derive(Debug)]
 pub struct Rows {
@@ -548,17 +704,20 @@ pub struct Rows {
     pub vectors: VectorRows,
     /// `top` rows (filled at the end of a part).
     pub top: TopRows,
+    /// `positions` rows.
+    pub positions: PositionRows,
 }
 
 impl Rows {
-    /// Empty rows; maps are stored as `map_dtype`.
-    pub fn new(map_dtype: MapDtype) -> Rows {
+    /// Empty rows, their list columns as `formats` says.
+    pub fn new(formats: &Formats) -> Rows {
         Rows {
             images: ImageRows::default(),
             stats: StatsRows::default(),
-            maps: MapRows::new(map_dtype),
+            maps: MapRows::new(formats.map_dtype),
             vectors: VectorRows::default(),
             top: TopRows::default(),
+            positions: PositionRows::new(formats.positions_dtype, formats.positions_dim),
         }
     }
 
@@ -570,6 +729,7 @@ impl Rows {
             (Table::Maps, self.maps.finish()),
             (Table::Vectors, self.vectors.finish()),
             (Table::Top, self.top.finish()),
+            (Table::Positions, self.positions.finish()),
         ]
     }
 }

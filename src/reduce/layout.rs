@@ -89,6 +89,17 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// How its tokens lie, for messages: "4 x 4 patches + 1 prefix token", or "not a token
+    /// grid".
+    pub fn describe_tokens(&self) -> String {
+        match self.tokens {
+            Some(tokens) => tokens.to_string(),
+            None => "not a token grid".to_owned(),
+        }
+    }
+}
+
 /// The override to write for `count` tokens, as far as the hints go.
 fn override_hint(count: usize, hints: GridHints) -> String {
     match infer(count, hints) {

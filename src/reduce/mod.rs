@@ -2,18 +2,20 @@
 //! [`top`] keeps the best maps of each channel.
 
 pub mod layout;
+pub mod positions;
 pub mod top;
 
 use ndarray::{ArrayViewD, Axis};
 use rayon::prelude::*;
 
-use crate::config::{Keep, TopBy};
+use crate::config::{Keep, MapDtype, Positions, TopBy};
 use crate::error::PlanError;
 use crate::model::reduction::{GraphMaps, LayerGraph, LayerOutputs};
 use crate::model::statistics::{HostPass, MapStats, Stat};
-use crate::output::tables::{MapKey, Rows};
+use crate::output::tables::{Formats, MapKey, PositionKey, Rows};
 use crate::plan::{LayerSpec, ReduceMode};
 use crate::reduce::layout::Layout;
+use crate::reduce::positions::Places;
 use crate::reduce::top::LayerTop;
 
 /// How a layer's tensor is cut up, learned from its real shape.
@@ -79,6 +81,10 @@ pub struct LayerReducer {
     pub layout: Layout,
     /// The batch axis of its tensor in the model: 0, or 1 for a sequence-first one.
     pub batch_axis: usize,
+    /// The positions it writes to `positions` (none for most CNN layers).
+    pub places: Places,
+    /// Element type of its `positions` vectors.
+    pub positions_dtype: MapDtype,
     keep: Vec<u32>,
     top: Option<(usize, TopBy)>,
     pool: usize,
@@ -139,6 +145,7 @@ impl LayerReducer {
         } else {
             maps_shape(layer, &layout, image_shape)?
         };
+        let places = places(layer, &layout, &shape)?;
         let keep = match (&layer.keep, &shape) {
             (Keep::All, LayerShape::Maps { channels, .. }) => (0..*channels as u32).collect(),
             (Keep::Channels(list), LayerShape::Maps { channels, .. }) => {
@@ -172,6 +179,8 @@ impl LayerReducer {
             tensor: layer.tensor.clone(),
             layout,
             batch_axis,
+            places,
+            positions_dtype: layer.positions_dtype,
             keep,
             top: layer.top,
             pool: layer.pool,
@@ -192,8 +201,12 @@ impl LayerReducer {
         }
     }
 
-    /// What the session's graph is to compute for this layer (none for a vector layer).
+    /// What the session's graph is to compute for this layer (none for a vector layer, or one
+    /// that writes positions: they are taken from the whole tensor).
     pub fn graph(&self) -> Option<LayerGraph<'_>> {
+        if self.writes_positions() {
+            return None;
+        }
         let (channels, height, width) = self.maps_shape()?;
         let maps = match (self.top, self.keep.as_slice()) {
             (Some(_), _) => GraphMaps::All,
@@ -347,6 +360,9 @@ impl LayerReducer {
         for (c, s) in image_stats.iter().enumerate() {
             rows.stats.push(key(c, (height, width)), s);
         }
+        if self.writes_positions() {
+            self.push_positions(&outputs[self.tensor_index], i, image_id, rows);
+        }
         let source = match self.graph {
             None => MapSource::Tensor(self.maps(&outputs[self.tensor_index])),
             Some(GraphOutputs { maps: None, .. }) => return,
@@ -403,6 +419,52 @@ impl LayerReducer {
         (pooled, size)
     }
 
+    /// Whether the layer writes rows to `positions`.
+    pub fn writes_positions(&self) -> bool {
+        self.places.positions != Positions::None
+    }
+
+    /// Appends image `i`'s `positions` rows: at each of its places, the vector across channels.
+    fn push_positions(
+        &self,
+        tensor: &ArrayViewD<'_, f32>,
+        i: usize,
+        image_id: u64,
+        rows: &mut Rows,
+    ) {
+        let image = tensor.index_axis(Axis(0), i);
+        let channel = self.layout.channel_axis - 1;
+        let mut axes: Vec<usize> = (0..image.ndim()).filter(|&a| a != channel).collect();
+        axes.push(channel);
+        let channel_last = image.permuted_axes(axes);
+        let channels = channel_last.shape()[channel_last.ndim() - 1];
+        let places = channel_last
+            .to_shape((
+                (channel_last.len() / channels, channels),
+                ndarray::Order::RowMajor,
+            ))
+            .expect("the channel-last view holds whole rows");
+        let mut scratch = Vec::new();
+        for position in self.places.of(image_id, &self.name) {
+            let row = places.row(position as usize);
+            let values = match row.as_slice() {
+                Some(values) => values,
+                None => {
+                    scratch.clear();
+                    scratch.extend(row.iter());
+                    &scratch
+                }
+            };
+            let key = PositionKey {
+                image_id,
+                layer: &self.name,
+                position,
+                yx: self.places.yx(position),
+            };
+            rows.positions.push(key, values);
+        }
+    }
+
     /// The tensor with the channel axis moved next to the batch axis: `[N, C, map...]`; a
     /// token grid's prefix tokens are left out.
     fn maps<'a>(&self, tensor: &ArrayViewD<'a, f32>) -> ArrayViewD<'a, f32> {
@@ -414,6 +476,61 @@ impl LayerReducer {
             view.slice_axis_inplace(Axis(1), (tokens.prefix..).into());
         }
         view.permuted_axes(axes)
+    }
+}
+
+/// The places a layer writes to `positions`: as configured, or by default a transformer's
+/// prefix tokens (none for other layers); a choice the tensor cannot give is a config error.
+fn places(layer: &LayerSpec, layout: &Layout, shape: &LayerShape) -> Result<Places, PlanError> {
+    let key = format!("layers[{}].positions", layer.position);
+    let prefix = layout.tokens.map_or(0, |t| t.prefix);
+    let positions = layer.positions.unwrap_or(match prefix {
+        0 => Positions::None,
+        _ => Positions::Prefix,
+    });
+    let LayerShape::Maps { height, width, .. } = *shape else {
+        return match positions {
+            Positions::None => Ok(Places {
+                positions,
+                tokens: None,
+                width: 1,
+                cells: 0,
+            }),
+            _ => Err(PlanError::invalid(
+                key,
+                format!(
+                    "applies to maps and tokens, but `{}` is one vector per image (rank 2), \
+                     which the `vectors` table holds; remove `positions`",
+                    layer.tensor
+                ),
+            )),
+        };
+    };
+    let cells = height * width;
+    match positions {
+        Positions::Prefix if prefix == 0 => Err(PlanError::invalid(
+            key,
+            format!(
+                "is \"prefix\", but `{}` has no prefix tokens ({}); write \"all\" or a number \
+                 of positions per image",
+                layer.tensor,
+                layout.describe_tokens()
+            ),
+        )),
+        Positions::Sample(n) if n as usize > cells => Err(PlanError::invalid(
+            key,
+            format!(
+                "asks for {n} positions per image, but `{}` has {cells} ({height} x {width}); \
+                 write \"all\", or at most {cells}",
+                layer.tensor
+            ),
+        )),
+        _ => Ok(Places {
+            positions,
+            tokens: layout.tokens,
+            width,
+            cells,
+        }),
     }
 }
 
@@ -475,6 +592,46 @@ pub fn average_pool(
         }
     }
     (ph, pw)
+}
+
+/// The tables' list formats for these reducers: maps as `map_dtype`, and `positions` vectors
+/// of the channels and element type that every layer with positions shares (a run's
+/// `positions` files have one `fixed_size_list` type); layers that differ are a config error.
+pub fn formats(map_dtype: MapDtype, reducers: &[LayerReducer]) -> Result<Formats, PlanError> {
+    let mut with = reducers.iter().filter(|r| r.writes_positions());
+    let Some(first) = with.next() else {
+        return Ok(Formats {
+            map_dtype,
+            ..Formats::default()
+        });
+    };
+    let dim = |r: &LayerReducer| match r.shape {
+        LayerShape::Maps { channels, .. } => channels,
+        LayerShape::Vector { len } => len,
+    };
+    if let Some(other) =
+        with.find(|r| dim(r) != dim(first) || r.positions_dtype != first.positions_dtype)
+    {
+        return Err(PlanError::invalid(
+            "layers",
+            format!(
+                "write positions of {} {:?} values (`{}`) and of {} {:?} values (`{}`), but \
+                 the `positions` table holds vectors of one length and type; give the layers \
+                 of another width their own run, or set `positions = \"none\"` on them",
+                dim(first),
+                first.positions_dtype,
+                first.name,
+                dim(other),
+                other.positions_dtype,
+                other.name
+            ),
+        ));
+    }
+    Ok(Formats {
+        map_dtype,
+        positions_dtype: first.positions_dtype,
+        positions_dim: dim(first),
+    })
 }
 
 /// Reduces one batch: `tensors` holds the exposed tensors (one entry per image of
@@ -634,6 +791,8 @@ mod tests {
                 input: [8, 8],
                 patch: None,
             },
+            positions: None,
+            positions_dtype: MapDtype::Float16,
         }
     }
 
@@ -755,7 +914,7 @@ mod tests {
             (ix[0] * 1000 + ix[1] * 100 + ix[2] * 10 + ix[3]) as f32
         });
         let r = LayerReducer::new(&layer(Keep::Channels(vec![2]), 3), 0, &[2, 3, 4], 0).unwrap();
-        let mut rows = Rows::new(MapDtype::Float32);
+        let mut rows = Rows::new(&Formats::default());
         reduce_batch(&[r], &[t.view()], &[7, 8], &mut rows, &mut [None]);
         let maps = rows.maps.finish();
         assert_eq!(maps.num_rows(), 2);

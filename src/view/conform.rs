@@ -18,14 +18,13 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use crate::config::MapDtype;
 use crate::error::TableError;
-use crate::output::tables::Table;
+use crate::output::tables::{Formats, Table};
 
 /// `batch`, read from `file` of `table`, with every column that the table's schema knows in the
 /// type that schema gives it (other columns, such as pandas' index, are left as they are).
 pub fn conform(batch: &RecordBatch, table: Table, file: &Path) -> Result<RecordBatch, TableError> {
-    let schema = table.schema(MapDtype::Float32);
+    let schema = table.schema(&Formats::default());
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {

@@ -233,7 +233,7 @@ pub fn channels_from_config(
         label: None,
         content: Content::File(image.to_owned()),
     };
-    let mut rows = Rows::new(prepared.plan.output.map_dtype);
+    let mut rows = Rows::new(&prepared.formats);
     let pool = prepared.pool()?;
     let mut batcher = Batcher::new(
         &prepared.plan,

@@ -191,6 +191,25 @@ pub fn lists(batch: &RecordBatch) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The `values` of a `positions` table (`fixed_size_list` of float16 or float32), as f32.
+pub fn position_vectors(batch: &RecordBatch) -> Vec<Vec<f32>> {
+    let c = batch.column_by_name("values").unwrap().as_fixed_size_list();
+    (0..c.len())
+        .map(|i| {
+            let v = c.value(i);
+            match v.data_type() {
+                arrow_schema::DataType::Float16 => v
+                    .as_primitive::<arrow_array::types::Float16Type>()
+                    .values()
+                    .iter()
+                    .map(|h| h.to_f32())
+                    .collect(),
+                _ => v.as_primitive::<Float32Type>().values().to_vec(),
+            }
+        })
+        .collect()
+}
+
 /// Writes a config file into `dir` and returns its path.
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("pipeline.toml");
@@ -300,7 +319,7 @@ pub fn kill_after_first_part(child: &mut std::process::Child, out: &Path, then: 
 
 /// Every table of two runs is equal, row for row.
 pub fn assert_same_tables(a: &Path, b: &Path) {
-    for table in ["images", "stats", "maps", "vectors", "top"] {
+    for table in layerwise::output::tables::Table::ALL.map(|t| t.name()) {
         let (x, y) = (read_table(a, table), read_table(b, table));
         assert_eq!(x.num_rows(), y.num_rows(), "{table}: rows");
         assert_eq!(x, y, "{table}: values");

@@ -443,6 +443,8 @@ keep = "0..2"
 channel_axis = 2
 tokens = {{ prefix = 1, grid = [2, 2] }}
 batch_axis = 1
+positions = 4
+positions_dtype = "float32"
 top_k = 3
 top_by = "mean"
 pool = 4
@@ -572,7 +574,7 @@ fn a_config_setting_every_key_is_valid_for_both() {
     }
     assert_eq!(
         all.len(),
-        49,
+        51,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }

@@ -18,7 +18,7 @@ fn duckdb_reads_every_table() {
         &[("a/x.png", 9, 9), ("b/y.jpg", 8, 12), ("b/z.png", 8, 8)],
     );
     write_html_as_jpg(&dir.path().join("images/a/bad.jpg"));
-    let layers = "[[layers]]\nname = \"conv1\"\ntensor = \"conv1\"\nkeep = [1, 3]\n\
+    let layers = "[[layers]]\nname = \"conv1\"\ntensor = \"conv1\"\nkeep = [1, 3]\npositions = 3\n\
                   [[layers]]\nname = \"logits\"\ntensor = \"logits\"";
     let config = tiny_config_with_layers(dir.path(), "interop", layers);
     let record = run_quietly(&config).unwrap();
@@ -31,11 +31,13 @@ import json, sys, duckdb
 out = sys.argv[1]
 q = lambda sql: duckdb.sql(sql.replace("OUT", out)).fetchall()
 print(json.dumps({
-    "rows": {t: q(f"SELECT count(*) FROM 'OUT/{t}/*.parquet'")[0][0] for t in ["images", "stats", "maps", "vectors", "top"]},
+    "rows": {t: q(f"SELECT count(*) FROM 'OUT/{t}/*.parquet'")[0][0] for t in ["images", "stats", "maps", "vectors", "top", "positions"]},
     "errors": q("SELECT path, error FROM 'OUT/images/*.parquet' WHERE status = 'error'"),
     "max": q("SELECT max(max) FROM 'OUT/stats/*.parquet'")[0][0],
     "map_len": q("SELECT DISTINCT len(values) FROM 'OUT/maps/*.parquet'"),
     "types": q("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM 'OUT/maps/*.parquet')"),
+    "position_types": q("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM 'OUT/positions/*.parquet')"),
+    "position": q("SELECT position, y, x, values FROM 'OUT/positions/*.parquet' ORDER BY image_id, position LIMIT 1"),
     "provenance": [json.loads(v) for (v,) in q(
         "SELECT decode(value) FROM parquet_kv_metadata('OUT/stats/*.parquet') "
         "WHERE decode(key) = 'layerwise.provenance'")],
@@ -46,6 +48,34 @@ print(json.dumps({
         assert_eq!(&got["rows"][table], rows, "{table}");
     }
     assert_eq!(got["rows"]["stats"], 12, "3 ok images x 4 channels");
+    assert_eq!(got["rows"]["positions"], 9, "3 ok images x 3 positions");
+    assert_eq!(
+        got["position_types"],
+        serde_json::json!([
+            ["image_id", "UBIGINT"],
+            ["layer", "VARCHAR"],
+            ["position", "UINTEGER"],
+            ["y", "UINTEGER"],
+            ["x", "UINTEGER"],
+            ["values", "FLOAT[]"]
+        ])
+    );
+    let positions = read_table(&out, "positions");
+    let first = &got["position"][0];
+    assert_eq!(first[0], u32s(&positions, "position")[0]);
+    assert_eq!(first[1], u32s(&positions, "y")[0]);
+    assert_eq!(first[2], u32s(&positions, "x")[0]);
+    let vector: Vec<f32> = first[3]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(
+        vector,
+        position_vectors(&positions)[0],
+        "float16, widened by DuckDB"
+    );
     assert_eq!(
         got["errors"],
         serde_json::json!([[

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
 use fast_image_resize::Resizer;
 use ndarray::{ArrayD, Axis};
 use ort::session::Session;
@@ -48,8 +49,9 @@ fn vit_config(dir: &Path, tag: &str, model_name: &str, run: &str, layers: &str) 
     path
 }
 
-const LAYERS: &str = "[[layers]]\ntensor = \"block0\"\nkeep = \"all\"\n\
-                      [[layers]]\ntensor = \"block1\"\ntop_k = 2\n";
+/// Statistics and maps only (a layer that writes positions is reduced on the host).
+const LAYERS: &str = "[[layers]]\ntensor = \"block0\"\nkeep = \"all\"\npositions = \"none\"\n\
+                      [[layers]]\ntensor = \"block1\"\ntop_k = 2\npositions = \"none\"\n";
 
 /// Each image's blocks from a direct session run of `reference`, batch first, by image path.
 fn direct(config: &Path, reference: &str, seq_first: bool) -> HashMap<String, [ArrayD<f32>; 2]> {
@@ -95,8 +97,9 @@ fn token_grids_are_inferred_and_equal_a_direct_session_run_in_the_host_and_in_th
             let out = dir.path().join(format!("out-{tag}"));
             let what = format!("{model_name} reduce = {reduce}");
 
-            let layout =
-                serde_json::to_value(&record.provenance.layers[0]).unwrap()["layout"].clone();
+            let layer = serde_json::to_value(&record.provenance.layers[0]).unwrap();
+            assert_eq!(layer["reduced_in"], reduce, "{what}");
+            let layout = layer["layout"].clone();
             assert_eq!(
                 layout,
                 serde_json::json!({
@@ -274,5 +277,202 @@ fn layers_with_shapes_says_how_the_tokens_lie() {
             (words.get(1) == Some(&tensor)).then(|| words[2..].join(" "))
         });
         assert_eq!(row.as_deref(), Some(want), "{out}");
+    }
+}
+
+/// The `positions` rows, by (image path, layer, position): y, x and the vector.
+type PositionRows = HashMap<(String, String, u32), (Option<u32>, Option<u32>, Vec<f32>)>;
+
+fn positions_of(out: &Path) -> PositionRows {
+    let images = read_table(out, "images");
+    let paths: HashMap<u64, String> = u64s(&images, "image_id")
+        .into_iter()
+        .zip(strings(&images, "path").into_iter().map(Option::unwrap))
+        .collect();
+    let table = read_table(out, "positions");
+    let (ids, layers) = (u64s(&table, "image_id"), strings(&table, "layer"));
+    let position = u32s(&table, "position");
+    let column = |name: &str| {
+        let c = table.column_by_name(name).unwrap();
+        let c = c.as_primitive::<UInt32Type>();
+        (0..c.len())
+            .map(|i| c.is_valid(i).then(|| c.value(i)))
+            .collect::<Vec<_>>()
+    };
+    let (y, x) = (column("y"), column("x"));
+    let values = position_vectors(&table);
+    (0..table.num_rows())
+        .map(|r| {
+            let key = (
+                paths[&ids[r]].clone(),
+                layers[r].clone().unwrap(),
+                position[r],
+            );
+            (key, (y[r], x[r], values[r].clone()))
+        })
+        .collect()
+}
+
+fn rounded(values: &[f32]) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_f32())
+        .collect()
+}
+
+#[test]
+fn positions_are_the_vectors_at_the_tokens_a_direct_session_run_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model_name, reference, prefix, seq_first) in VITS {
+        let tag = format!("positions-{}", model_name.trim_end_matches(".onnx"));
+        // block0: the default for tokens (the prefix, float16); block1: all of them.
+        let layers = "[[layers]]\ntensor = \"block0\"\n\
+                      [[layers]]\ntensor = \"block1\"\npositions = \"all\"\n";
+        let config = vit_config(dir.path(), &tag, model_name, "", layers);
+        run_quietly(&config).unwrap();
+        let want = direct(&config, reference, seq_first);
+        let got = positions_of(&dir.path().join(format!("out-{tag}")));
+        let tokens = prefix + GRID * GRID;
+        assert_eq!(got.len(), IMAGES.len() * (prefix + tokens), "{model_name}");
+        for (name, ..) in IMAGES {
+            for (layer, block, count) in [("block0", 0, prefix), ("block1", 1, tokens)] {
+                for t in 0..count {
+                    let (y, x, values) = &got[&(name.to_owned(), layer.to_owned(), t as u32)];
+                    let yx = (t >= prefix).then(|| ((t - prefix) / GRID, (t - prefix) % GRID));
+                    assert_eq!((*y, *x), (yx.map(|p| p.0 as u32), yx.map(|p| p.1 as u32)));
+                    let vector: Vec<f32> = (0..DIM).map(|c| want[name][block][[t, c]]).collect();
+                    assert_eq!(values, &rounded(&vector), "{model_name} {name} {layer} {t}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sampled_positions_are_the_same_across_reruns_resumes_and_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntensor = \"block1\"\npositions = 5\npositions_dtype = \"float32\"\n";
+    let config = vit_config(
+        dir.path(),
+        "sampled",
+        "tiny_vit.onnx",
+        "part_size = 1",
+        layers,
+    );
+    let whole = dir.path().join("whole");
+    single_run(&config, &whole);
+    let want = direct(&config, "tiny_vit_outputs.onnx", false);
+    let got = positions_of(&whole);
+    assert_eq!(got.len(), IMAGES.len() * 5);
+    for ((name, _, position), (y, x, values)) in &got {
+        let t = *position as usize;
+        assert!(t >= 1, "grid positions only: {t}");
+        assert_eq!(
+            (*y, *x),
+            (Some((t as u32 - 1) / 4), Some((t as u32 - 1) % 4))
+        );
+        let vector: Vec<f32> = (0..DIM).map(|c| want[name][1][[t, c]]).collect();
+        assert_eq!(values, &vector);
+    }
+    let mut drawn: Vec<Vec<u32>> = IMAGES
+        .iter()
+        .map(|(name, ..)| {
+            let mut p: Vec<u32> = got.keys().filter(|k| k.0 == *name).map(|k| k.2).collect();
+            p.sort();
+            p
+        })
+        .collect();
+    drawn.dedup();
+    assert!(
+        drawn.len() > 1,
+        "each image draws its own positions: {drawn:?}"
+    );
+
+    // Three shards into one folder, and the same rerun into another: equal to the whole.
+    let sharded = dir.path().join("sharded");
+    for shard in ["0/3", "1/3", "2/3"] {
+        succeeded(
+            layerwise()
+                .args(["run", "-q", "--shard", shard, "--out"])
+                .arg(&sharded)
+                .arg(&config),
+        );
+    }
+    assert_same_tables(&whole, &sharded);
+    let again = dir.path().join("again");
+    single_run(&config, &again);
+    assert_same_tables(&whole, &again);
+}
+
+#[test]
+fn a_cnn_layers_positions_are_its_maps_read_across_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntensor = \"conv1\"\nkeep = \"all\"\npositions = \"all\"\n\
+                  positions_dtype = \"float32\"\n";
+    let config = vit_config(dir.path(), "cnn", "tiny_nchw.onnx", "", layers);
+    run_quietly(&config).unwrap();
+    let out = dir.path().join("out-cnn");
+    let maps = read_table(&out, "maps");
+    let (ids, channels, values) = (
+        u64s(&maps, "image_id"),
+        u32s(&maps, "channel"),
+        lists(&maps),
+    );
+    let map: HashMap<(u64, u32), &Vec<f32>> = (0..maps.num_rows())
+        .map(|r| ((ids[r], channels[r]), &values[r]))
+        .collect();
+    let table = read_table(&out, "positions");
+    assert_eq!(
+        table.num_rows(),
+        IMAGES.len() * 64,
+        "8 x 8 pixels per image"
+    );
+    let (ids, positions) = (u64s(&table, "image_id"), u32s(&table, "position"));
+    let (ys, xs) = (u32s(&table, "y"), u32s(&table, "x"));
+    for (r, vector) in position_vectors(&table).iter().enumerate() {
+        let p = positions[r];
+        assert_eq!((ys[r], xs[r]), (p / 8, p % 8));
+        let across: Vec<f32> = (0..4).map(|c| map[&(ids[r], c)][p as usize]).collect();
+        assert_eq!(vector, &across);
+    }
+}
+
+#[test]
+fn positions_that_a_tensor_cannot_give_are_refused_before_any_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[layers]]\ntensor = \"conv1\"\npositions = \"prefix\"\n",
+            "tiny_nchw.onnx",
+            "error: config: `layers[0].positions` is \"prefix\", but `conv1` has no prefix tokens \
+             (not a token grid); write \"all\" or a number of positions per image",
+        ),
+        (
+            "[[layers]]\ntensor = \"block0\"\npositions = 17\n",
+            "tiny_vit.onnx",
+            "error: config: `layers[0].positions` asks for 17 positions per image, but `block0` \
+             has 16 (4 x 4); write \"all\", or at most 16",
+        ),
+        (
+            "[[layers]]\ntensor = \"logits\"\npositions = \"all\"\n",
+            "tiny_nchw_outputs.onnx",
+            "error: config: `layers[0].positions` applies to maps and tokens, but `logits` is one \
+             vector per image (rank 2), which the `vectors` table holds; remove `positions`",
+        ),
+        (
+            "[[layers]]\ntensor = \"block0\"\n[[layers]]\ntensor = \"block1\"\n\
+             positions_dtype = \"float32\"\n",
+            "tiny_vit.onnx",
+            "error: config: `layers` write positions of 8 Float16 values (`block0`) and of 8 \
+             Float32 values (`block1`), but the `positions` table holds vectors of one length and \
+             type; give the layers of another width their own run, or set `positions = \"none\"` \
+             on them",
+        ),
+    ];
+    for (i, (layers, model_name, message)) in cases.into_iter().enumerate() {
+        let config = vit_config(dir.path(), &format!("bad{i}"), model_name, "", layers);
+        let (code, stderr) = refused(&config);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.lines().last(), Some(message), "{stderr}");
     }
 }
