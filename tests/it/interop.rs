@@ -271,7 +271,7 @@ fn readme_queries_answer_what_the_rust_side_computed() {
             .unwrap_or_else(|| panic!("README Python block {block} assigns no {name}"))
     };
     let sql_names: Vec<&String> = got["sql"].as_object().unwrap().keys().collect();
-    assert_eq!(sql_names.len(), 7, "{sql_names:?}");
+    assert_eq!(sql_names.len(), 8, "{sql_names:?}");
 
     // Top 9 images per channel: exact paths and float32 maxima, in both engines.
     let want = top9(&written, "block5_conv3");
@@ -417,6 +417,30 @@ fn readme_queries_answer_what_the_rust_side_computed() {
             "{channel}"
         );
     }
+
+    // Position vectors: DuckDB's rows for one image, Polars' array of them all, as written.
+    let positions = read_table(&out, "positions");
+    let (ids, at) = (u64s(&positions, "image_id"), u32s(&positions, "position"));
+    let vectors = position_vectors(&positions);
+    assert_eq!(vectors.len(), 50 * 16, "16 per ok image");
+    assert!(vectors.iter().all(|v| v.len() == 512));
+    let one = sql(
+        "Position vectors: the 16 block5_conv3 positions drawn for one image, each 512 channels.",
+    );
+    assert_eq!(rows(one).len(), 16);
+    let mine: Vec<usize> = (0..ids.len()).filter(|&r| ids[r] == image_id).collect();
+    for (row, &r) in rows(one).iter().zip(&mine) {
+        assert_eq!(row[0], at[r]);
+        assert_eq!(
+            (row[1].clone(), row[2].clone()),
+            (at[r].div_euclid(14).into(), (at[r] % 14).into())
+        );
+        assert_same_map(&row[3], &vectors[r], "DuckDB's position vector");
+    }
+    let array = python(1, "vectors");
+    assert_eq!(array["shape"], serde_json::json!([50 * 16, 512]));
+    assert_eq!(array["dtype"], "float16");
+    assert_same_map(&array["values"], &vectors.concat(), "Polars' vectors");
 
     // The files that could not be read.
     assert_eq!(

@@ -476,3 +476,72 @@ fn positions_that_a_tensor_cannot_give_are_refused_before_any_image() {
         assert_eq!(stderr.lines().last(), Some(message), "{stderr}");
     }
 }
+
+#[test]
+fn the_documented_reader_yields_every_position_of_the_layer_once_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntensor = \"block0\"\npositions = \"all\"\n\
+                  [[layers]]\ntensor = \"block1\"\npositions = 3\n";
+    let config = vit_config(
+        dir.path(),
+        "reader",
+        "tiny_vit.onnx",
+        "part_size = 2",
+        layers,
+    );
+    run_quietly(&config).unwrap();
+    let out = dir.path().join("out-reader");
+    // The docs' first Python block, as written, then one epoch of block0 in batches of 7.
+    let script = r#"
+import json, re, sys
+docs, out = sys.argv[1:]
+block = re.findall(r"^```python\n(.*?)^```", open(docs).read(), flags=re.S | re.M)[0]
+exec(block)
+batches = list(position_batches(out, "block0", batch_size=7, seed=3))
+again = list(position_batches(out, "block0", batch_size=7, seed=3))
+print(json.dumps({
+    "shapes": [list(b.shape) for b in batches],
+    "dtypes": sorted({str(b.dtype) for b in batches}),
+    "rows": [r.tolist() for b in batches for r in b],
+    "same_order": all((a == b).all() for a, b in zip(batches, again)),
+}))
+"#;
+    let docs = root().join("docs/positions.md");
+    let output = std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(&docs)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = IMAGES.len() * (1 + GRID * GRID);
+    let shapes: Vec<Vec<usize>> = serde_json::from_value(got["shapes"].clone()).unwrap();
+    let mut want_shapes = vec![vec![7, DIM]; rows / 7];
+    want_shapes.push(vec![rows % 7, DIM]);
+    assert_eq!(shapes, want_shapes);
+    assert_eq!(got["dtypes"], serde_json::json!(["float32"]));
+    assert_eq!(got["same_order"], true, "the same seed, the same epoch");
+    let key = |v: &Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let mut yielded: Vec<Vec<u32>> = serde_json::from_value::<Vec<Vec<f32>>>(got["rows"].clone())
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let table = read_table(&out, "positions");
+    let layers = strings(&table, "layer");
+    let mut written: Vec<Vec<u32>> = position_vectors(&table)
+        .iter()
+        .zip(&layers)
+        .filter(|(_, l)| l.as_deref() == Some("block0"))
+        .map(|(v, _)| key(v))
+        .collect();
+    assert_eq!(written.len(), rows);
+    yielded.sort();
+    written.sort();
+    assert_eq!(yielded, written, "every row once");
+}
