@@ -545,3 +545,37 @@ print(json.dumps({
     written.sort();
     assert_eq!(yielded, written, "every row once");
 }
+
+#[test]
+fn plots_draw_each_channels_grid_not_a_strip() {
+    use layerwise::view::render::{magnification, GAP, TITLE_BAND};
+    let dir = tempfile::tempdir().unwrap();
+    let config = vit_config(dir.path(), "plot", "tiny_vit.onnx", "", LAYERS);
+    run_quietly(&config).unwrap();
+    let out = dir.path().join("out-plot");
+    let png = dir.path().join("top.png");
+    succeeded(
+        layerwise()
+            .args(["plot", "top", "--run"])
+            .arg(&out)
+            .args([
+                "--layer",
+                "block1",
+                "--channel",
+                "3",
+                "--k",
+                "2",
+                "--cols",
+                "2",
+                "--png",
+            ])
+            .arg(&png),
+    );
+    // Two cells of the 4 x 4 grid, side by side, each square: not 17 x 1 strips.
+    let side = GRID as u32 * magnification(GRID, GRID);
+    let img = image::open(&png).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (GAP + 2 * (side + GAP), GAP + TITLE_BAND + side + GAP)
+    );
+}
