@@ -260,6 +260,8 @@ pub struct OutputSpec {
     pub compression: Compression,
     /// Element type of stored maps.
     pub map_dtype: MapDtype,
+    /// `positions` rows shuffled within each part.
+    pub shuffle: bool,
 }
 
 impl Plan {
@@ -1024,6 +1026,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
         location: Location::of(&dir),
         compression: config.output.compression,
         map_dtype: config.output.map_dtype,
+        shuffle: config.output.shuffle,
     })
 }
 

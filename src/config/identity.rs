@@ -73,6 +73,7 @@ pub const KEYS: &[(&str, Role)] = &[
     ("output.dir", Role::Execution),
     ("output.compression", Role::Identity),
     ("output.map_dtype", Role::Identity),
+    ("output.shuffle", Role::Identity),
 ];
 
 /// The role of the key at a dotted path: its own, or that of the nearest table holding it that

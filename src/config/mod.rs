@@ -698,6 +698,11 @@ pub struct OutputConfig {
     /// Element type of stored maps.
     #[serde(default)]
     pub map_dtype: MapDtype,
+    /// Write each part's `positions` rows in a seeded random order across the part's images
+    /// (up to 128 MiB of rows shuffled at a time, seeded by the part's number), so that reading
+    /// part files and row groups in random order gives a well-mixed stream for training.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shuffle: bool,
 }
 
 /// Parquet compression codec.

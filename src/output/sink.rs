@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
+use arrow_array::{RecordBatch, UInt32Array};
 use parquet::basic::{Compression as Codec, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -52,6 +53,7 @@ impl TableCounts {
 pub struct Sink {
     dir: PathBuf,
     formats: Formats,
+    shuffle: bool,
     properties: WriterProperties,
     encoders: Encoders,
 }
@@ -76,6 +78,7 @@ impl Sink {
         Ok(Sink {
             dir: staging.to_owned(),
             formats,
+            shuffle: output.shuffle,
             properties: properties(output.compression, provenance),
             encoders: encoders.clone(),
         })
@@ -91,7 +94,8 @@ impl Sink {
         let files = Table::ALL
             .iter()
             .map(|&table| {
-                let properties = table_properties(&self.properties, table, &self.formats);
+                let shuffled = self.shuffle && table == Table::Positions;
+                let properties = table_properties(&self.properties, table, &self.formats, shuffled);
                 TableFile::create(
                     &self.dir,
                     table,
@@ -102,7 +106,8 @@ impl Sink {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PartWriter { files })
+        let shuffle = self.shuffle.then(|| Shuffle::new(part));
+        Ok(PartWriter { files, shuffle })
     }
 }
 
@@ -136,13 +141,19 @@ fn values_column() -> ColumnPath {
 /// key-value metadata, `image_id` (column 0) as the sorting column where rows are in
 /// ascending `image_id` order, and plain float16 values (byte stream split of 2-byte values is
 /// too recent for the readers).
-fn table_properties(base: &WriterProperties, table: Table, formats: &Formats) -> WriterProperties {
+fn table_properties(
+    base: &WriterProperties,
+    table: Table,
+    formats: &Formats,
+    shuffled: bool,
+) -> WriterProperties {
     let mut metadata = base.key_value_metadata().cloned().unwrap_or_default();
-    metadata.push(KeyValue::new(
-        ROW_ORDER_KEY.into(),
-        table.row_order().to_owned(),
-    ));
-    let sorting = table.sorted_by_image_id().then(|| {
+    let order = match shuffled {
+        true => SHUFFLED_ORDER,
+        false => table.row_order(),
+    };
+    metadata.push(KeyValue::new(ROW_ORDER_KEY.into(), order.to_owned()));
+    let sorting = (table.sorted_by_image_id() && !shuffled).then(|| {
         vec![SortingColumn {
             column_idx: 0,
             descending: false,
@@ -205,6 +216,17 @@ impl TableFile {
     }
 }
 
+impl TableFile {
+    /// Writes `batch`'s rows.
+    fn append(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .with_context(|| format!("cannot write {}", self.temporary.display()))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+}
+
 /// Removes the temporary files an interrupted attempt at this part left behind.
 fn remove_leftovers(folder: &Path, name: &str) {
     let prefix = format!(".{name}.");
@@ -223,6 +245,77 @@ fn remove_leftovers(folder: &Path, name: &str) {
 /// The files of one part, committed together.
 pub struct PartWriter {
     files: Vec<TableFile>,
+    /// The `positions` rows waiting to be shuffled, with `[output] shuffle`.
+    shuffle: Option<Shuffle>,
+}
+
+/// The `row_order` of a shuffled `positions` file.
+const SHUFFLED_ORDER: &str = "shuffled within the part: each run of SHUFFLE_BYTES (128 MiB) of \
+                              rows in the order of a Fisher-Yates shuffle driven by SplitMix64 \
+                              from (part << 32) | run";
+
+/// The bytes of `positions` rows shuffled at a time, with `[output] shuffle`.
+pub const SHUFFLE_BYTES: usize = 128 << 20;
+
+/// A part's `positions` rows, buffered and written out shuffled, SHUFFLE_BYTES at a time: the
+/// same rows give the same order whatever the batches they came in.
+struct Shuffle {
+    part: usize,
+    pending: Vec<RecordBatch>,
+    rows: usize,
+    runs: u64,
+}
+
+impl Shuffle {
+    fn new(part: usize) -> Shuffle {
+        Shuffle {
+            part,
+            pending: Vec::new(),
+            rows: 0,
+            runs: 0,
+        }
+    }
+
+    /// Takes `batch`; returns the shuffled runs now full.
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let row_bytes = batch.get_array_memory_size() / batch.num_rows().max(1);
+        let run = (SHUFFLE_BYTES / row_bytes.max(1)).max(1);
+        self.rows += batch.num_rows();
+        self.pending.push(batch);
+        let mut full = Vec::new();
+        while self.rows >= run {
+            full.push(self.take(run)?);
+        }
+        Ok(full)
+    }
+
+    /// The rows left, shuffled (none when nothing is left).
+    fn rest(&mut self) -> Result<Option<RecordBatch>> {
+        match self.rows {
+            0 => Ok(None),
+            rows => self.take(rows).map(Some),
+        }
+    }
+
+    /// The first `n` pending rows, shuffled.
+    fn take(&mut self, n: usize) -> Result<RecordBatch> {
+        let schema = self.pending[0].schema();
+        let all = arrow_select::concat::concat_batches(&schema, &self.pending)?;
+        let rest = all.slice(n, all.num_rows() - n);
+        self.pending = if rest.num_rows() > 0 {
+            vec![rest]
+        } else {
+            Vec::new()
+        };
+        self.rows -= n;
+        let seed = ((self.part as u64) << 32) | self.runs;
+        self.runs += 1;
+        let order = UInt32Array::from(crate::reduce::positions::shuffled(n, n, seed));
+        Ok(arrow_select::take::take_record_batch(
+            &all.slice(0, n),
+            &order,
+        )?)
+    }
 }
 
 impl PartWriter {
@@ -233,10 +326,14 @@ impl PartWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
-            file.writer
-                .write(&batch)
-                .with_context(|| format!("cannot write {}", file.temporary.display()))?;
-            file.rows += batch.num_rows() as u64;
+            match (&mut self.shuffle, table) {
+                (Some(shuffle), Table::Positions) => {
+                    for run in shuffle.push(batch)? {
+                        file.append(&run)?;
+                    }
+                }
+                _ => file.append(&batch)?,
+            }
         }
         Ok(())
     }
@@ -244,6 +341,16 @@ impl PartWriter {
     /// Finishes every file (footer written, synced) under its temporary name. When a file
     /// cannot be finished, none of the part's files is left behind.
     pub fn finish(mut self) -> Result<FinishedPart> {
+        if let Some(rest) = self
+            .shuffle
+            .as_mut()
+            .map(Shuffle::rest)
+            .transpose()?
+            .flatten()
+        {
+            let positions = self.files.iter_mut().find(|f| f.table == Table::Positions);
+            positions.expect("a part has every table").append(&rest)?;
+        }
         let files = std::mem::take(&mut self.files);
         // Dropped on an error below, it removes every file of the part.
         let mut finished = FinishedPart {
@@ -422,6 +529,7 @@ mod tests {
             location: crate::location::Location::Local(dir.to_owned()),
             compression: Compression::Zstd,
             map_dtype: formats.map_dtype,
+            shuffle: false,
         };
         let encoders = Encoders::new(2).unwrap();
         let sink = Sink::new(dir, &output, formats, "{}".into(), &encoders).unwrap();

@@ -48,16 +48,22 @@ impl Places {
 /// shuffle driven by SplitMix64 seeded with [`seed`]`(image_id, layer)`, so any process draws
 /// the same ones for the same image and layer. All of them when `n >= cells`.
 pub fn sample(cells: usize, n: usize, image_id: u64, layer: &str) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..cells as u32).collect();
-    let n = n.min(cells);
-    let mut state = seed(image_id, layer);
+    let mut order = shuffled(cells, n, seed(image_id, layer));
+    order.sort_unstable();
+    order
+}
+
+/// The first `n` of `0..len` after a Fisher-Yates shuffle driven by SplitMix64 from `state`
+/// (all of them, in shuffled order, when `n >= len`).
+pub fn shuffled(len: usize, n: usize, mut state: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    let n = n.min(len);
     for i in 0..n {
-        let left = (cells - i) as u64;
+        let left = (len - i) as u64;
         let j = i + ((u128::from(splitmix64(&mut state)) * u128::from(left)) >> 64) as usize;
         order.swap(i, j);
     }
     order.truncate(n);
-    order.sort_unstable();
     order
 }
 

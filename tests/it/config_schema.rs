@@ -453,6 +453,7 @@ pool = 4
 dir = "out"
 compression = "snappy"
 map_dtype = "float16"
+shuffle = true
 "#,
         model("tiny_nhwc.onnx").display()
     )
@@ -574,7 +575,7 @@ fn a_config_setting_every_key_is_valid_for_both() {
     }
     assert_eq!(
         all.len(),
-        51,
+        52,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }

@@ -579,3 +579,51 @@ fn plots_draw_each_channels_grid_not_a_strip() {
         (GAP + 2 * (side + GAP), GAP + TITLE_BAND + side + GAP)
     );
 }
+
+#[test]
+fn shuffled_positions_are_the_same_rows_in_one_seeded_order_whatever_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[layers]]\ntensor = \"block1\"\npositions = \"all\"\n";
+    let run = |tag: &str, batch: usize, shuffle: bool| {
+        let config = vit_config(
+            dir.path(),
+            tag,
+            "tiny_vit.onnx",
+            &format!("batch_size = {batch}"),
+            layers,
+        );
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{text}shuffle = {shuffle}\n")).unwrap();
+        run_quietly(&config).unwrap();
+        read_table(&dir.path().join(format!("out-{tag}")), "positions")
+    };
+    let (plain, shuffled) = (run("plain", 4, false), run("shuffled", 4, true));
+    assert_eq!(
+        shuffled,
+        run("again", 1, true),
+        "the same order, batches of 1 or 4"
+    );
+    let rows = |t: &arrow_array::RecordBatch| {
+        let (ids, at) = (u64s(t, "image_id"), u32s(t, "position"));
+        let values = position_vectors(t);
+        (0..t.num_rows())
+            .map(|r| {
+                (
+                    ids[r],
+                    at[r],
+                    values[r].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (plain, shuffled) = (rows(&plain), rows(&shuffled));
+    assert_ne!(plain, shuffled, "shuffled");
+    let mut sorted = shuffled.clone();
+    sorted.sort();
+    assert_eq!(sorted, plain, "exactly the rows, each once");
+    let first_images: Vec<u64> = shuffled[..8].iter().map(|r| r.0).collect();
+    assert!(
+        first_images.windows(2).any(|w| w[0] != w[1]),
+        "images mixed: {first_images:?}"
+    );
+}
