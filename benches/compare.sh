@@ -8,6 +8,7 @@
 # ORT_DYLIB_PATH at its library for layerwise), the ceiling is benches/ceiling.py on that
 # provider, layerwise runs the same configs with `[run] provider` set (`reduce = "auto"`: the
 # statistics in the graph), and the Python peer, a CPU pipeline, is left out.
+# LAYERWISE_BENCH_ONLY=bench-vit runs that workload alone.
 # Prints the date and cores, images/s and peak RSS of each, where layerwise's time per image
 # goes (wall time by stage, and CPU time by stage and for its busiest thread, from run.json),
 # and the ratios layerwise/ceiling and layerwise/peer. All three use every core.
@@ -33,7 +34,8 @@ source "$root/benches/measure.sh"
 prepare_bench "$count"
 
 workload() {
-  local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224}
+  local config=$1 model=$2 outputs=$3 keep=$4 scale=$5 size=${6:-224} peer=${7:-peer}
+  [[ -z ${LAYERWISE_BENCH_ONLY:-} || $config == "$LAYERWISE_BENCH_ONLY" ]] || return 0
   echo "== $config: $outputs ($provider)"
   if [[ $provider != cpu ]]; then
     measure ceiling $python benches/ceiling.py $data/models/$model $data/images --provider "$provider" \
@@ -64,6 +66,10 @@ PY
     awk -v l="$layerwise_rate" -v c="$ceiling_rate" 'BEGIN { printf "layerwise/ceiling %.2f\n", l / c }'
     return
   fi
+  if [[ $peer != peer ]]; then  # the peer computes statistics of NCHW maps only
+    awk -v l="$layerwise_rate" -v c="$ceiling_rate" 'BEGIN { printf "layerwise/ceiling %.2f\n", l / c }'
+    return
+  fi
   measure peer $python "$bench/peer_ort.py" pipeline $data/models/$model $data/images /tmp/layerwise-peer \
     --outputs "$outputs" --keep "$keep" --batch 8 --threads "$threads" --scale "$scale" --size "$size"
   awk -v l="$layerwise_rate" -v c="$ceiling_rate" -v p="$peer_rate" \
@@ -73,3 +79,4 @@ PY
 workload bench-vgg16 vgg16.onnx block1_conv1,block5_conv3 0,11,12,27,30,34 1
 workload bench-small small.onnx conv1,conv4 0,1,2,3,4 0.00392156862745098
 workload bench-mid mid.onnx stem,stage4_conv2 0,1,2,3 0.00392156862745098 320
+workload bench-vit vit.onnx block5,block11 0 0.00392156862745098 224 no-peer
