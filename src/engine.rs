@@ -198,7 +198,7 @@ fn reduce_in_graph(reducers: &mut [LayerReducer], opset: Option<i64>) -> Result<
     let reduced = appended
         .outputs
         .iter()
-        .flat_map(|o| std::iter::once(&o.stats).chain(&o.maps))
+        .flat_map(|o| std::iter::once(&o.stats).chain(&o.maps).chain(&o.prefix))
         .map(String::as_str);
     for name in vectors.chain(reduced) {
         if !outputs.iter().any(|o| o == name) {

@@ -60,6 +60,9 @@ pub struct LayerGraph<'a> {
     pub maps: GraphMaps<'a>,
     /// Average-pooling factor of the stored maps (1: none).
     pub pool: usize,
+    /// The prefix tokens to hand out whole, `[N, P, dim]` (a transformer's class token and
+    /// registers, for the `positions` table); 0 for none.
+    pub gathered_prefix: usize,
 }
 
 /// The outputs one layer's reduction adds.
@@ -69,6 +72,8 @@ pub struct LayerOutputs {
     pub stats: String,
     /// `[N, K, h, w]` stored maps (pooled), when the layer stores any.
     pub maps: Option<String>,
+    /// `[N, P, dim]` prefix tokens, when the layer writes them to `positions`.
+    pub prefix: Option<String>,
 }
 
 /// The appended graph: the serialized `GraphProto` fields, and each layer's outputs (which
@@ -258,15 +263,8 @@ impl Builder {
         }
         if layer.prefix > 0 {
             // [N, C, tokens] without its first `prefix` tokens.
-            let start = self.initializer(
-                &p("start"),
-                TYPE_INT64,
-                &[1],
-                &int64s(&[layer.prefix as i64]),
-            );
-            let end = self.initializer(&p("end"), TYPE_INT64, &[1], &int64s(&[i64::MAX]));
-            let axis = self.initializer(&p("axis"), TYPE_INT64, &[1], &int64s(&[2]));
-            x = self.node("Slice", &[&x, &start, &end, &axis], &p("grid"), &[]);
+            let range = (layer.prefix as i64, i64::MAX);
+            x = self.slice(&x, range, 2, &|name| p(&format!("grid_{name}")));
         }
         let maps = self.reshape(&x, &[0, c as i64, h as i64, w as i64], &p("maps"));
         let flat = self.reshape(&maps, &[0, c as i64, -1], &p("flat"));
@@ -287,10 +285,48 @@ impl Builder {
                 Some(self.pool(&kept, layer.pool, &p("stored")))
             }
         };
+        let prefix = (layer.gathered_prefix > 0).then(|| self.prefix_tokens(layer, &p));
         Ok(LayerOutputs {
             stats,
             maps: stored,
+            prefix,
         })
+    }
+
+    /// The first `gathered_prefix` tokens of a `[N, tokens, dim]` layer (`[tokens, N, dim]`
+    /// sequence first), batch first: `[N, P, dim]`.
+    fn prefix_tokens(&mut self, layer: &LayerGraph, p: &dyn Fn(&str) -> String) -> String {
+        let mut x = layer.tensor.to_owned();
+        if layer.batch_axis == 1 {
+            x = self.node(
+                "Transpose",
+                &[&x],
+                &p("batch_first"),
+                &[Attribute::Ints("perm", &[1, 0, 2])],
+            );
+        }
+        let range = (0, layer.gathered_prefix as i64);
+        self.slice(&x, range, 1, &|name| p(&format!("prefix_{name}")))
+    }
+
+    /// `input[start..end]` along `axis`; `name` names its initializers and (`"tokens"`) its
+    /// output.
+    fn slice(
+        &mut self,
+        input: &str,
+        (start, end): (i64, i64),
+        axis: i64,
+        name: &dyn Fn(&str) -> String,
+    ) -> String {
+        let mut bound = |which: &str, value: i64| {
+            self.initializer(&name(which), TYPE_INT64, &[1], &int64s(&[value]))
+        };
+        let (start, end, axis) = (
+            bound("start", start),
+            bound("end", end),
+            bound("axis", axis),
+        );
+        self.node("Slice", &[input, &start, &end, &axis], &name("tokens"), &[])
     }
 
     /// The `[N, C, Stat::COUNT]` statistics of `maps` (`[N, C, H, W]`, maps `width` wide),
@@ -469,6 +505,7 @@ mod tests {
             batch_axis: 0,
             channel_axis: 1,
             prefix: 0,
+            gathered_prefix: 0,
             channels: 8,
             height: 5,
             width: 5,
@@ -505,10 +542,12 @@ mod tests {
                 LayerOutputs {
                     stats: "layerwise.reduce.0.stats".into(),
                     maps: Some("layerwise.reduce.0.stored".into()),
+                    prefix: None,
                 },
                 LayerOutputs {
                     stats: "layerwise.reduce.1.stats".into(),
                     maps: None,
+                    prefix: None,
                 },
             ]
         );

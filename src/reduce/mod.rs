@@ -100,6 +100,8 @@ struct GraphOutputs {
     stats: usize,
     /// Its stored maps, `[N, K, h, w]`: every channel for a layer with `top_k`, else the kept.
     maps: Option<usize>,
+    /// Its prefix tokens, `[N, P, dim]`, for `positions = "prefix"`.
+    prefix: Option<usize>,
 }
 
 /// Where the stored maps of one batch come from.
@@ -202,11 +204,14 @@ impl LayerReducer {
     }
 
     /// What the session's graph is to compute for this layer (none for a vector layer, or one
-    /// that writes positions: they are taken from the whole tensor).
+    /// that writes positions other than its prefix tokens: they are taken from the whole
+    /// tensor).
     pub fn graph(&self) -> Option<LayerGraph<'_>> {
-        if self.writes_positions() {
-            return None;
-        }
+        let gathered_prefix = match self.places.positions {
+            Positions::None => 0,
+            Positions::Prefix => self.layout.tokens.map_or(0, |t| t.prefix),
+            Positions::All | Positions::Sample(_) => return None,
+        };
         let (channels, height, width) = self.maps_shape()?;
         let maps = match (self.top, self.keep.as_slice()) {
             (Some(_), _) => GraphMaps::All,
@@ -224,6 +229,7 @@ impl LayerReducer {
             width,
             maps,
             pool: self.pool,
+            gathered_prefix,
         })
     }
 
@@ -232,7 +238,8 @@ impl LayerReducer {
     pub fn reduced_in_graph(&mut self, outputs: &LayerOutputs, index: impl Fn(&str) -> usize) {
         self.graph = Some(GraphOutputs {
             stats: index(&outputs.stats),
-            maps: outputs.maps.as_deref().map(index),
+            maps: outputs.maps.as_deref().map(&index),
+            prefix: outputs.prefix.as_deref().map(&index),
         });
     }
 
@@ -255,6 +262,9 @@ impl LayerReducer {
                 width.div_ceil(self.pool),
             ];
             shapes.push((maps, pooled));
+        }
+        if let (Some(prefix), Some(tokens)) = (graph.prefix, self.layout.tokens) {
+            shapes.push((prefix, vec![tokens.prefix, channels]));
         }
         shapes
     }
@@ -361,7 +371,12 @@ impl LayerReducer {
             rows.stats.push(key(c, (height, width)), s);
         }
         if self.writes_positions() {
-            self.push_positions(&outputs[self.tensor_index], i, image_id, rows);
+            let (tensor, channel_axis) = match self.graph.and_then(|g| g.prefix) {
+                // The graph's `[N, P, dim]`: position p is its row p.
+                Some(index) => (&outputs[index], 2),
+                None => (&outputs[self.tensor_index], self.layout.channel_axis),
+            };
+            self.push_positions(tensor, channel_axis, i, image_id, rows);
         }
         let source = match self.graph {
             None => MapSource::Tensor(self.maps(&outputs[self.tensor_index])),
@@ -424,16 +439,18 @@ impl LayerReducer {
         self.places.positions != Positions::None
     }
 
-    /// Appends image `i`'s `positions` rows: at each of its places, the vector across channels.
+    /// Appends image `i`'s `positions` rows from `tensor`, whose channels are on
+    /// `channel_axis`: at each of its places, the vector across channels.
     fn push_positions(
         &self,
         tensor: &ArrayViewD<'_, f32>,
+        channel_axis: usize,
         i: usize,
         image_id: u64,
         rows: &mut Rows,
     ) {
         let image = tensor.index_axis(Axis(0), i);
-        let channel = self.layout.channel_axis - 1;
+        let channel = channel_axis - 1;
         let mut axes: Vec<usize> = (0..image.ndim()).filter(|&a| a != channel).collect();
         axes.push(channel);
         let channel_last = image.permuted_axes(axes);

@@ -323,13 +323,23 @@ fn rounded(values: &[f32]) -> Vec<f32> {
 #[test]
 fn positions_are_the_vectors_at_the_tokens_a_direct_session_run_gives() {
     let dir = tempfile::tempdir().unwrap();
-    for (model_name, reference, prefix, seq_first) in VITS {
-        let tag = format!("positions-{}", model_name.trim_end_matches(".onnx"));
-        // block0: the default for tokens (the prefix, float16); block1: all of them.
+    for ((model_name, reference, prefix, seq_first), reduce) in
+        VITS.into_iter().flat_map(|v| [(v, "host"), (v, "graph")])
+    {
+        let tag = format!(
+            "positions-{}-{reduce}",
+            model_name.trim_end_matches(".onnx")
+        );
+        // block0: the default for tokens (the prefix, float16), gathered in the graph with
+        // `reduce = "graph"`; block1: all of them (from the whole tensor, on the host).
         let layers = "[[layers]]\ntensor = \"block0\"\n\
                       [[layers]]\ntensor = \"block1\"\npositions = \"all\"\n";
-        let config = vit_config(dir.path(), &tag, model_name, "", layers);
-        run_quietly(&config).unwrap();
+        let run = format!("reduce = \"{reduce}\"");
+        let config = vit_config(dir.path(), &tag, model_name, &run, layers);
+        let record = run_quietly(&config).unwrap();
+        let reduced_in = |l: usize| serde_json::to_value(record.provenance.layers[l].reduced_in);
+        let reduced_in = (reduced_in(0).unwrap(), reduced_in(1).unwrap());
+        assert_eq!(reduced_in, (reduce.into(), "host".into()));
         let want = direct(&config, reference, seq_first);
         let got = positions_of(&dir.path().join(format!("out-{tag}")));
         let tokens = prefix + GRID * GRID;
