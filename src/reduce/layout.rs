@@ -6,6 +6,7 @@ use crate::config::Tokens;
 use crate::error::PlanError;
 use crate::model::tokens::{infer, Inference};
 use crate::plan::{GridHints, LayerSpec};
+use crate::reduce::dims;
 
 /// How a layer of rank 3 or more becomes maps, batch first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +88,7 @@ impl Layout {
             (None, None, _) => Ok(plain(1, Decided::Default)),
         }
     }
-}
 
-impl Layout {
     /// How its tokens lie, for messages: "4 x 4 patches + 1 prefix token", or "not a token
     /// grid".
     pub fn describe_tokens(&self) -> String {
@@ -111,10 +110,45 @@ fn override_hint(count: usize, hints: GridHints) -> String {
     }
 }
 
-fn dims(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Keep, MapDtype};
+
+    fn layer(input: [usize; 2], patch: [usize; 2]) -> LayerSpec {
+        LayerSpec {
+            name: "b".into(),
+            tensor: "b".into(),
+            selector: "b".into(),
+            position: 3,
+            keep: Keep::default(),
+            channel_axis: None,
+            tokens: None,
+            batch_axis: None,
+            grid_hints: GridHints {
+                input,
+                patch: Some(patch),
+            },
+            positions: None,
+            positions_dtype: MapDtype::Float16,
+            top: None,
+            pool: 1,
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_token_count_is_refused_with_the_override_to_write() {
+        // 16 tokens over 12 x 12 with patches of 5: 4 x 4, or 3 x 3 and 7 prefix tokens.
+        let err = Layout::of(&layer([12, 12], [5, 5]), &[16, 8]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config: `layers[3].tokens` cannot be inferred for tensor `b` [N, 16, 8]: its 16 \
+             tokens lie as 4 x 4 patches + 0 prefix tokens, or 3 x 3 patches + 7 prefix tokens; \
+             say which, e.g.\n  tokens = { prefix = 0, grid = [4, 4] }"
+        );
+        let inferred = Layout::of(&layer([8, 8], [2, 2]), &[17, 8]).unwrap();
+        assert_eq!(inferred.decided, Decided::Inferred);
+        let strips = Layout::of(&layer([8, 8], [2, 2]), &[3, 8]).unwrap();
+        assert_eq!((strips.channel_axis, strips.decided), (1, Decided::Default));
+    }
 }

@@ -679,6 +679,7 @@ fn graph_stats(view: &ArrayViewD<'_, f32>, values: usize) -> Vec<MapStats> {
         .collect()
 }
 
+/// `2, 3, 4`: a shape for a message.
 fn dims(shape: &[usize]) -> String {
     shape
         .iter()
