@@ -106,7 +106,7 @@ pub fn check(config: &Path, overrides: &Overrides) -> Result<CheckReport> {
     let sink = Sink::new(&scratch.0, &plan.output, formats, provenance, &encoders)?;
     // An empty part gives the fixed cost of a file; the sample part adds the cost per image.
     let empty = sink.begin_part(0)?.finish()?.counts;
-    let mut batcher = Batcher::new(&plan, &mut extractor, &reducers, &pool);
+    let mut batcher = Batcher::new(&plan, &mut extractor, &reducers, formats, &pool);
     // Two batches: memory keeps growing after the first model call (allocator arenas).
     let mut part = sink.begin_part(1)?;
     for batch in sample.chunks(batch_size) {

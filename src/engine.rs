@@ -331,11 +331,13 @@ pub struct BatchResult {
 }
 
 impl<'a> Batcher<'a> {
-    /// A batcher over a prepared session; `pool` ([`Prepared::pool`]) decodes and reduces.
+    /// A batcher over a prepared session whose rows' list columns are as `formats`
+    /// ([`Prepared::formats`]) says; `pool` ([`Prepared::pool`]) decodes and reduces.
     pub fn new(
         plan: &'a Plan,
         extractor: &'a mut Extractor,
         reducers: &'a [LayerReducer],
+        formats: Formats,
         pool: &'a rayon::ThreadPool,
     ) -> Self {
         let len = extractor.batch_size() * plan.preprocess.image_len();
@@ -349,8 +351,7 @@ impl<'a> Batcher<'a> {
             cpu: Arc::default(),
             extractor,
             reducers,
-            formats: reduce::formats(plan.output.map_dtype, reducers)
-                .expect("checked when the plan was prepared"),
+            formats,
             tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
             times: StageTimes::default(),
         };

@@ -117,7 +117,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
 
     let running = Instant::now();
     let (process_started, main_started) = (cpu::process_time(), cpu::own_time());
-    let mut batcher = Batcher::new(plan, &mut extractor, &reducers, &pool);
+    let mut batcher = Batcher::new(plan, &mut extractor, &reducers, formats, &pool);
     let ledger = batcher.cpu().clone();
     let mut progress = Progress::new(todo_images, options.quiet);
     let (mut errors, mut done_images) = (0, 0);

@@ -106,7 +106,7 @@ impl Sink {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let shuffle = self.shuffle.then(|| Shuffle::new(part));
+        let shuffle = self.shuffle.then(|| Shuffle::new(part, &self.formats));
         Ok(PartWriter { files, shuffle })
     }
 }
@@ -261,15 +261,25 @@ pub const SHUFFLE_BYTES: usize = 128 << 20;
 /// same rows give the same order whatever the batches they came in.
 struct Shuffle {
     part: usize,
+    /// Rows a run holds: SHUFFLE_BYTES of rows of the run's vector length and element type, so
+    /// the runs (and the order) do not depend on how the rows were batched.
+    run: usize,
     pending: Vec<RecordBatch>,
     rows: usize,
     runs: u64,
 }
 
 impl Shuffle {
-    fn new(part: usize) -> Shuffle {
+    fn new(part: usize, formats: &Formats) -> Shuffle {
+        let element = match formats.positions_dtype {
+            MapDtype::Float32 => 4,
+            MapDtype::Float16 => 2,
+        };
+        // The vector, and the id, position, y and x beside it.
+        let row = formats.positions_dim * element + 8 + 3 * 4;
         Shuffle {
             part,
+            run: (SHUFFLE_BYTES / row).max(1),
             pending: Vec::new(),
             rows: 0,
             runs: 0,
@@ -278,13 +288,11 @@ impl Shuffle {
 
     /// Takes `batch`; returns the shuffled runs now full.
     fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let row_bytes = batch.get_array_memory_size() / batch.num_rows().max(1);
-        let run = (SHUFFLE_BYTES / row_bytes.max(1)).max(1);
         self.rows += batch.num_rows();
         self.pending.push(batch);
         let mut full = Vec::new();
-        while self.rows >= run {
-            full.push(self.take(run)?);
+        while self.rows >= self.run {
+            full.push(self.take(self.run)?);
         }
         Ok(full)
     }

@@ -239,6 +239,7 @@ pub fn channels_from_config(
         &prepared.plan,
         &mut prepared.extractor,
         &prepared.reducers,
+        prepared.formats,
         &pool,
     );
     batcher.process(&[sample], &mut rows)?;
