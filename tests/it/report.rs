@@ -23,7 +23,7 @@ fn demo_report() -> &'static (tempfile::TempDir, PathBuf) {
 }
 
 /// Runs `layerwise report OUT ARGS`; returns the path it printed.
-fn report(out: &Path, args: &[&str]) -> PathBuf {
+pub fn report(out: &Path, args: &[&str]) -> PathBuf {
     let output = layerwise()
         .arg("report")
         .arg(out)
@@ -35,7 +35,7 @@ fn report(out: &Path, args: &[&str]) -> PathBuf {
     PathBuf::from(printed.trim())
 }
 
-fn page(report: &Path, name: &str) -> String {
+pub fn page(report: &Path, name: &str) -> String {
     std::fs::read_to_string(report.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -564,7 +564,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs tests/browser/check_report.py (headless Chromium) over `pages` of `report`.
-fn browser(report: &Path, shots: &Path, pages: &[&str]) -> Vec<Value> {
+pub fn browser(report: &Path, shots: &Path, pages: &[&str]) -> Vec<Value> {
     assert!(
         Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists(),
         "no browser: run scripts/browser-env.sh (Debian's chromium and chromium-driver)"

@@ -557,7 +557,8 @@ print(json.dumps({
 }
 
 #[test]
-fn plots_draw_each_channels_grid_not_a_strip() {
+fn plots_and_the_atlas_draw_each_channels_grid_not_a_strip() {
+    use crate::report::{browser, page, report};
     use layerwise::view::render::{magnification, GAP, TITLE_BAND};
     let dir = tempfile::tempdir().unwrap();
     let config = vit_config(dir.path(), "plot", "tiny_vit.onnx", "", LAYERS);
@@ -588,6 +589,23 @@ fn plots_draw_each_channels_grid_not_a_strip() {
         (img.width(), img.height()),
         (GAP + 2 * (side + GAP), GAP + TITLE_BAND + side + GAP)
     );
+    // The atlas: each example of block1's channel 3 is the 4 x 4 grid over its image.
+    report(&out, &[]);
+    let atlas = out.join("report");
+    let layer = page(&atlas, "layer-1.html");
+    assert!(
+        layer.contains("8 channels over 4 x 4 patches + 1 prefix token"),
+        "{layer}"
+    );
+    for rank in 0..2 {
+        let example = image::open(atlas.join(format!("layer-1/c3-{rank}.jpg"))).unwrap();
+        assert_eq!((example.width(), example.height()), (side, side));
+    }
+    let shots = root().join("target/report-shots-vit");
+    let pages = ["index.html", "layer-1.html", "layer-1/channel-3.html"];
+    let checked = browser(&atlas, &shots, &pages);
+    assert_eq!(checked[1]["sorted_rows"], DIM, "the layer table sorts");
+    assert_eq!(checked[2]["images"], 2, "both examples load");
 }
 
 #[test]

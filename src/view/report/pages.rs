@@ -42,15 +42,6 @@ impl LayerView<'_> {
     pub fn folder(&self) -> String {
         format!("layer-{}", self.index)
     }
-
-    fn shape(&self) -> String {
-        let l = self.layer;
-        if l.kind == LayerKind::Vector {
-            format!("vector of {}", l.channels)
-        } else {
-            format!("{} channels x {} x {}", l.channels, l.height, l.width)
-        }
-    }
 }
 
 /// What every page needs to know of the run.
@@ -192,7 +183,7 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
                     escape(&l.layer.name)
                 )),
                 Td::html(escape(l.layer.kind.name())),
-                Td::html(escape(&l.shape())),
+                Td::html(escape(&l.layer.describe())),
                 Td::count(l.layer.channels as u64),
                 Td::count(l.layer.kept.len() as u64),
             ]
@@ -247,7 +238,7 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
     let mut body = format!(
         "<h1>{}</h1>\n<p>{}; maps stored for {} channels; examples from {}.</p>\n",
         escape(&l.name),
-        escape(&view.shape()),
+        escape(&l.describe()),
         l.kept.len(),
         source_text(view)
     );
