@@ -22,6 +22,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
 
+use super::float16::{self, Float16Column};
 use crate::cpu;
 
 /// The name of the encoder threads.
@@ -89,13 +90,25 @@ impl Encoders {
 }
 
 /// The encoded columns of one row group, or why it could not be encoded.
-type Encoded = Result<Vec<ArrowColumnChunk>>;
+type Encoded = Result<Vec<Chunk>>;
+
+/// One encoded column chunk of a row group.
+enum Chunk {
+    /// Encoded by the Parquet crate.
+    Arrow(ArrowColumnChunk),
+    /// A column of float16 lists, encoded by [`float16`].
+    Float16(float16::Chunk),
+}
+
+/// What encodes each column of a file: the Parquet crate (None) or [`Float16Column`].
+type Columns = Arc<Vec<Option<Float16Column>>>;
 
 /// One Parquet file being written, its row groups encoded on the [`Encoders`].
 pub struct ParallelWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: Arc<ArrowRowGroupWriterFactory>,
     schema: SchemaRef,
+    columns: Columns,
     encoders: Encoders,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -121,12 +134,20 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
             flat,
             "only flat schemas and lists of primitives are encoded"
         );
-        let (file, factory) = ArrowWriter::try_new(out, schema.clone(), Some(properties))?
+        let (file, factory) = ArrowWriter::try_new(out, schema.clone(), Some(properties.clone()))?
             .into_serialized_writer()?;
+        let descriptors = file.schema_descr().columns();
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(descriptors)
+            .map(|(field, descr)| Float16Column::new(field, descr, &properties))
+            .collect();
         Ok(ParallelWriter {
             file,
             factory: Arc::new(factory),
             schema,
+            columns: Arc::new(columns),
             encoders: encoders.clone(),
             pending: Vec::new(),
             pending_rows: 0,
@@ -175,12 +196,13 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
     fn close_row_group(&mut self) -> Result<()> {
         let batches = std::mem::take(&mut self.pending);
         (self.pending_rows, self.pending_bytes) = (0, 0);
-        let (index, factory, schema) = (self.row_groups, self.factory.clone(), self.schema.clone());
+        let (index, factory) = (self.row_groups, self.factory.clone());
+        let (schema, columns) = (self.schema.clone(), self.columns.clone());
         self.row_groups += 1;
         let (sender, receiver) = sync_channel(1);
         self.encoders.pool.spawn(move || {
             let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                encode(&factory, index, &schema, &batches)
+                encode(&factory, index, &schema, &columns, &batches)
             }))
             .unwrap_or_else(|_| Err(anyhow!("encoding row group {index} panicked")));
             let _ = sender.send(encoded);
@@ -215,10 +237,13 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
         self.append(encoded?)
     }
 
-    fn append(&mut self, chunks: Vec<ArrowColumnChunk>) -> Result<()> {
+    fn append(&mut self, chunks: Vec<Chunk>) -> Result<()> {
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
+            match chunk {
+                Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                Chunk::Float16(chunk) => row_group.append_column(&chunk.bytes, chunk.close)?,
+            }
         }
         row_group.close()?;
         Ok(())
@@ -249,6 +274,7 @@ fn encode(
     factory: &ArrowRowGroupWriterFactory,
     index: usize,
     schema: &SchemaRef,
+    columns: &[Option<Float16Column>],
     batches: &[RecordBatch],
 ) -> Encoded {
     let writers = factory.create_column_writers(index)?;
@@ -256,6 +282,12 @@ fn encode(
         .into_par_iter()
         .enumerate()
         .map(|(column, mut writer)| {
+            if let Some(float16) = &columns[column] {
+                let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(column)).collect();
+                if let Some(chunk) = float16.encode(&arrays)? {
+                    return Ok(Chunk::Float16(chunk));
+                }
+            }
             let field = schema.field(column);
             for batch in batches {
                 for slice in slices(batch.column(column)) {
@@ -264,7 +296,7 @@ fn encode(
                     }
                 }
             }
-            Ok(writer.close()?)
+            Ok(Chunk::Arrow(writer.close()?))
         })
         .collect()
 }

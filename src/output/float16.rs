@@ -1,0 +1,485 @@
+//! Column chunks of float16 lists (`maps` and `positions` in float16), encoded here rather than
+//! by the Parquet crate, which turns every float16 into a fixed-length byte array of its own
+//! and stores positions at 37 MB a second of its CPU (`benches/RESULTS.md`). Here the values go
+//! into PLAIN pages as they lie in memory (a float16 is stored as its two little-endian bytes,
+//! as Arrow holds it), the levels as a few run-length runs per row, and each page is compressed
+//! with the file's codec: the same Parquet as the crate writes (the tests read both back equal),
+//! spliced into the row group the same way.
+
+use anyhow::Result;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::{DataType, Field};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, PageType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// A column chunk encoded here: its bytes (the chunk starts at offset 0) and what its row group
+/// records of it.
+pub struct Chunk {
+    /// The pages, headers included.
+    pub bytes: Bytes,
+    /// Its metadata and offset index.
+    pub close: ColumnCloseResult,
+}
+
+/// How one column of float16 lists is written: its Parquet column, codec and page size.
+#[derive(Clone)]
+pub struct Float16Column {
+    descr: ColumnDescPtr,
+    codec: Compression,
+    page_bytes: usize,
+    page_rows: usize,
+}
+
+impl Float16Column {
+    /// The writer of `field`'s column `descr` under `properties`, when this module writes it: a
+    /// list or fixed-size list of float16 in which neither lists nor values may be null (so at
+    /// most one repetition and one definition level), dictionary off, PLAIN values, no
+    /// statistics and a codec of none, Snappy or Zstandard. None otherwise.
+    pub fn new(
+        field: &Field,
+        descr: &ColumnDescPtr,
+        properties: &WriterProperties,
+    ) -> Option<Float16Column> {
+        let item = match field.data_type() {
+            DataType::List(item) | DataType::FixedSizeList(item, _) => item,
+            _ => return None,
+        };
+        let path = descr.path();
+        let codec = properties.compression(path);
+        let supported = matches!(
+            codec,
+            Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_)
+        );
+        let plain = !properties.dictionary_enabled(path)
+            && properties.encoding(path).unwrap_or(Encoding::PLAIN) == Encoding::PLAIN
+            && properties.statistics_enabled(path)
+                == parquet::file::properties::EnabledStatistics::None
+            && properties.bloom_filter_properties(path).is_none();
+        let levels = descr.max_rep_level() == 1 && descr.max_def_level() == 1;
+        let wanted = *item.data_type() == DataType::Float16
+            && !field.is_nullable()
+            && !item.is_nullable()
+            && supported
+            && plain
+            && levels;
+        wanted.then(|| Float16Column {
+            descr: descr.clone(),
+            codec,
+            page_bytes: properties.data_page_size_limit(),
+            page_rows: properties.data_page_row_count_limit(),
+        })
+    }
+
+    /// The column chunk of `arrays` (the column of each batch of a row group, in order); None
+    /// when one holds a null, which the Parquet crate then writes.
+    pub fn encode(&self, arrays: &[&ArrayRef]) -> Result<Option<Chunk>> {
+        let mut rows = Vec::with_capacity(arrays.len());
+        for array in arrays {
+            match Rows::of(array) {
+                Some(r) => rows.push(r),
+                None => return Ok(None),
+            }
+        }
+        let mut chunk = ChunkWriter::new(self);
+        for r in &rows {
+            for row in 0..r.len() {
+                let values = r.row(row);
+                chunk.push(values)?;
+            }
+        }
+        chunk.finish().map(Some)
+    }
+}
+
+/// The rows of one list array: each row's float16 values as bytes.
+struct Rows<'a> {
+    bytes: &'a [u8],
+    offsets: Vec<usize>,
+}
+
+impl<'a> Rows<'a> {
+    /// None when the array or its values hold a null.
+    fn of(array: &'a ArrayRef) -> Option<Rows<'a>> {
+        if array.null_count() > 0 {
+            return None;
+        }
+        let (values, offsets) = match array.data_type() {
+            DataType::FixedSizeList(_, size) => {
+                let list = array.as_fixed_size_list();
+                let size = *size as usize;
+                let first = list.offset() * size;
+                let offsets = (0..=list.len()).map(|r| first + r * size).collect();
+                (list.values(), offsets)
+            }
+            DataType::List(_) => {
+                let list = array.as_list::<i32>();
+                let offsets = list.value_offsets().iter().map(|&o| o as usize).collect();
+                (list.values(), offsets)
+            }
+            _ => return None,
+        };
+        let values = values.as_primitive_opt::<arrow_array::types::Float16Type>()?;
+        if values.null_count() > 0 {
+            return None;
+        }
+        Some(Rows {
+            bytes: values.values().inner().as_slice(),
+            offsets,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Row `row`'s values, two bytes each.
+    fn row(&self, row: usize) -> &'a [u8] {
+        &self.bytes[self.offsets[row] * 2..self.offsets[row + 1] * 2]
+    }
+}
+
+/// A column chunk being written, a page at a time.
+struct ChunkWriter<'c> {
+    column: &'c Float16Column,
+    out: TrackedWrite<Vec<u8>>,
+    page: Pending,
+    rows: u64,
+    levels: u64,
+    locations: Vec<PageLocation>,
+    compressed: u64,
+    uncompressed: u64,
+}
+
+/// The page being filled: its levels, as runs, and its values.
+#[derive(Default)]
+struct Pending {
+    repetition: Runs,
+    definition: Runs,
+    values: Vec<u8>,
+    rows: usize,
+    levels: u32,
+}
+
+impl<'c> ChunkWriter<'c> {
+    fn new(column: &'c Float16Column) -> ChunkWriter<'c> {
+        ChunkWriter {
+            column,
+            out: TrackedWrite::new(Vec::new()),
+            page: Pending::default(),
+            rows: 0,
+            levels: 0,
+            locations: Vec::new(),
+            compressed: 0,
+            uncompressed: 0,
+        }
+    }
+
+    /// Adds a row of `values` (two bytes each); an empty list is one level of 0.
+    fn push(&mut self, values: &[u8]) -> Result<()> {
+        let count = values.len() / 2;
+        let page = &mut self.page;
+        page.repetition.push(0, 1);
+        if count == 0 {
+            page.definition.push(0, 1);
+            page.levels += 1;
+        } else {
+            page.repetition.push(1, count as u32 - 1);
+            page.definition.push(1, count as u32);
+            page.levels += count as u32;
+        }
+        page.values.extend_from_slice(values);
+        page.rows += 1;
+        if page.values.len() >= self.column.page_bytes || page.rows >= self.column.page_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending page, if it has a row.
+    fn flush(&mut self) -> Result<()> {
+        if self.page.rows == 0 {
+            return Ok(());
+        }
+        let page = std::mem::take(&mut self.page);
+        let (rows, levels) = (page.rows, page.levels);
+        let mut buf = Vec::with_capacity(page.values.len() + 64);
+        page.repetition.write_to(&mut buf);
+        page.definition.write_to(&mut buf);
+        buf.extend_from_slice(&page.values);
+        let uncompressed = buf.len();
+        let buf = compress(self.column.codec, buf)?;
+        let data = Page::DataPage {
+            buf: Bytes::from(buf),
+            num_values: levels,
+            encoding: Encoding::PLAIN,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let spec = SerializedPageWriter::new(&mut self.out)
+            .write_page(CompressedPage::new(data, uncompressed))?;
+        self.locations.push(PageLocation {
+            offset: spec.offset as i64,
+            compressed_page_size: spec.bytes_written as i32,
+            first_row_index: self.rows as i64,
+        });
+        self.compressed += spec.compressed_size as u64;
+        self.uncompressed += spec.uncompressed_size as u64;
+        self.rows += rows as u64;
+        self.levels += u64::from(levels);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Chunk> {
+        self.flush()?;
+        let pages = self.locations.len() as i32;
+        let metadata = ColumnChunkMetaData::builder(self.column.descr.clone())
+            .set_compression(self.column.codec)
+            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_num_values(self.levels as i64)
+            .set_total_compressed_size(self.compressed as i64)
+            .set_total_uncompressed_size(self.uncompressed as i64)
+            .set_data_page_offset(0)
+            .set_page_encoding_stats(vec![PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding: Encoding::PLAIN,
+                count: pages,
+            }])
+            .build()?;
+        let bytes = Bytes::from(self.out.into_inner()?);
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: Some(OffsetIndexMetaData {
+                page_locations: self.locations,
+                unencoded_byte_array_data_bytes: None,
+            }),
+        };
+        Ok(Chunk { bytes, close })
+    }
+}
+
+/// `data` compressed with `codec` (one of those [`Float16Column::new`] accepts).
+fn compress(codec: Compression, data: Vec<u8>) -> Result<Vec<u8>> {
+    Ok(match codec {
+        Compression::ZSTD(level) => zstd::bulk::compress(&data, level.compression_level())?,
+        Compression::SNAPPY => snap::raw::Encoder::new().compress_vec(&data)?,
+        _ => data,
+    })
+}
+
+/// Levels of bit width 1 as Parquet's run-length runs (`RLE` in the RLE/bit-packing hybrid),
+/// consecutive runs of one value merged.
+#[derive(Default)]
+struct Runs {
+    bytes: Vec<u8>,
+    value: u8,
+    count: u32,
+}
+
+impl Runs {
+    /// Adds `count` levels of `value` (0 or 1).
+    fn push(&mut self, value: u8, count: u32) {
+        if count == 0 {
+            return;
+        }
+        if self.count > 0 && self.value != value {
+            self.close_run();
+        }
+        self.value = value;
+        self.count += count;
+    }
+
+    fn close_run(&mut self) {
+        let mut header = u64::from(self.count) << 1;
+        while header >= 0x80 {
+            self.bytes.push((header as u8) | 0x80);
+            header >>= 7;
+        }
+        self.bytes.push(header as u8);
+        self.bytes.push(self.value);
+        self.count = 0;
+    }
+
+    /// Appends the levels to a V1 data page: their length (4 bytes, little-endian), then them.
+    fn write_to(mut self, page: &mut Vec<u8>) {
+        if self.count > 0 {
+            self.close_run();
+        }
+        page.extend_from_slice(&(self.bytes.len() as u32).to_le_bytes());
+        page.extend_from_slice(&self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, ListBuilder};
+    use arrow_array::{RecordBatch, UInt64Array};
+    use arrow_schema::Schema;
+    use half::f16;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::ZstdLevel;
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::schema::types::ColumnPath;
+
+    use super::*;
+    use crate::output::encode::{Encoders, ParallelWriter};
+
+    /// Row `r`'s values: `len` of them, some negative, infinite, NaN and subnormal.
+    fn row(r: usize, len: usize) -> impl Iterator<Item = Option<f16>> {
+        (0..len).map(move |i| {
+            Some(match (r + i) % 97 {
+                0 => f16::NAN,
+                1 => f16::INFINITY,
+                2 => f16::from_bits(1),
+                k => f16::from_f32((k as f32 - 40.0) * 0.37 + r as f32),
+            })
+        })
+    }
+
+    /// A batch of `rows` rows from `first`: `id` and `values`, fixed-size lists of `dim` or,
+    /// with `dim` 0, lists of 0 to 12 values.
+    fn batch(first: usize, rows: usize, dim: usize) -> RecordBatch {
+        let item = Arc::new(Field::new_list_field(DataType::Float16, false));
+        let values: ArrayRef = if dim > 0 {
+            let mut b =
+                FixedSizeListBuilder::new(Float16Builder::new(), dim as i32).with_field(item);
+            for r in first..first + rows {
+                b.values().extend(row(r, dim));
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        } else {
+            let mut b = ListBuilder::new(Float16Builder::new()).with_field(item);
+            for r in first..first + rows {
+                b.values().extend(row(r, r % 13));
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        };
+        let ids = UInt64Array::from_iter_values((first..first + rows).map(|r| r as u64));
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::UInt64, false),
+            Field::new("values", values.data_type().clone(), false),
+        ]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), values]).unwrap()
+    }
+
+    fn properties(codec: Compression) -> WriterProperties {
+        let values = ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]);
+        WriterProperties::builder()
+            .set_compression(codec)
+            .set_column_dictionary_enabled(values.clone(), false)
+            .set_column_statistics_enabled(values, EnabledStatistics::None)
+            .set_data_page_size_limit(4096)
+            .build()
+    }
+
+    /// The batches written by `ParallelWriter` (this module) and by `ArrowWriter` (the crate).
+    fn both(batches: &[RecordBatch], codec: Compression) -> (Bytes, Bytes) {
+        let schema = batches[0].schema();
+        let encoders = Encoders::new(2).unwrap();
+        let mut ours =
+            ParallelWriter::try_new(Vec::new(), schema.clone(), properties(codec), &encoders)
+                .unwrap();
+        let mut theirs = ArrowWriter::try_new(Vec::new(), schema, Some(properties(codec))).unwrap();
+        for b in batches {
+            ours.write(b).unwrap();
+            theirs.write(b).unwrap();
+        }
+        (
+            Bytes::from(ours.finish().unwrap()),
+            Bytes::from(theirs.into_inner().unwrap()),
+        )
+    }
+
+    /// Each row's values as bits (NaN != NaN) and its `id`.
+    fn bits(batch: &RecordBatch) -> Vec<(u64, Vec<u16>)> {
+        let ids = batch
+            .column(0)
+            .as_primitive::<arrow_array::types::UInt64Type>();
+        let values = batch.column(1);
+        (0..batch.num_rows())
+            .map(|r| {
+                let row = match values.data_type() {
+                    DataType::List(_) => values.as_list::<i32>().value(r),
+                    _ => values.as_fixed_size_list().value(r),
+                };
+                let row = row.as_primitive::<arrow_array::types::Float16Type>();
+                (
+                    ids.value(r),
+                    row.values().iter().map(|v| v.to_bits()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn read(file: Bytes) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn float16_lists_read_back_as_the_parquet_crate_writes_them() {
+        for dim in [384, 1, 0] {
+            for codec in [
+                Compression::UNCOMPRESSED,
+                Compression::SNAPPY,
+                Compression::ZSTD(ZstdLevel::default()),
+            ] {
+                let batches = [batch(0, 70, dim), batch(70, 1, dim), batch(71, 33, dim)];
+                let (ours, theirs) = both(&batches, codec);
+                let whole =
+                    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+                let (ours_read, theirs_read) = (read(ours.clone()), read(theirs.clone()));
+                let concat = |b: &[RecordBatch]| {
+                    arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap()
+                };
+                let rows = |b: &[RecordBatch]| bits(&concat(b));
+                assert_eq!(rows(&ours_read), bits(&whole), "{dim} {codec:?}");
+                assert_eq!(rows(&theirs_read), bits(&whole));
+                let meta = SerializedFileReader::new(ours).unwrap();
+                let column = meta.metadata().row_group(0).column(1);
+                assert_eq!(column.compression(), codec);
+                assert!(column.offset_index_offset().is_some(), "an offset index");
+                let pages = meta.get_row_group(0).unwrap().get_column_page_reader(1);
+                let pages = pages.unwrap().count();
+                if dim == 384 {
+                    assert!(pages > 1, "pages of at most 4 KiB: {pages}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_are_varint_headers_and_one_byte_values() {
+        let mut runs = Runs::default();
+        runs.push(0, 1);
+        runs.push(1, 383);
+        runs.push(0, 1);
+        runs.push(0, 1);
+        let mut page = Vec::new();
+        runs.write_to(&mut page);
+        // 383 << 1 = 766 = 0b101_1111110: varint 0xfe 0x05.
+        assert_eq!(page, [7, 0, 0, 0, 2, 0, 0xfe, 0x05, 1, 4, 0]);
+    }
+}
