@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The positions table's cost: for each element type and codec, the bytes per million position
 # vectors (ViT-S block11: 384 values each) against raw float32, and the writer's own CPU per MB of
-# vectors, from runs of pipelines/bench-vit.toml (every token of block11) on the same images.
+# vectors, from runs of pipelines/bench-vit.toml (every token of block11) on the same images, each
+# codec set by `[output] positions_compression`. The writer's CPU here is that of the writer and
+# encoder threads over the run (their idle spinning included); `cargo bench --bench stages --
+# positions` times the write path alone.
 # usage: benches/positions.sh [IMAGES]   (default 128; needs the benchmark model and images, see
 #                                         benches/compare.sh)
 set -euo pipefail
@@ -15,8 +18,8 @@ trap 'rm -rf "$scratch"' EXIT
 echo "| positions_dtype | compression | MB per million vectors | of raw float32 | writer CPU per MB of vectors |"
 echo "|---|---|---|---|---|"
 for dtype in float16 float32; do
-  for codec in zstd snappy none; do
-    sed "s|\"\.\./|\"$root/|; s|^positions = \"all\"|positions = \"all\"\npositions_dtype = \"$dtype\"|; s|^\[output\]|[output]\ncompression = \"$codec\"|" \
+  for codec in none zstd snappy; do
+    sed "s|\"\.\./|\"$root/|; s|^positions = \"all\"|positions = \"all\"\npositions_dtype = \"$dtype\"|; s|^\[output\]|[output]\npositions_compression = \"$codec\"|" \
       pipelines/bench-vit.toml > "$scratch/vit.toml"
     "$bin" run "$scratch/vit.toml" --out "$scratch/out" --limit "$images" --overwrite -q \
       >/dev/null 2>"$scratch/log" || { cat "$scratch/log" >&2; exit 1; }

@@ -1,18 +1,23 @@
 //! Micro-benchmarks of the stages that surround the model, per unit of work:
 //! decode + preprocess per image (a 256 x 256 JPEG, and a 4000 x 3000 photo with and without
 //! decoding at a reduced DCT scale), statistics per MiB of activations, Parquet encoding per
-//! MiB of maps. Run: `cargo bench --bench stages`.
+//! MiB of maps, the `positions` table's write path per MB of float16 vectors. Run:
+//! `cargo bench --bench stages`.
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fast_image_resize::Resizer;
+use layerwise::config::Compression;
 use layerwise::config::{ChannelOrder, Layout, MapDtype, ResizeMode};
 use layerwise::input::preprocess;
-use layerwise::output::tables::{MapKey, MapRows};
+use layerwise::output::encode::{Encoders, ParallelWriter};
+use layerwise::output::sink::{properties, table_properties};
+use layerwise::output::tables::{Formats, MapKey, MapRows, PositionKey, PositionRows, Table};
 use layerwise::plan::{InputType, Preprocess};
 use layerwise::reduce::map_stats;
+use parquet::arrow::ArrowWriter;
 
 fn vgg_input() -> Preprocess {
     Preprocess {
@@ -131,5 +136,114 @@ fn parquet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, stats, parquet);
+/// ViT-S-like block outputs: 16 images of 197 tokens, 384 values each, roughly normal (a sum of
+/// four uniforms) with a few large outliers, as transformer activations have.
+fn token_vectors() -> Vec<f32> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    (0..16 * 197 * 384)
+        .map(|i| {
+            let normal = (0..4).map(|_| uniform()).sum::<f32>() - 2.0;
+            if i % 384 == 7 {
+                normal * 40.0
+            } else {
+                normal * 1.7
+            }
+        })
+        .collect()
+}
+
+/// The `positions` table's write path, per MB of float16 vectors: the rows built (float32 to
+/// float16) and encoded into a Parquet file with the run's writer properties, on one encoder
+/// thread, for each codec.
+fn positions(c: &mut Criterion) {
+    // As the binary does (main.rs): buffers under 4 MiB come from the heap, not fresh mappings.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+    let vectors = token_vectors();
+    let formats = Formats {
+        map_dtype: MapDtype::Float32,
+        positions_dtype: MapDtype::Float16,
+        positions_dim: 384,
+    };
+    let encoders = Encoders::new(1).unwrap();
+    let mut group = c.benchmark_group("positions");
+    group.throughput(Throughput::Bytes((vectors.len() * 2) as u64));
+    let rows = || {
+        let mut rows = PositionRows::new(MapDtype::Float16, 384);
+        for (at, vector) in vectors.chunks(384).enumerate() {
+            let key = PositionKey {
+                image_id: (at / 197) as u64,
+                layer: "block11",
+                position: (at % 197) as u32,
+                yx: None,
+            };
+            rows.push(key, vector);
+        }
+        rows.finish()
+    };
+    let of = |codec| {
+        let base = properties(codec, String::new());
+        table_properties(&base, Table::Positions, &formats, false)
+    };
+    for codec in [Compression::None, Compression::Snappy, Compression::Zstd] {
+        let properties = of(codec);
+        group.bench_function(format!("per MB of float16 vectors, {codec:?}"), |b| {
+            b.iter(|| {
+                let batch = rows();
+                let mut writer = ParallelWriter::try_new(
+                    Counted(0),
+                    batch.schema(),
+                    properties.clone(),
+                    &encoders,
+                )
+                .unwrap();
+                writer.write(&batch).unwrap();
+                black_box(writer.finish().unwrap().0)
+            })
+        });
+    }
+    // The same rows and properties through the Parquet crate's own encoder, which layerwise's
+    // float16 encoder replaced: the ratio of the two, from one run.
+    let properties = of(Compression::Zstd);
+    group.bench_function(
+        "per MB of float16 vectors, Zstd, the Parquet crate's encoder",
+        |b| {
+            b.iter(|| {
+                let batch = rows();
+                let mut writer =
+                    ArrowWriter::try_new(Counted(0), batch.schema(), Some(properties.clone()))
+                        .unwrap();
+                writer.write(&batch).unwrap();
+                black_box(writer.into_inner().unwrap().0)
+            })
+        },
+    );
+    group.finish();
+}
+
+/// A file that counts the bytes written to it and keeps none, as the run's files on a disk
+/// keep none in memory.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+criterion_group!(benches, decode, stats, parquet, positions);
 criterion_main!(benches);

@@ -256,8 +256,10 @@ impl Preprocess {
 pub struct OutputSpec {
     /// Output folder, or prefix in a bucket: parsed once, here.
     pub location: Location,
-    /// Parquet compression.
+    /// Parquet compression of every table but `positions`.
     pub compression: Compression,
+    /// Parquet compression of `positions`.
+    pub positions_compression: Compression,
     /// Element type of stored maps.
     pub map_dtype: MapDtype,
     /// `positions` rows shuffled within each part.
@@ -1025,6 +1027,7 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
     Ok(OutputSpec {
         location: Location::of(&dir),
         compression: config.output.compression,
+        positions_compression: config.output.positions_compression,
         map_dtype: config.output.map_dtype,
         shuffle: config.output.shuffle,
     })

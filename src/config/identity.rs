@@ -35,7 +35,8 @@ pub enum Role {
 ///   within 1e-5 (relative), not bit for bit, as two CPUs of different kinds can. A run whose
 ///   parts came from several kinds of node records each part's provider in its provenance.
 /// - `run.part_size` is identity: it decides which images each part holds.
-/// - `output.compression` and `output.map_dtype` are identity: the format of what is written.
+/// - `output.compression`, `output.positions_compression` and `output.map_dtype` are identity:
+///   the format of what is written.
 pub const KEYS: &[(&str, Role)] = &[
     ("name", Role::Identity),
     ("input", Role::Identity),
@@ -72,6 +73,7 @@ pub const KEYS: &[(&str, Role)] = &[
     ("layers.pool", Role::Identity),
     ("output.dir", Role::Execution),
     ("output.compression", Role::Identity),
+    ("output.positions_compression", Role::Identity),
     ("output.map_dtype", Role::Identity),
     ("output.shuffle", Role::Identity),
 ];

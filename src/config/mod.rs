@@ -686,15 +686,25 @@ fn parse_range(text: &str) -> Option<std::ops::Range<u32>> {
 }
 
 /// `[output]`: the Parquet dataset.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Output folder, or `s3://bucket/prefix` for object storage; `--out` overrides it, and
     /// one of them is needed.
     pub dir: Option<PathBuf>,
-    /// Parquet compression codec.
+    /// Parquet compression codec of every table but `positions`.
     #[serde(default)]
     pub compression: Compression,
+    /// Parquet compression codec of the `positions` table: none by default, since position
+    /// vectors barely compress (zstd makes float16 ones 9% smaller, at 2.4 times the writer's
+    /// CPU; `benches/RESULTS.md`).
+    // Left out of the run's identity (and so of the schema's defaults) when it is the default,
+    // so that runs of versions without the key resume.
+    #[serde(
+        default = "Compression::none",
+        skip_serializing_if = "Compression::is_none"
+    )]
+    pub positions_compression: Compression,
     /// Element type of stored maps.
     #[serde(default)]
     pub map_dtype: MapDtype,
@@ -703,6 +713,18 @@ pub struct OutputConfig {
     /// part files and row groups in random order gives a well-mixed stream for training.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shuffle: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> OutputConfig {
+        OutputConfig {
+            dir: None,
+            compression: Compression::default(),
+            positions_compression: Compression::none(),
+            map_dtype: MapDtype::default(),
+            shuffle: false,
+        }
+    }
 }
 
 /// Parquet compression codec.
@@ -716,6 +738,18 @@ pub enum Compression {
     Snappy,
     /// No compression.
     None,
+}
+
+impl Compression {
+    /// No compression (the default of `positions_compression`).
+    pub fn none() -> Compression {
+        Compression::None
+    }
+
+    /// Whether this is no compression.
+    pub fn is_none(&self) -> bool {
+        *self == Compression::None
+    }
 }
 
 /// Element type of the stored map values.

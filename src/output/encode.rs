@@ -242,7 +242,7 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
         for chunk in chunks {
             match chunk {
                 Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
-                Chunk::Float16(chunk) => row_group.append_column(&chunk.bytes, chunk.close)?,
+                Chunk::Float16(chunk) => row_group.append_column(&chunk.pages, chunk.close)?,
             }
         }
         row_group.close()?;

@@ -6,6 +6,8 @@
 //! with the file's codec: the same Parquet as the crate writes (the tests read both back equal),
 //! spliced into the row group the same way.
 
+use std::io::Read;
+
 use anyhow::Result;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
@@ -17,16 +19,62 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
 use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-/// A column chunk encoded here: its bytes (the chunk starts at offset 0) and what its row group
+/// A column chunk encoded here: its pages (the chunk starts at offset 0) and what its row group
 /// records of it.
 pub struct Chunk {
     /// The pages, headers included.
-    pub bytes: Bytes,
+    pub pages: Pages,
     /// Its metadata and offset index.
     pub close: ColumnCloseResult,
+}
+
+/// A column chunk's pages, one after the other, as the Parquet crate reads a chunk to splice.
+pub struct Pages(Vec<Bytes>);
+
+impl Length for Pages {
+    fn len(&self) -> u64 {
+        self.0.iter().map(|p| p.len() as u64).sum()
+    }
+}
+
+impl ChunkReader for Pages {
+    type T = PagesRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<PagesRead> {
+        let mut read = PagesRead(self.0.iter().rev().cloned().collect());
+        std::io::copy(&mut (&mut read).take(start), &mut std::io::sink())?;
+        Ok(read)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut bytes = Vec::with_capacity(length);
+        self.get_read(start)?
+            .take(length as u64)
+            .read_to_end(&mut bytes)?;
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// Reads [`Pages`] from an offset: the pages left, the next last.
+pub struct PagesRead(Vec<Bytes>);
+
+impl Read for PagesRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(page) = self.0.last_mut() {
+            if page.is_empty() {
+                self.0.pop();
+                continue;
+            }
+            let n = out.len().min(page.len());
+            out[..n].copy_from_slice(&page.split_to(n));
+            return Ok(n);
+        }
+        Ok(0)
+    }
 }
 
 /// How one column of float16 lists is written: its Parquet column, codec and page size.
@@ -81,24 +129,33 @@ impl Float16Column {
     /// The column chunk of `arrays` (the column of each batch of a row group, in order); None
     /// when one holds a null, which the Parquet crate then writes.
     pub fn encode(&self, arrays: &[&ArrayRef]) -> Result<Option<Chunk>> {
-        let mut rows = Vec::with_capacity(arrays.len());
+        let mut all = Vec::with_capacity(arrays.len());
         for array in arrays {
             match Rows::of(array) {
-                Some(r) => rows.push(r),
+                Some(r) => all.push(r),
                 None => return Ok(None),
             }
         }
-        let mut chunk = ChunkWriter::new(self);
-        for r in &rows {
+        let mut chunk = ChunkWriter::new(self)?;
+        let mut start = (0, 0);
+        let (mut bytes, mut rows) = (0, 0);
+        for (at, r) in all.iter().enumerate() {
             for row in 0..r.len() {
-                let values = r.row(row);
-                chunk.push(values)?;
+                bytes += r.row(row).len();
+                rows += 1;
+                if bytes >= self.page_bytes || rows >= self.page_rows {
+                    chunk.page(&all, start, (at, row + 1))?;
+                    start = (at, row + 1);
+                    (bytes, rows) = (0, 0);
+                }
             }
+        }
+        if rows > 0 {
+            chunk.page(&all, start, (all.len() - 1, all[all.len() - 1].len()))?;
         }
         chunk.finish().map(Some)
     }
 }
-
 /// The rows of one list array: each row's float16 values as bytes.
 struct Rows<'a> {
     bytes: &'a [u8],
@@ -142,15 +199,23 @@ impl<'a> Rows<'a> {
 
     /// Row `row`'s values, two bytes each.
     fn row(&self, row: usize) -> &'a [u8] {
-        &self.bytes[self.offsets[row] * 2..self.offsets[row + 1] * 2]
+        self.span(row, row + 1)
+    }
+
+    /// The values of rows `first..end`, which lie one after the other.
+    fn span(&self, first: usize, end: usize) -> &'a [u8] {
+        &self.bytes[self.offsets[first] * 2..self.offsets[end] * 2]
     }
 }
 
 /// A column chunk being written, a page at a time.
 struct ChunkWriter<'c> {
     column: &'c Float16Column,
-    out: TrackedWrite<Vec<u8>>,
-    page: Pending,
+    compressor: Compressor,
+    /// Each page, its header first: kept apart (each about a page in size, reused from the
+    /// heap) rather than gathered into one buffer of the chunk's size.
+    pages: Vec<Bytes>,
+    offset: u64,
     rows: u64,
     levels: u64,
     locations: Vec<PageLocation>,
@@ -158,64 +223,57 @@ struct ChunkWriter<'c> {
     uncompressed: u64,
 }
 
-/// The page being filled: its levels, as runs, and its values.
-#[derive(Default)]
-struct Pending {
-    repetition: Runs,
-    definition: Runs,
-    values: Vec<u8>,
-    rows: usize,
-    levels: u32,
-}
-
 impl<'c> ChunkWriter<'c> {
-    fn new(column: &'c Float16Column) -> ChunkWriter<'c> {
-        ChunkWriter {
+    fn new(column: &'c Float16Column) -> Result<ChunkWriter<'c>> {
+        Ok(ChunkWriter {
             column,
-            out: TrackedWrite::new(Vec::new()),
-            page: Pending::default(),
+            compressor: Compressor::new(column.codec)?,
+            pages: Vec::new(),
+            offset: 0,
             rows: 0,
             levels: 0,
             locations: Vec::new(),
             compressed: 0,
             uncompressed: 0,
-        }
+        })
     }
 
-    /// Adds a row of `values` (two bytes each); an empty list is one level of 0.
-    fn push(&mut self, values: &[u8]) -> Result<()> {
-        let count = values.len() / 2;
-        let page = &mut self.page;
-        page.repetition.push(0, 1);
-        if count == 0 {
-            page.definition.push(0, 1);
-            page.levels += 1;
-        } else {
-            page.repetition.push(1, count as u32 - 1);
-            page.definition.push(1, count as u32);
-            page.levels += count as u32;
+    /// Writes the page of the rows from `start` to `end` (each an array of `all` and a row of
+    /// it; `end` excluded).
+    fn page(&mut self, all: &[Rows], start: (usize, usize), end: (usize, usize)) -> Result<()> {
+        let stretches = || {
+            (start.0..=end.0).map(move |at| {
+                let first = if at == start.0 { start.1 } else { 0 };
+                let stop = if at == end.0 { end.1 } else { all[at].len() };
+                (&all[at], first, stop)
+            })
+        };
+        let (mut repetition, mut definition) = (Runs::default(), Runs::default());
+        let (mut rows, mut levels, mut bytes) = (0, 0u32, 0);
+        for (r, first, end) in stretches() {
+            for row in first..end {
+                let count = r.row(row).len() as u32 / 2;
+                repetition.push(0, 1);
+                repetition.push(1, count.saturating_sub(1));
+                definition.push(u8::from(count > 0), count.max(1));
+                levels += count.max(1);
+            }
+            rows += end - first;
+            bytes += r.span(first, end).len();
         }
-        page.values.extend_from_slice(values);
-        page.rows += 1;
-        if page.values.len() >= self.column.page_bytes || page.rows >= self.column.page_rows {
-            self.flush()?;
+        let mut buf = Vec::with_capacity(repetition.len() + definition.len() + bytes);
+        repetition.write_to(&mut buf);
+        definition.write_to(&mut buf);
+        for (r, first, end) in stretches() {
+            buf.extend_from_slice(r.span(first, end));
         }
-        Ok(())
+        self.write(buf, rows, levels)
     }
 
-    /// Writes the pending page, if it has a row.
-    fn flush(&mut self) -> Result<()> {
-        if self.page.rows == 0 {
-            return Ok(());
-        }
-        let page = std::mem::take(&mut self.page);
-        let (rows, levels) = (page.rows, page.levels);
-        let mut buf = Vec::with_capacity(page.values.len() + 64);
-        page.repetition.write_to(&mut buf);
-        page.definition.write_to(&mut buf);
-        buf.extend_from_slice(&page.values);
+    /// Compresses and writes one page of `rows` rows, `levels` levels.
+    fn write(&mut self, buf: Vec<u8>, rows: usize, levels: u32) -> Result<()> {
         let uncompressed = buf.len();
-        let buf = compress(self.column.codec, buf)?;
+        let buf = self.compressor.compress(buf)?;
         let data = Page::DataPage {
             buf: Bytes::from(buf),
             num_values: levels,
@@ -224,22 +282,24 @@ impl<'c> ChunkWriter<'c> {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let spec = SerializedPageWriter::new(&mut self.out)
+        let mut out = TrackedWrite::new(Vec::with_capacity(data.buffer().len() + 64));
+        let spec = SerializedPageWriter::new(&mut out)
             .write_page(CompressedPage::new(data, uncompressed))?;
         self.locations.push(PageLocation {
-            offset: spec.offset as i64,
+            offset: self.offset as i64,
             compressed_page_size: spec.bytes_written as i32,
             first_row_index: self.rows as i64,
         });
+        self.offset += spec.bytes_written;
         self.compressed += spec.compressed_size as u64;
         self.uncompressed += spec.uncompressed_size as u64;
         self.rows += rows as u64;
         self.levels += u64::from(levels);
+        self.pages.push(Bytes::from(out.into_inner()?));
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Chunk> {
-        self.flush()?;
+    fn finish(self) -> Result<Chunk> {
         let pages = self.locations.len() as i32;
         let metadata = ColumnChunkMetaData::builder(self.column.descr.clone())
             .set_compression(self.column.codec)
@@ -254,9 +314,8 @@ impl<'c> ChunkWriter<'c> {
                 count: pages,
             }])
             .build()?;
-        let bytes = Bytes::from(self.out.into_inner()?);
         let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
+            bytes_written: self.offset,
             rows_written: self.rows,
             metadata,
             bloom_filter: None,
@@ -266,17 +325,40 @@ impl<'c> ChunkWriter<'c> {
                 unencoded_byte_array_data_bytes: None,
             }),
         };
-        Ok(Chunk { bytes, close })
+        Ok(Chunk {
+            pages: Pages(self.pages),
+            close,
+        })
     }
 }
 
-/// `data` compressed with `codec` (one of those [`Float16Column::new`] accepts).
-fn compress(codec: Compression, data: Vec<u8>) -> Result<Vec<u8>> {
-    Ok(match codec {
-        Compression::ZSTD(level) => zstd::bulk::compress(&data, level.compression_level())?,
-        Compression::SNAPPY => snap::raw::Encoder::new().compress_vec(&data)?,
-        _ => data,
-    })
+/// A page compressor of one of the codecs [`Float16Column::new`] accepts, its context reused
+/// from page to page.
+enum Compressor {
+    Zstd(zstd::bulk::Compressor<'static>),
+    Snappy(snap::raw::Encoder),
+    None,
+}
+
+impl Compressor {
+    fn new(codec: Compression) -> Result<Compressor> {
+        Ok(match codec {
+            Compression::ZSTD(level) => {
+                Compressor::Zstd(zstd::bulk::Compressor::new(level.compression_level())?)
+            }
+            Compression::SNAPPY => Compressor::Snappy(snap::raw::Encoder::new()),
+            _ => Compressor::None,
+        })
+    }
+
+    /// `data` compressed.
+    fn compress(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
+        Ok(match self {
+            Compressor::Zstd(zstd) => zstd.compress(&data)?,
+            Compressor::Snappy(snappy) => snappy.compress_vec(&data)?,
+            Compressor::None => data,
+        })
+    }
 }
 
 /// Levels of bit width 1 as Parquet's run-length runs (`RLE` in the RLE/bit-packing hybrid),
@@ -299,6 +381,11 @@ impl Runs {
         }
         self.value = value;
         self.count += count;
+    }
+
+    /// About the bytes the runs take (within a few bytes: the open run is not yet counted).
+    fn len(&self) -> usize {
+        self.bytes.len() + 16
     }
 
     fn close_run(&mut self) {

@@ -54,7 +54,8 @@ pub struct Sink {
     dir: PathBuf,
     formats: Formats,
     shuffle: bool,
-    properties: WriterProperties,
+    /// The writer properties of every table but `positions`, and of `positions`.
+    properties: [WriterProperties; 2],
     encoders: Encoders,
 }
 
@@ -79,7 +80,10 @@ impl Sink {
             dir: staging.to_owned(),
             formats,
             shuffle: output.shuffle,
-            properties: properties(output.compression, provenance),
+            properties: [
+                properties(output.compression, provenance.clone()),
+                properties(output.positions_compression, provenance),
+            ],
             encoders: encoders.clone(),
         })
     }
@@ -95,7 +99,8 @@ impl Sink {
             .iter()
             .map(|&table| {
                 let shuffled = self.shuffle && table == Table::Positions;
-                let properties = table_properties(&self.properties, table, &self.formats, shuffled);
+                let base = &self.properties[usize::from(table == Table::Positions)];
+                let properties = table_properties(base, table, &self.formats, shuffled);
                 TableFile::create(
                     &self.dir,
                     table,
@@ -111,7 +116,9 @@ impl Sink {
     }
 }
 
-fn properties(compression: Compression, provenance: String) -> WriterProperties {
+/// The writer properties every table of a run shares: its codec, and `provenance` in the
+/// key-value metadata.
+pub fn properties(compression: Compression, provenance: String) -> WriterProperties {
     let codec = match compression {
         Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
         Compression::Snappy => Codec::SNAPPY,
@@ -141,7 +148,7 @@ fn values_column() -> ColumnPath {
 /// key-value metadata, `image_id` (column 0) as the sorting column where rows are in
 /// ascending `image_id` order, and plain float16 values (byte stream split of 2-byte values is
 /// too recent for the readers).
-fn table_properties(
+pub fn table_properties(
     base: &WriterProperties,
     table: Table,
     formats: &Formats,
@@ -536,6 +543,7 @@ mod tests {
         let output = OutputSpec {
             location: crate::location::Location::Local(dir.to_owned()),
             compression: Compression::Zstd,
+            positions_compression: Compression::None,
             map_dtype: formats.map_dtype,
             shuffle: false,
         };
@@ -625,7 +633,7 @@ mod tests {
     }
 
     #[test]
-    fn float32_values_are_byte_stream_split_and_float16_values_plain() {
+    fn float32_values_are_byte_stream_split_float16_plain_and_positions_uncompressed() {
         for (dtype, want) in [
             (MapDtype::Float32, Encoding::BYTE_STREAM_SPLIT),
             (MapDtype::Float16, Encoding::PLAIN),
@@ -661,6 +669,11 @@ mod tests {
                     encodings.contains(&want),
                     "{dtype:?} {table:?}: {encodings:?}"
                 );
+                let codec = match table {
+                    Table::Positions => parquet::basic::Compression::UNCOMPRESSED,
+                    _ => parquet::basic::Compression::ZSTD(Default::default()),
+                };
+                assert_eq!(values.compression(), codec, "{table:?}");
             }
         }
     }

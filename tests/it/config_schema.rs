@@ -452,6 +452,7 @@ pool = 4
 [output]
 dir = "out"
 compression = "snappy"
+positions_compression = "zstd"
 map_dtype = "float16"
 shuffle = true
 "#,
@@ -575,7 +576,7 @@ fn a_config_setting_every_key_is_valid_for_both() {
     }
     assert_eq!(
         all.len(),
-        52,
+        53,
         "keys in the schema (tables included): a new key belongs in this config"
     );
 }
