@@ -336,7 +336,7 @@ impl<'c> ChunkWriter<'c> {
 /// from page to page.
 enum Compressor {
     Zstd(zstd::bulk::Compressor<'static>),
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     None,
 }
 
@@ -346,7 +346,7 @@ impl Compressor {
             Compression::ZSTD(level) => {
                 Compressor::Zstd(zstd::bulk::Compressor::new(level.compression_level())?)
             }
-            Compression::SNAPPY => Compressor::Snappy(snap::raw::Encoder::new()),
+            Compression::SNAPPY => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
             _ => Compressor::None,
         })
     }
