@@ -195,11 +195,14 @@ fn reduce_in_graph(reducers: &mut [LayerReducer], opset: Option<i64>) -> Result<
         .iter()
         .filter(|r| r.graph().is_none())
         .map(|r| r.tensor());
-    let reduced = appended
-        .outputs
-        .iter()
-        .flat_map(|o| std::iter::once(&o.stats).chain(&o.maps).chain(&o.prefix))
-        .map(String::as_str);
+    let reduced = appended.outputs.iter().flat_map(|o| {
+        let sampled = o.sampled.as_ref().map(|s| &s.output);
+        std::iter::once(&o.stats)
+            .chain(&o.maps)
+            .chain(&o.prefix)
+            .chain(sampled)
+            .map(String::as_str)
+    });
     for name in vectors.chain(reduced) {
         if !outputs.iter().any(|o| o == name) {
             outputs.push(name.to_owned());
@@ -213,9 +216,16 @@ fn reduce_in_graph(reducers: &mut [LayerReducer], opset: Option<i64>) -> Result<
             false => r.tensor_index = index(r.tensor()),
         }
     }
+    let indices = appended
+        .outputs
+        .iter()
+        .filter_map(|o| o.sampled.as_ref())
+        .map(|s| (s.input.clone(), s.count))
+        .collect();
     Ok(Exposure {
         outputs,
         appended: appended.graph,
+        indices,
     })
 }
 
@@ -459,7 +469,7 @@ fn pipelined<T: InputElement>(
                 scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops)));
             }
             infer(
-                stage.extractor,
+                (stage.extractor, reducers),
                 &stage.formats,
                 &mut stage.times,
                 current,
@@ -550,7 +560,7 @@ fn decode<T: InputElement>(
 
 /// Runs a decoded batch through the model; every file gets its `images` row.
 fn infer<T: InputElement>(
-    extractor: &mut Extractor,
+    (extractor, reducers): (&mut Extractor, &[LayerReducer]),
     formats: &Formats,
     times: &mut StageTimes,
     input: &[T],
@@ -573,8 +583,13 @@ fn infer<T: InputElement>(
         None
     } else {
         let (started, cpu_started) = (Instant::now(), thread_time());
+        // The positions that layers gather in the graph, in the order of its index inputs.
+        let indices = reducers
+            .iter()
+            .filter_map(|r| r.graph_indices(&ok_ids))
+            .collect();
         let tensors = extractor
-            .run(input, ok_ids.len())
+            .run(input, ok_ids.len(), indices)
             .context("ONNX Runtime failed on a batch")?;
         cpu::model_call(thread_time() - cpu_started);
         times.model += started.elapsed();

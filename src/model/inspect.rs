@@ -186,7 +186,7 @@ pub fn list(
     let probed = session::zero_input_run(
         &mut session,
         &names,
-        &probe.name,
+        (&probe.name, &[]),
         probe.shape.clone(),
         probe.input_type,
         |outputs| {

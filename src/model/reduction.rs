@@ -8,7 +8,10 @@
 //! into one `[N, C, Stat::COUNT]` output; the stored maps are the kept channels gathered from
 //! `[N, C, H, W]` (or every channel, for a layer that keeps the best maps), AveragePool-ed when
 //! the layer pools. The nodes are appended the way graph outputs are (a second serialized
-//! `ModelProto` merges into the first), with names under [`PREFIX`].
+//! `ModelProto` merges into the first), with names under [`PREFIX`]. A layer that writes N
+//! sampled positions per image to `positions` gathers them in the graph too: the positions of
+//! each image come in through an added graph input, `[N, n]` int64, and only their vectors,
+//! `[N, n, C]`, leave the session.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +24,9 @@ pub const PREFIX: &str = "layerwise.reduce";
 /// The oldest default-domain opset the appended nodes are valid in (AveragePool's
 /// `ceil_mode`, Reshape's shape input, broadcasting binary operators).
 pub const MIN_OPSET: i64 = 10;
+
+/// The oldest opset in which sampled positions are gathered in the graph (GatherElements).
+pub const MIN_OPSET_SAMPLED: i64 = 11;
 
 /// The largest map whose argmax index a float32 output holds exactly (2^24).
 pub const MAX_MAP_VALUES: usize = 1 << 24;
@@ -63,6 +69,9 @@ pub struct LayerGraph<'a> {
     /// The prefix tokens to hand out whole, `[N, P, dim]` (a transformer's class token and
     /// registers, for the `positions` table); 0 for none.
     pub gathered_prefix: usize,
+    /// Positions of the map (or token grid, prefix left out) to gather per image, `y * width +
+    /// x`, given to each run through a graph input; 0 for none.
+    pub sampled: usize,
 }
 
 /// The outputs one layer's reduction adds.
@@ -74,13 +83,27 @@ pub struct LayerOutputs {
     pub maps: Option<String>,
     /// `[N, P, dim]` prefix tokens, when the layer writes them to `positions`.
     pub prefix: Option<String>,
+    /// The sampled positions: the graph input that takes their indices, and the `[N, n, C]`
+    /// vectors gathered at them.
+    pub sampled: Option<Sampled>,
+}
+
+/// A layer's positions gathered in the graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sampled {
+    /// The added graph input: `[N, n]` int64, each image's positions on the grid.
+    pub input: String,
+    /// Positions per image (n).
+    pub count: usize,
+    /// The output: `[N, n, C]`, the vector at each position.
+    pub output: String,
 }
 
 /// The appended graph: the serialized `GraphProto` fields, and each layer's outputs (which
 /// are to be exposed as graph outputs, see [`super::ModelFile::exposing`]).
 #[derive(Debug, Clone)]
 pub struct Appended {
-    /// Serialized `GraphProto` fields (nodes and initializers).
+    /// Serialized `GraphProto` fields (nodes, initializers and added inputs).
     pub graph: Vec<u8>,
     /// Each layer's outputs, in the order of the layers given.
     pub outputs: Vec<LayerOutputs>,
@@ -128,6 +151,15 @@ pub fn append(layers: &[LayerGraph], opset: Option<i64>) -> Result<Appended, Str
 // Field numbers of onnx.proto3.
 const GRAPH_NODE: u32 = 1;
 const GRAPH_INITIALIZER: u32 = 5;
+const GRAPH_INPUT: u32 = 11;
+const VALUE_INFO_NAME: u32 = 1;
+const VALUE_INFO_TYPE: u32 = 2;
+const TYPE_TENSOR: u32 = 1;
+const TENSOR_TYPE_ELEM_TYPE: u32 = 1;
+const TENSOR_TYPE_SHAPE: u32 = 2;
+const SHAPE_DIM: u32 = 1;
+const DIM_VALUE: u32 = 1;
+const DIM_PARAM: u32 = 2;
 const NODE_INPUT: u32 = 1;
 const NODE_OUTPUT: u32 = 2;
 const NODE_NAME: u32 = 3;
@@ -286,11 +318,82 @@ impl Builder {
             }
         };
         let prefix = (layer.gathered_prefix > 0).then(|| self.prefix_tokens(layer, &p));
+        let sampled = match layer.sampled {
+            0 => None,
+            _ if self.opset < MIN_OPSET_SAMPLED => {
+                return Err(format!(
+                    "`[run] reduce = \"graph\"` gathers sampled positions with an operator of \
+                     ONNX opset {MIN_OPSET_SAMPLED}, and this model imports opset {}; set \
+                     `reduce = \"host\"` (or re-export it with a newer opset)",
+                    self.opset
+                ))
+            }
+            n => Some(self.sampled(&flat, c, n, &p)),
+        };
         Ok(LayerOutputs {
             stats,
             maps: stored,
             prefix,
+            sampled,
         })
+    }
+
+    /// The vectors of `flat` (`[N, C, cells]`) at `count` positions per image, which a new
+    /// graph input gives (`[N, count]`): GatherElements along the cells, then channels last.
+    fn sampled(
+        &mut self,
+        flat: &str,
+        channels: usize,
+        count: usize,
+        p: &dyn Fn(&str) -> String,
+    ) -> Sampled {
+        let input = self.input_int64(&p("at"), count);
+        let at = self.reshape(&input, &[0, 1, count as i64], &p("at_rows"));
+        let shape = self.initializer(
+            &p("at_shape"),
+            TYPE_INT64,
+            &[3],
+            &int64s(&[1, channels as i64, 1]),
+        );
+        let at = self.node("Expand", &[&at, &shape], &p("at_channels"), &[]);
+        let gathered = self.node(
+            "GatherElements",
+            &[flat, &at],
+            &p("gathered"),
+            &[Attribute::Int("axis", 2)],
+        );
+        let output = self.node(
+            "Transpose",
+            &[&gathered],
+            &p("sampled"),
+            &[Attribute::Ints("perm", &[0, 2, 1])],
+        );
+        Sampled {
+            input,
+            count,
+            output,
+        }
+    }
+
+    /// Adds a graph input `name`: an int64 tensor `[N, count]`, N free.
+    fn input_int64(&mut self, name: &str, count: usize) -> String {
+        let mut batch = Vec::new();
+        put_bytes(&mut batch, DIM_PARAM, b"N");
+        let mut count_dim = Vec::new();
+        put_int(&mut count_dim, DIM_VALUE, count as i64);
+        let mut shape = Vec::new();
+        put_bytes(&mut shape, SHAPE_DIM, &batch);
+        put_bytes(&mut shape, SHAPE_DIM, &count_dim);
+        let mut tensor = Vec::new();
+        put_int(&mut tensor, TENSOR_TYPE_ELEM_TYPE, TYPE_INT64);
+        put_bytes(&mut tensor, TENSOR_TYPE_SHAPE, &shape);
+        let mut kind = Vec::new();
+        put_bytes(&mut kind, TYPE_TENSOR, &tensor);
+        let mut info = Vec::new();
+        put_bytes(&mut info, VALUE_INFO_NAME, name.as_bytes());
+        put_bytes(&mut info, VALUE_INFO_TYPE, &kind);
+        put_bytes(&mut self.graph, GRAPH_INPUT, &info);
+        name.to_owned()
     }
 
     /// The first `gathered_prefix` tokens of a `[N, tokens, dim]` layer (`[tokens, N, dim]`
@@ -506,6 +609,7 @@ mod tests {
             channel_axis: 1,
             prefix: 0,
             gathered_prefix: 0,
+            sampled: 0,
             channels: 8,
             height: 5,
             width: 5,
@@ -534,22 +638,50 @@ mod tests {
     #[test]
     fn each_layer_names_its_outputs_and_only_they_are_added() {
         let keep = [3, 1];
-        let layers = [layer(GraphMaps::Channels(&keep)), layer(GraphMaps::None)];
+        let sampling = LayerGraph {
+            sampled: 4,
+            ..layer(GraphMaps::None)
+        };
+        let layers = [
+            layer(GraphMaps::Channels(&keep)),
+            layer(GraphMaps::None),
+            sampling,
+        ];
         let appended = append(&layers, Some(17)).unwrap();
+        let stats = |i: usize| format!("layerwise.reduce.{i}.stats");
         assert_eq!(
             appended.outputs,
             [
                 LayerOutputs {
-                    stats: "layerwise.reduce.0.stats".into(),
+                    stats: stats(0),
                     maps: Some("layerwise.reduce.0.stored".into()),
                     prefix: None,
+                    sampled: None,
                 },
                 LayerOutputs {
-                    stats: "layerwise.reduce.1.stats".into(),
+                    stats: stats(1),
                     maps: None,
                     prefix: None,
+                    sampled: None,
+                },
+                LayerOutputs {
+                    stats: stats(2),
+                    maps: None,
+                    prefix: None,
+                    sampled: Some(Sampled {
+                        input: "layerwise.reduce.2.at".into(),
+                        count: 4,
+                        output: "layerwise.reduce.2.sampled".into(),
+                    }),
                 },
             ]
+        );
+        let err = append(&[sampling], Some(10)).unwrap_err();
+        assert_eq!(
+            err,
+            "`[run] reduce = \"graph\"` gathers sampled positions with an operator of ONNX opset \
+             11, and this model imports opset 10; set `reduce = \"host\"` (or re-export it with a \
+             newer opset)"
         );
         // The graph's bytes parse as a model's graph whose nodes produce those outputs.
         let mut model = Vec::new();
@@ -560,6 +692,7 @@ mod tests {
             "layerwise.reduce.0.stats",
             "layerwise.reduce.0.stored",
             "layerwise.reduce.1.stats",
+            "layerwise.reduce.2.sampled",
         ] {
             assert!(graph.produces(output), "{output}");
         }

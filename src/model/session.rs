@@ -5,7 +5,9 @@ use std::path::Path;
 use ndarray::{ArrayViewD, Axis};
 use ort::ep::ExecutionProvider;
 use ort::session::builder::SessionBuilder;
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::session::{
+    HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs,
+};
 use ort::value::{DynValue, TensorElementType, TensorRef};
 
 use crate::config::Provider;
@@ -41,6 +43,8 @@ pub struct Extractor {
     shapes: Vec<ImageShape>,
     /// Each exposed tensor's batch axis: 0, or 1 for a sequence-first tensor.
     batch_axes: Vec<usize>,
+    /// The added index inputs: name, and indices per image.
+    indices: Vec<(String, usize)>,
 }
 
 /// The session option that tells ONNX Runtime where external initializer files are when the
@@ -158,6 +162,9 @@ pub struct Exposure {
     pub outputs: Vec<String>,
     /// Serialized `GraphProto` fields appended to the model (the nodes behind some outputs).
     pub appended: Vec<u8>,
+    /// Inputs the appended fields add besides the image: int64 `[N, count]` indices, by name
+    /// and count.
+    pub indices: Vec<(String, usize)>,
 }
 
 impl Exposure {
@@ -166,6 +173,7 @@ impl Exposure {
         Exposure {
             outputs: tensors.into_iter().map(Into::into).collect(),
             appended: Vec::new(),
+            indices: Vec::new(),
         }
     }
 }
@@ -235,34 +243,55 @@ pub fn fetching(tensors: &[String]) -> Result<RunOptions<HasSelectedOutputs>, or
     Ok(RunOptions::new()?.with_outputs(selector))
 }
 
-/// Runs `session` once on an all-zero input of `shape` and the given element type, fetching
-/// `tensors`. The CPU arena then gives back the regions this run left free: sized for the
-/// probe's batch, they would stay as fragments beside the regions the real batches need.
+/// Runs `session` once on an all-zero input of `shape` and the given element type (and zero
+/// `indices`, the added index inputs), fetching `tensors`. The CPU arena then gives back the
+/// regions this run left free: sized for the probe's batch, they would stay as fragments beside
+/// the regions the real batches need.
 pub fn zero_input_run<R>(
     session: &mut Session,
     tensors: &[String],
-    input: &str,
+    (input, indices): (&str, &[(String, usize)]),
     shape: Vec<usize>,
     input_type: InputType,
     read: impl FnOnce(&SessionOutputs<'_>) -> R,
 ) -> Result<R, ort::Error> {
     let mut options = fetching(tensors)?;
     options.set("memory.enable_memory_arena_shrinkage", "cpu:0")?;
-    let options = &options;
+    let batch = shape[0];
     let len = shape.iter().product();
+    let zero_indices: Vec<Vec<i64>> = indices.iter().map(|(_, n)| vec![0; batch * n]).collect();
     let outputs = match input_type {
         InputType::Float32 => {
             let zeros = vec![0f32; len];
             let tensor = TensorRef::from_array_view((shape, &zeros[..]))?;
-            session.run_with_options(ort::inputs![input => tensor], options)?
+            let inputs = with_indices(input, tensor.into(), indices, &zero_indices, batch)?;
+            session.run_with_options(inputs, &options)?
         }
         InputType::Uint8 => {
             let zeros = vec![0u8; len];
             let tensor = TensorRef::from_array_view((shape, &zeros[..]))?;
-            session.run_with_options(ort::inputs![input => tensor], options)?
+            let inputs = with_indices(input, tensor.into(), indices, &zero_indices, batch)?;
+            session.run_with_options(inputs, &options)?
         }
     };
     Ok(read(&outputs))
+}
+
+/// A run's inputs: the image tensor as `input`, and each index input (`[batch, count]`) from
+/// `values`.
+fn with_indices<'v>(
+    input: &str,
+    tensor: SessionInputValue<'v>,
+    indices: &[(String, usize)],
+    values: &'v [Vec<i64>],
+    batch: usize,
+) -> Result<Vec<(String, SessionInputValue<'v>)>, ort::Error> {
+    let mut inputs = vec![(input.to_owned(), tensor)];
+    for ((name, count), values) in indices.iter().zip(values) {
+        let tensor = TensorRef::from_array_view(([batch, *count], &values[..]))?;
+        inputs.push((name.clone(), SessionInputValue::from(tensor)));
+    }
+    Ok(inputs)
 }
 
 /// The ONNX name of an element type, e.g. `int64`.
@@ -320,7 +349,7 @@ impl Extractor {
         let probe = zero_input_run(
             &mut session,
             &tensors,
-            &spec.model.input,
+            (&spec.model.input, &exposure.indices),
             spec.preprocess.tensor_shape(probe_batch).to_vec(),
             spec.preprocess.input_type,
             |outputs| {
@@ -364,6 +393,7 @@ impl Extractor {
             fixed_batch,
             shapes,
             batch_axes,
+            indices: exposure.indices.clone(),
         })
     }
 
@@ -397,6 +427,7 @@ impl Extractor {
         &mut self,
         input: &[T],
         images: usize,
+        mut indices: Vec<Vec<i64>>,
     ) -> Result<BatchTensors, ort::Error> {
         let fed = if self.fixed_batch {
             input.len() / self.image_len
@@ -407,9 +438,12 @@ impl Extractor {
         shape.push(fed);
         shape.extend_from_slice(&self.input_shape);
         let tensor = TensorRef::from_array_view((shape, &input[..fed * self.image_len]))?;
-        let mut outputs = self
-            .session
-            .run_with_options(ort::inputs![self.input.as_str() => tensor], &self.options)?;
+        // A fixed batch's padding images get position 0.
+        for (values, (_, count)) in indices.iter_mut().zip(&self.indices) {
+            values.resize(fed * count, 0);
+        }
+        let inputs = with_indices(&self.input, tensor.into(), &self.indices, &indices, fed)?;
+        let mut outputs = self.session.run_with_options(inputs, &self.options)?;
         let mut values = Vec::with_capacity(self.tensors.len());
         for (name, &axis) in self.tensors.iter().zip(&self.batch_axes) {
             let value = outputs

@@ -102,6 +102,17 @@ struct GraphOutputs {
     maps: Option<usize>,
     /// Its prefix tokens, `[N, P, dim]`, for `positions = "prefix"`.
     prefix: Option<usize>,
+    /// The vectors at its sampled positions, `[N, n, dim]`, for `positions = N`.
+    sampled: Option<usize>,
+}
+
+/// Which row of a tensor, its places across it (channels last), holds a position's vector.
+#[derive(Debug, Clone, Copy)]
+enum RowOf {
+    /// The position's own index (the whole tensor, or its prefix tokens).
+    Position,
+    /// The order in which the position was drawn (the graph's gathered samples).
+    Draw,
 }
 
 /// Where the stored maps of one batch come from.
@@ -204,13 +215,13 @@ impl LayerReducer {
     }
 
     /// What the session's graph is to compute for this layer (none for a vector layer, or one
-    /// that writes positions other than its prefix tokens: they are taken from the whole
-    /// tensor).
+    /// that writes every position: they are taken from the whole tensor).
     pub fn graph(&self) -> Option<LayerGraph<'_>> {
-        let gathered_prefix = match self.places.positions {
-            Positions::None => 0,
-            Positions::Prefix => self.layout.tokens.map_or(0, |t| t.prefix),
-            Positions::All | Positions::Sample(_) => return None,
+        let (gathered_prefix, sampled) = match self.places.positions {
+            Positions::None => (0, 0),
+            Positions::Prefix => (self.layout.tokens.map_or(0, |t| t.prefix), 0),
+            Positions::Sample(n) => (0, (n as usize).min(self.places.cells)),
+            Positions::All => return None,
         };
         let (channels, height, width) = self.maps_shape()?;
         let maps = match (self.top, self.keep.as_slice()) {
@@ -230,7 +241,25 @@ impl LayerReducer {
             maps,
             pool: self.pool,
             gathered_prefix,
+            sampled,
         })
+    }
+
+    /// The indices of the added graph input of this layer for a batch of images `ids`: each
+    /// image's sampled positions on the grid, `[ids.len(), n]` row-major (none for a layer
+    /// that does not gather sampled positions in the graph).
+    pub fn graph_indices(&self, ids: &[u64]) -> Option<Vec<i64>> {
+        self.graph?.sampled?;
+        let Positions::Sample(n) = self.places.positions else {
+            return None;
+        };
+        let cells = self.places.cells;
+        Some(
+            ids.iter()
+                .flat_map(|&id| positions::sample(cells, n as usize, id, &self.name))
+                .map(i64::from)
+                .collect(),
+        )
     }
 
     /// Takes this layer's rows from the graph's reductions: `outputs` are their names, and
@@ -240,6 +269,7 @@ impl LayerReducer {
             stats: index(&outputs.stats),
             maps: outputs.maps.as_deref().map(&index),
             prefix: outputs.prefix.as_deref().map(&index),
+            sampled: outputs.sampled.as_ref().map(|s| index(&s.output)),
         });
     }
 
@@ -265,6 +295,9 @@ impl LayerReducer {
         }
         if let (Some(prefix), Some(tokens)) = (graph.prefix, self.layout.tokens) {
             shapes.push((prefix, vec![tokens.prefix, channels]));
+        }
+        if let (Some(sampled), Positions::Sample(n)) = (graph.sampled, self.places.positions) {
+            shapes.push((sampled, vec![(n as usize).min(self.places.cells), channels]));
         }
         shapes
     }
@@ -371,12 +404,19 @@ impl LayerReducer {
             rows.stats.push(key(c, (height, width)), s);
         }
         if self.writes_positions() {
-            let (tensor, channel_axis) = match self.graph.and_then(|g| g.prefix) {
+            let gathered = self.graph.map_or((None, None), |g| (g.prefix, g.sampled));
+            let (tensor, channel_axis, row_of) = match gathered {
                 // The graph's `[N, P, dim]`: position p is its row p.
-                Some(index) => (&outputs[index], 2),
-                None => (&outputs[self.tensor_index], self.layout.channel_axis),
+                (Some(index), _) => (&outputs[index], 2, RowOf::Position),
+                // The graph's `[N, n, dim]`: the k-th position drawn is its row k.
+                (_, Some(index)) => (&outputs[index], 2, RowOf::Draw),
+                _ => (
+                    &outputs[self.tensor_index],
+                    self.layout.channel_axis,
+                    RowOf::Position,
+                ),
             };
-            self.push_positions(tensor, channel_axis, i, image_id, rows);
+            self.push_positions((tensor, channel_axis, row_of), i, image_id, rows);
         }
         let source = match self.graph {
             None => MapSource::Tensor(self.maps(&outputs[self.tensor_index])),
@@ -440,11 +480,11 @@ impl LayerReducer {
     }
 
     /// Appends image `i`'s `positions` rows from `tensor`, whose channels are on
-    /// `channel_axis`: at each of its places, the vector across channels.
+    /// `channel_axis`: at each of its places, the vector across channels, found at the row
+    /// `row_of` says.
     fn push_positions(
         &self,
-        tensor: &ArrayViewD<'_, f32>,
-        channel_axis: usize,
+        (tensor, channel_axis, row_of): (&ArrayViewD<'_, f32>, usize, RowOf),
         i: usize,
         image_id: u64,
         rows: &mut Rows,
@@ -462,8 +502,11 @@ impl LayerReducer {
             ))
             .expect("the channel-last view holds whole rows");
         let mut scratch = Vec::new();
-        for position in self.places.of(image_id, &self.name) {
-            let row = places.row(position as usize);
+        for (k, position) in self.places.of(image_id, &self.name).into_iter().enumerate() {
+            let row = places.row(match row_of {
+                RowOf::Position => position as usize,
+                RowOf::Draw => k,
+            });
             let values = match row.as_slice() {
                 Some(values) => values,
                 None => {

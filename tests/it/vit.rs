@@ -415,6 +415,39 @@ fn sampled_positions_are_the_same_across_reruns_resumes_and_shards() {
 }
 
 #[test]
+fn sampled_positions_gathered_in_the_graph_are_the_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, tensor) in [
+        ("tiny_vit.onnx", "block1"),
+        ("tiny_vit_seq.onnx", "block1"),
+        ("tiny_vit_reg.onnx", "block0"),
+        ("tiny_nchw.onnx", "conv1"),
+    ] {
+        let layers = format!(
+            "[[layers]]\ntensor = \"{tensor}\"\npositions = 3\npositions_dtype = \"float32\"\n"
+        );
+        let run = |reduce: &str| {
+            let tag = format!("{}-{reduce}", model.trim_end_matches(".onnx"));
+            let setting = format!("reduce = \"{reduce}\"\nbatch_size = 3");
+            let config = vit_config(dir.path(), &tag, model, &setting, &layers);
+            run_quietly(&config).unwrap();
+            let out = dir.path().join(format!("out-{tag}"));
+            let run: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap())
+                    .unwrap();
+            (positions_of(&out), run["layers"][0]["reduced_in"].clone())
+        };
+        let (host, graph) = (run("host"), run("graph"));
+        assert_eq!(graph.1, "graph", "{model}: gathered in the graph");
+        assert_eq!(host.0.len(), IMAGES.len() * 3, "{model}");
+        assert_eq!(
+            graph.0, host.0,
+            "{model}: the same positions and vectors, exactly"
+        );
+    }
+}
+
+#[test]
 fn a_cnn_layers_positions_are_its_maps_read_across_channels() {
     let dir = tempfile::tempdir().unwrap();
     let layers = "[[layers]]\ntensor = \"conv1\"\nkeep = \"all\"\npositions = \"all\"\n\
