@@ -3,7 +3,8 @@
 
 usage: check_recipes.py LAYERWISE WORK_DIR [RECIPE ...]
   LAYERWISE  the layerwise executable to run
-  RECIPE     torchscript, dynamo, timm, keras, hf, vit (default: all)
+  RECIPE     torchscript, dynamo, timm, keras, hf, vit, timm-vit, timm-dinov2, open-clip,
+             openai-clip, siglip (default: all)
 
 For each recipe: builds the model as the recipe says (random, seeded weights: nothing can be
 downloaded here, and the graph, its tensor names and the preprocessing are what a recipe is
@@ -15,8 +16,13 @@ the framework's own code where it has one (Keras' preprocess_input). The picture
 the model's size, so layerwise's resize leaves them as they are.
 
 Not part of the test suite: PyTorch, TensorFlow and their friends are gigabytes. Needs, per
-recipe: torch, torchvision, onnxscript (torchscript, dynamo); timm (timm); tensorflow, tf2onnx
-(keras); transformers, optimum-onnx (hf, vit); and numpy, pillow, pyarrow.
+recipe: torch, torchvision, onnxscript (torchscript, dynamo); timm (timm, timm-vit, timm-dinov2);
+tensorflow, tf2onnx (keras); transformers, optimum-onnx (hf, vit, siglip); open_clip_torch
+(open-clip); openai-clip (openai-clip); and numpy, pillow, pyarrow.
+
+For a vision transformer the statistics are compared over the patch grid (the prefix tokens
+left out, as layerwise infers them), and the `positions` table's prefix tokens (the default for
+token layers, float16) with the framework's tokens.
 """
 import os
 import re
@@ -74,6 +80,32 @@ def run_layerwise(layerwise, folder, name):
     assert all(r["status"] == "ok" for r in images), images
     stats = pq.read_table(os.path.join(out, "stats")).to_pylist()
     return {(r["layer"], paths[r["image_id"]], r["channel"]): (r["mean"], r["max"]) for r in stats}
+
+
+def token_maps(tokens, prefix):
+    """[images, tokens, dim] -> one channel per hidden unit, its map over the patches."""
+    return np.asarray(tokens)[:, prefix:, :].transpose(0, 2, 1)
+
+
+def compare_prefix(name, folder, want, prefix):
+    """The `positions` rows of `folder`'s run (the prefix tokens of each layer, float16) against
+    `want` ({layer: [images, tokens, dim]}, images in a, b order)."""
+    import pyarrow.parquet as pq
+
+    out = os.path.join(folder, "out")
+    paths = {r["image_id"]: r["path"] for r in pq.read_table(os.path.join(out, "images")).to_pylist()}
+    rows = pq.read_table(os.path.join(out, "positions")).to_pylist()
+    assert len(rows) == 2 * len(want) * prefix, (len(rows), len(want), prefix)
+    worst = 0.0
+    for r in rows:
+        assert r["position"] < prefix and r["y"] is None, r
+        i = ["a.png", "b.png"].index(os.path.basename(paths[r["image_id"]]))
+        w = np.asarray(want[r["layer"]], np.float64)[i, r["position"]]
+        g = np.asarray(r["values"], np.float64)
+        error = float(np.max(np.abs(g - w) / (1.0 + np.abs(w))))
+        worst = max(worst, error)
+        assert error < 2e-3, f"{name} {r['layer']} position {r['position']}: {error}"
+    print(f"{name}: {len(rows)} prefix-token vectors match (float16); worst relative error {worst:.2e}")
 
 
 def compare(name, got, want):
@@ -250,8 +282,112 @@ def check_vit(layerwise, work):
     compare("vit", got, want)
 
 
+def check_tokens(layerwise, name, folder, want, prefix):
+    """Runs a transformer recipe and compares: `want` holds the framework's block outputs on
+    the pictures ({layer: [images, tokens, dim]}), `prefix` tokens before the patches."""
+    got = run_layerwise(layerwise, folder, name)
+    compare(name, got, {layer: token_maps(t, prefix) for layer, t in want.items()})
+    compare_prefix(name, folder, want, prefix)
+
+
+def export_torch(model, path, input_name, output_name):
+    """TorchScript export, batch axis free, opset 17 (as the recipes say)."""
+    import torch
+
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 224, 224),), path, dynamo=False, input_names=[input_name],
+        output_names=[output_name], opset_version=17,
+        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+
+
+def check_timm_transformer(layerwise, work, recipe, arch, **kwargs):
+    import timm
+    import torch
+
+    folder = os.path.join(work, recipe)
+    images = pictures(os.path.join(folder, "images"))
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False, **kwargs).eval()
+    data = timm.data.resolve_data_config({}, model=model)
+    print(f"timm {arch} data config:", data, "prefix tokens:", model.num_prefix_tokens)
+    export_torch(model, os.path.join(folder, "vit.onnx"), "input", "logits")
+    mean, std = np.array(data["mean"], np.float32), np.array(data["std"], np.float32)
+    want = forward_with_hooks(model, torch_input(images, mean, std),
+                              {"block0": model.blocks[0], "block11": model.blocks[-1]})
+    check_tokens(layerwise, recipe, folder, want, model.num_prefix_tokens)
+
+
+def check_timm_vit(layerwise, work):
+    check_timm_transformer(layerwise, work, "timm-vit", "vit_small_patch16_224")
+
+
+def check_timm_dinov2(layerwise, work):
+    check_timm_transformer(layerwise, work, "timm-dinov2", "vit_small_patch14_reg4_dinov2",
+                           img_size=224)
+
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+
+def check_open_clip(layerwise, work):
+    import open_clip
+    import torch
+
+    folder = os.path.join(work, "open-clip")
+    images = pictures(os.path.join(folder, "images"))
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    visual = model.visual
+    export_torch(visual, os.path.join(folder, "visual.onnx"), "image", "embedding")
+    blocks = visual.transformer.resblocks
+    want = forward_with_hooks(visual, torch_input(images, CLIP_MEAN, CLIP_STD),
+                              {"block0": blocks[0], "block11": blocks[-1]})
+    if not getattr(visual.transformer, "batch_first", True):
+        want = {k: v.transpose(1, 0, 2) for k, v in want.items()}
+    check_tokens(layerwise, "open-clip-vit-b-32", folder, want, 1)
+
+
+def check_openai_clip(layerwise, work):
+    import torch
+    from clip.model import VisionTransformer
+
+    folder = os.path.join(work, "openai-clip")
+    images = pictures(os.path.join(folder, "images"))
+    torch.manual_seed(0)
+    # ViT-B/32's image tower, as clip.load builds it; its transformer runs sequence first.
+    visual = VisionTransformer(input_resolution=224, patch_size=32, width=768, layers=12,
+                               heads=12, output_dim=512).eval()
+    export_torch(visual, os.path.join(folder, "visual.onnx"), "image", "embedding")
+    blocks = visual.transformer.resblocks
+    want = forward_with_hooks(visual, torch_input(images, CLIP_MEAN, CLIP_STD),
+                              {"block0": blocks[0], "block11": blocks[-1]})
+    # [tokens, images, dim] -> [images, tokens, dim]
+    want = {k: v.transpose(1, 0, 2) for k, v in want.items()}
+    check_tokens(layerwise, "openai-clip-vit-b-32", folder, want, 1)
+
+
+def check_siglip(layerwise, work):
+    import torch
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    folder = os.path.join(work, "siglip")
+    images = pictures(os.path.join(folder, "images"))
+    torch.manual_seed(0)
+    model = SiglipVisionModel(SiglipVisionConfig()).eval()  # siglip-base-patch16-224's tower
+    export_torch(model, os.path.join(folder, "siglip.onnx"), "pixel_values", "last_hidden_state")
+    half = np.array([0.5, 0.5, 0.5], np.float32)
+    with torch.no_grad():
+        hidden = model(torch_input(images, half, half), output_hidden_states=True).hidden_states
+    want = {"layer0": hidden[1].numpy(), "layer11": hidden[-1].numpy()}
+    got = run_layerwise(layerwise, folder, "siglip-base")
+    compare("siglip", got, {layer: token_maps(t, 0) for layer, t in want.items()})
+
+
 RECIPES = {"torchscript": check_torchscript, "dynamo": check_dynamo, "timm": check_timm,
-           "keras": check_keras, "hf": check_hf, "vit": check_vit}
+           "keras": check_keras, "hf": check_hf, "vit": check_vit, "timm-vit": check_timm_vit,
+           "timm-dinov2": check_timm_dinov2, "open-clip": check_open_clip,
+           "openai-clip": check_openai_clip, "siglip": check_siglip}
 
 
 def main():
