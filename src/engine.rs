@@ -269,8 +269,12 @@ fn log_layer(l: &LayerInfo) {
     let how = match l.layout {
         Some(LayoutRecord {
             decided: Decided::Inferred,
+            batch_axis,
             ..
-        }) => " (inferred; set `tokens` to override)",
+        }) => match batch_axis {
+            1 => " (sequence first; inferred, set `tokens` to override)",
+            _ => " (inferred; set `tokens` to override)",
+        },
         Some(LayoutRecord { batch_axis: 1, .. }) => " (sequence first)",
         _ => "",
     };

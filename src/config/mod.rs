@@ -578,11 +578,15 @@ impl Tokens {
 }
 
 impl fmt::Display for Tokens {
-    /// `16 x 16 patches + 1 prefix token`.
+    /// `16 x 16 patches + 1 prefix token`, or `14 x 14 patches` without any (SigLIP).
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let [h, w] = self.grid;
-        let s = if self.prefix == 1 { "" } else { "s" };
-        write!(f, "{h} x {w} patches + {} prefix token{s}", self.prefix)
+        write!(f, "{h} x {w} patches")?;
+        match self.prefix {
+            0 => Ok(()),
+            1 => write!(f, " + 1 prefix token"),
+            p => write!(f, " + {p} prefix tokens"),
+        }
     }
 }
 

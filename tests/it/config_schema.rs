@@ -129,7 +129,7 @@ fn every_shipped_config_is_valid_for_both_layerwise_and_the_schema() {
     );
     // The export guide's recipes: one config per recipe.
     let recipes = markdown_configs("docs/models.md");
-    assert_eq!(recipes.len(), 6, "docs/models.md configs");
+    assert_eq!(recipes.len(), 11, "docs/models.md configs");
     for (path, text) in &pipelines {
         assert!(
             text.starts_with(&format!("{DIRECTIVE}\n")),

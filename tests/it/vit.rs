@@ -229,7 +229,7 @@ fn a_given_layout_is_taken_as_is_and_a_wrong_one_is_refused_before_any_image() {
         (
             "[[layers]]\ntensor = \"conv1\"\ntokens = { prefix = 0, grid = [8, 8] }\n",
             "tiny_nchw.onnx",
-            "error: config: `layers[0].tokens` says 64 tokens (8 x 8 patches + 0 prefix tokens), \
+            "error: config: `layers[0].tokens` says 64 tokens (8 x 8 patches), \
              but tensor `conv1` has shape [N, 4, 8, 8]; `tokens` applies to a rank-3 tensor [N, \
              tokens, dim]",
         ),

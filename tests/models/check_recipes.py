@@ -277,9 +277,10 @@ def check_vit(layerwise, work):
     half = np.array([0.5, 0.5, 0.5], np.float32)
     with torch.no_grad():
         hidden = model(torch_input(images, half, half), output_hidden_states=True).hidden_states
-    # [images, tokens, hidden] -> one channel per hidden unit, its map over the tokens.
-    want = {"layer11": hidden[-1].numpy().transpose(0, 2, 1)}
-    compare("vit", got, want)
+    # One channel per hidden unit, its map over the 14 x 14 patches; the class token apart.
+    want = {"layer11": hidden[-1].numpy()}
+    compare("vit", got, {layer: token_maps(t, 1) for layer, t in want.items()})
+    compare_prefix("vit", folder, want, 1)
 
 
 def check_tokens(layerwise, name, folder, want, prefix):
