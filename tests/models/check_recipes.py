@@ -331,41 +331,40 @@ CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
 
-def check_open_clip(layerwise, work):
-    import open_clip
+def check_clip_tower(layerwise, work, recipe, make_visual, sequence_first):
+    """A CLIP image tower from `make_visual()`: blocks `transformer.resblocks`, [images, tokens,
+    dim], or [tokens, images, dim] when it runs `sequence_first`."""
     import torch
 
-    folder = os.path.join(work, "open-clip")
+    folder = os.path.join(work, recipe)
     images = pictures(os.path.join(folder, "images"))
     torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
-    visual = model.visual
+    visual = make_visual().eval()
     export_torch(visual, os.path.join(folder, "visual.onnx"), "image", "embedding")
     blocks = visual.transformer.resblocks
     want = forward_with_hooks(visual, torch_input(images, CLIP_MEAN, CLIP_STD),
                               {"block0": blocks[0], "block11": blocks[-1]})
-    if not getattr(visual.transformer, "batch_first", True):
+    if sequence_first:
         want = {k: v.transpose(1, 0, 2) for k, v in want.items()}
-    check_tokens(layerwise, "open-clip-vit-b-32", folder, want, 1)
+    check_tokens(layerwise, recipe, folder, want, 1)
+
+
+def check_open_clip(layerwise, work):
+    import open_clip
+
+    check_clip_tower(layerwise, work, "open-clip-vit-b-32",
+                     lambda: open_clip.create_model("ViT-B-32", pretrained=None).visual, False)
 
 
 def check_openai_clip(layerwise, work):
-    import torch
     from clip.model import VisionTransformer
 
-    folder = os.path.join(work, "openai-clip")
-    images = pictures(os.path.join(folder, "images"))
-    torch.manual_seed(0)
     # ViT-B/32's image tower, as clip.load builds it; its transformer runs sequence first.
-    visual = VisionTransformer(input_resolution=224, patch_size=32, width=768, layers=12,
-                               heads=12, output_dim=512).eval()
-    export_torch(visual, os.path.join(folder, "visual.onnx"), "image", "embedding")
-    blocks = visual.transformer.resblocks
-    want = forward_with_hooks(visual, torch_input(images, CLIP_MEAN, CLIP_STD),
-                              {"block0": blocks[0], "block11": blocks[-1]})
-    # [tokens, images, dim] -> [images, tokens, dim]
-    want = {k: v.transpose(1, 0, 2) for k, v in want.items()}
-    check_tokens(layerwise, "openai-clip-vit-b-32", folder, want, 1)
+    def visual():
+        return VisionTransformer(input_resolution=224, patch_size=32, width=768, layers=12,
+                                 heads=12, output_dim=512)
+
+    check_clip_tower(layerwise, work, "openai-clip-vit-b-32", visual, True)
 
 
 def check_siglip(layerwise, work):
