@@ -41,6 +41,14 @@ pub enum PlanError {
     /// The ONNX Runtime shared library was not found or could not be loaded.
     #[error("{0}")]
     Runtime(String),
+    /// A command-line option that cannot be taken (not a config key).
+    #[error("`{option}` {problem}")]
+    Argument {
+        /// The option, e.g. `--match`.
+        option: &'static str,
+        /// What is wrong with its value, and what to give instead.
+        problem: String,
+    },
 }
 
 /// A table of a stored run that cannot be read as layerwise's: a column is missing, or of a

@@ -34,8 +34,9 @@ struct Cli {
 enum Command {
     /// List the tensors of a model that can be extracted, in graph order.
     ///
-    /// Each row: index (what `op:Type#n` and a name's `{index}` count), tensor name, producing
-    /// operator, element type and shape; graph inputs and outputs are marked. Given a config,
+    /// Each row: index (what a name's `{index}` counts; `op:Type#n` counts the tensors of one
+    /// operator, from 0, so `op:Conv#1` is the second Conv's), tensor name, producing operator,
+    /// element type and shape; graph inputs and outputs are marked. Given a config,
     /// the shapes are the real ones from one probe run on a zero input built from its
     /// [preprocess]; given a model, they are as declared in the file unless --shapes.
     #[command(
@@ -48,7 +49,8 @@ enum Command {
         /// Probe the real shapes (for a model with a static input; a config always does).
         #[arg(long)]
         shapes: bool,
-        /// Only tensors whose names match this glob, e.g. 'block*_conv*'.
+        /// Only tensors whose names match this glob, e.g. 'block*_conv*', or whose operator
+        /// matches the glob after `op:`, e.g. 'op:Conv*'. No match is an error (exit 2).
         #[arg(long = "match", value_name = "GLOB")]
         pattern: Option<String>,
         /// Print one JSON document instead of a table.
@@ -189,7 +191,7 @@ enum Command {
 /// The figures of `layerwise plot`.
 #[derive(Debug, Subcommand)]
 enum Figure {
-    /// One image, many channels of a layer, each cell titled `filter: i`.
+    /// One image, many channels of a layer, each cell titled `channel i`.
     #[command(
         after_help = "Examples:\n  layerwise plot channels --run out/demo --layer block1_conv1 --image 0\n  \
         layerwise plot channels --config pipelines/demo.toml --image photo.jpg --layer block1_conv1 --channels 0..49"
@@ -573,10 +575,33 @@ fn schema() -> anyhow::Result<()> {
 fn layers(target: &Path, shapes: bool, pattern: Option<&str>, json: bool) -> anyhow::Result<()> {
     let mut listing = layerwise::model::inspect::for_path(target, shapes)?;
     if let Some(pattern) = pattern {
-        let glob = glob::Pattern::new(pattern).map_err(|e| {
-            PlanError::invalid("--match", format!("`{pattern}` is not a valid glob: {e}"))
+        let (by_op, text) = match pattern.strip_prefix("op:") {
+            Some(op) => (true, op),
+            None => (false, pattern),
+        };
+        let glob = glob::Pattern::new(text).map_err(|e| PlanError::Argument {
+            option: "--match",
+            problem: format!("`{pattern}` is not a valid glob: {e}"),
         })?;
-        listing.retain_matching(&glob);
+        listing.retain_matching(&glob, by_op);
+        if listing.tensors.is_empty() {
+            let what = match by_op {
+                true => "operator",
+                false => "name",
+            };
+            return Err(PlanError::Argument {
+                option: "--match",
+                problem: format!(
+                    "`{pattern}`: no tensor of {} has a{} {what} that matches; a glob matches \
+                     tensor names ('block*_conv*'), and after `op:` operator types \
+                     ('op:Conv*'); `layerwise layers {}` lists them all",
+                    target.display(),
+                    if by_op { "n" } else { "" },
+                    target.display()
+                ),
+            }
+            .into());
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&listing)?);

@@ -279,9 +279,12 @@ fn declared_row(index: Option<usize>, info: &TensorInfo, op: &str, node: &str) -
 }
 
 impl Listing {
-    /// Keeps the tensors whose names match a glob.
-    pub fn retain_matching(&mut self, pattern: &glob::Pattern) {
-        self.tensors.retain(|t| pattern.matches(&t.name));
+    /// Keeps the tensors whose names (or, `by_op`, producing operators) match a glob.
+    pub fn retain_matching(&mut self, pattern: &glob::Pattern, by_op: bool) {
+        self.tensors.retain(|t| match by_op {
+            true => pattern.matches(&t.op),
+            false => pattern.matches(&t.name),
+        });
     }
 
     /// The listing as an aligned text table.

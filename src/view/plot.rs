@@ -101,7 +101,7 @@ pub fn channels_from_run(
     maps.sort_by_key(|m| channels.iter().position(|c| *c == m.channel));
     Ok(maps
         .into_iter()
-        .map(|m| cell(format!("filter: {}", m.channel), m))
+        .map(|m| cell(format!("channel {}", m.channel), m))
         .collect())
 }
 
@@ -258,7 +258,7 @@ pub fn channels_from_config(
     };
     let mut cells: Vec<Cell> = read::select_maps(&rows.maps.finish(), &query)
         .into_iter()
-        .map(|m| cell(format!("filter: {}", m.channel), m))
+        .map(|m| cell(format!("channel {}", m.channel), m))
         .collect();
     if channels.is_none() {
         cells.truncate(DEFAULT_CELLS);

@@ -213,7 +213,7 @@ mod tests {
             levels: None,
             shared_scale: false,
         };
-        let img = grid(&[cell(a, "filter: 0"), cell(b, "filter: 1")], style);
+        let img = grid(&[cell(a, "channel 0"), cell(b, "channel 1")], style);
         let zoom = magnification(2, 4);
         assert_eq!(zoom, 40);
         let (cw, ch) = (4 * zoom, 2 * zoom);

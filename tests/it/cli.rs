@@ -321,6 +321,41 @@ fn layers_errors_say_what_to_do() {
 }
 
 #[test]
+fn match_globs_names_or_operators_and_a_glob_that_matches_nothing_says_so() {
+    let path = model("tiny_nchw.onnx");
+    let listed = |pattern: &str| {
+        let out = layerwise()
+            .arg("layers")
+            .arg(&path)
+            .args(["--match", pattern, "--json"])
+            .output()
+            .unwrap();
+        let listing: serde_json::Value = match out.status.success() {
+            true => serde_json::from_slice(&out.stdout).unwrap(),
+            false => return Err((out.status.code(), text(&out))),
+        };
+        let names = listing["tensors"].as_array().unwrap().iter();
+        Ok(names
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>())
+    };
+    assert_eq!(listed("op:Conv*").unwrap(), ["conv1/conv", "conv2/conv"]);
+    assert_eq!(listed("conv?").unwrap(), ["conv1", "conv2"]);
+    for (pattern, what) in [("op:Gemm", "an operator"), ("block*", "a name")] {
+        let (code, stderr) = listed(pattern).unwrap_err();
+        assert_eq!(code, Some(2), "{stderr}");
+        let want = format!(
+            "error: `--match` `{pattern}`: no tensor of {} has {what} that matches; a glob \
+             matches tensor names ('block*_conv*'), and after `op:` operator types \
+             ('op:Conv*'); `layerwise layers {}` lists them all",
+            path.display(),
+            path.display()
+        );
+        assert_eq!(stderr.trim(), want);
+    }
+}
+
+#[test]
 fn check_estimates_the_output_of_the_run_within_a_quarter() {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<(String, u32, u32)> = (0..40)
