@@ -648,10 +648,18 @@ fn print_summary(record: &RunRecord) {
         .as_ref()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    println!(
-        "{}: {} images ({} ok, {} failed) in {:.1} s, {:.1} images/s [shard {}]",
-        record.provenance.name, c.images, c.ok, c.error, t.run_s, t.images_per_s, record.shard
-    );
+    if record.complete && t.images == 0 {
+        println!(
+            "{}: nothing to do, every part is committed: {} images ({} ok, {} failed); \
+             `--overwrite` runs it again",
+            record.provenance.name, c.images, c.ok, c.error
+        );
+    } else {
+        println!(
+            "{}: {} images ({} ok, {} failed) in {:.1} s, {:.1} images/s [shard {}]",
+            record.provenance.name, c.images, c.ok, c.error, t.run_s, t.images_per_s, record.shard
+        );
+    }
     for table in Table::ALL.map(Table::name) {
         let rows = c.rows[table].as_u64().unwrap_or(0);
         let bytes = c.bytes[table].as_u64().unwrap_or(0);

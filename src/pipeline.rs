@@ -230,7 +230,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             cpu,
         },
     };
-    if complete {
+    // A rerun that found every part committed leaves the record of the run that did the work
+    // (its timings) as it is; it writes one only where none was written.
+    let recorded = done_images == 0 && dataset.store.read("run.json")?.is_some();
+    if complete && !recorded {
         dataset.store.write("run.json", record.to_json()?)?;
     }
     Ok(record)

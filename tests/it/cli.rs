@@ -637,3 +637,33 @@ fn doctor_checks_the_provider_of_a_config() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("error: config "), "{}", text(&out));
 }
+
+#[test]
+fn a_rerun_of_a_finished_run_says_there_is_nothing_to_do_and_keeps_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(
+        &dir.path().join("images"),
+        &[("a.png", 8, 8), ("b.png", 9, 7)],
+    );
+    let config = tiny_config_with_layers(dir.path(), "done", "[[layers]]\ntensor = \"conv1\"\n");
+    succeeded(layerwise().args(["run", "-q"]).arg(&config));
+    let record = dir.path().join("out/run.json");
+    let before = std::fs::read_to_string(&record).unwrap();
+    let out = layerwise()
+        .args(["run", "-q"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().next().unwrap(),
+        "done: nothing to do, every part is committed: 2 images (2 ok, 0 failed); \
+         `--overwrite` runs it again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        before,
+        "the record of the run that did the work, timings included"
+    );
+}
