@@ -51,6 +51,21 @@ pub enum PlanError {
     },
 }
 
+/// A mistake in what a command was asked that retrying cannot fix: an option's value, a layer,
+/// channel or image that a run does not have, an output folder that holds another run. The CLI
+/// exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Mistake(pub String);
+
+/// Returns early with a [`Mistake`], its message formatted as `format!` does.
+#[macro_export]
+macro_rules! mistake {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Mistake(format!($($arg)*)).into())
+    };
+}
+
 /// A table of a stored run that cannot be read as layerwise's: a column is missing, or of a
 /// type that cannot hold its values (a table rewritten by another tool), or the file is damaged.
 /// Retrying will not help: the CLI exits 2.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
-use layerwise::error::{RunStop, TableError};
+use layerwise::error::{Mistake, RunStop, TableError};
 use layerwise::output::provenance::RunRecord;
 use layerwise::output::tables::Table;
 use layerwise::shard::Shard;
@@ -629,7 +629,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         stop.exit_code()
     } else if err
         .chain()
-        .any(|e| e.is::<PlanError>() || e.is::<TableError>())
+        .any(|e| e.is::<PlanError>() || e.is::<TableError>() || e.is::<Mistake>())
     {
         2
     } else {

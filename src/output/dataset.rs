@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -193,7 +193,7 @@ impl Dataset {
             Some(_) if overwrite => clear(&store)?,
             Some(stored) => {
                 if let Some(why) = stored.difference(&manifest) {
-                    bail!(
+                    crate::mistake!(
                         "{} holds another run: {why}. Pass --overwrite to replace it, or choose \
                          another folder with --out",
                         store.display()
@@ -204,7 +204,7 @@ impl Dataset {
                     manifest: stored,
                 });
             }
-            None if unknown && !overwrite => bail!(
+            None if unknown && !overwrite => crate::mistake!(
                 "{} holds files but no {MANIFEST}; pass --overwrite to replace them, or choose \
                  another folder with --out",
                 store.display()
@@ -223,9 +223,9 @@ impl Dataset {
     /// Opens a location that holds a run, to look at it.
     pub fn read(location: &Location) -> Result<Dataset> {
         let store = Store::open(location)?;
-        let bytes = store.read(MANIFEST)?.with_context(|| {
-            format!("{} holds no layerwise run (no {MANIFEST})", store.display())
-        })?;
+        let Some(bytes) = store.read(MANIFEST)? else {
+            crate::mistake!("{} holds no layerwise run (no {MANIFEST})", store.display());
+        };
         let manifest = serde_json::from_slice(&bytes).context("cannot parse the run's manifest")?;
         Ok(Dataset { store, manifest })
     }

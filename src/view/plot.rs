@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use fast_image_resize::Resizer;
@@ -72,7 +72,12 @@ pub fn parse_channels(text: &str) -> Result<Vec<u32>> {
     text.split(',')
         .map(|c| c.trim().parse::<u32>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| anyhow::anyhow!("`{text}`: write channels as 0..49 (half-open), 0,11,12 or 5"))
+        .map_err(|_| {
+            crate::error::Mistake(format!(
+                "`{text}`: write channels as 0..49 (half-open), 0,11,12 or 5"
+            ))
+            .into()
+        })
 }
 
 fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -129,7 +134,7 @@ pub fn images_from_run(
         }))
         .collect();
     if chosen.is_empty() {
-        bail!("no ok image of the run matches {which:?}");
+        crate::mistake!("no ok image of the run matches {which:?}");
     }
     let query = MapQuery {
         layer: layer.to_owned(),
@@ -154,7 +159,7 @@ pub fn images_from_run(
 pub fn top_from_run(run: &StoredRun, layer: &str, channel: u32, k: usize) -> Result<Vec<Cell>> {
     let stored = run.layer(layer)?;
     if channel as usize >= stored.channels {
-        bail!(
+        crate::mistake!(
             "`{layer}` has {} channels (0 to {}); there is no channel {channel}",
             stored.channels,
             stored.channels - 1
@@ -219,7 +224,7 @@ pub fn channels_from_config(
     let plan = Plan::new(config, &model, &overrides)?;
     if !plan.layers.iter().any(|l| l.name == layer) {
         let names: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
-        bail!(
+        crate::mistake!(
             "the config has no layer `{layer}`; its layers are {}",
             names.join(", ")
         );
@@ -249,7 +254,7 @@ pub fn channels_from_config(
         .expect("images has error")
         .as_string::<i32>();
     if errors.is_valid(0) {
-        bail!("{}: {}", image.display(), errors.value(0));
+        crate::mistake!("{}: {}", image.display(), errors.value(0));
     }
     let query = MapQuery {
         layer: layer.to_owned(),
@@ -269,7 +274,7 @@ pub fn channels_from_config(
 /// Draws the cells and writes the PNG, creating its folder.
 pub fn write_png(cells: &[Cell], style: render::Style, path: &Path) -> Result<RgbImage> {
     if cells.is_empty() {
-        bail!("nothing to draw");
+        crate::mistake!("nothing to draw");
     }
     let image = render::grid(cells, style);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -312,8 +317,8 @@ fn find_image<'a>(images: &'a [StoredImage], wanted: &ImageRef) -> Result<&'a St
     });
     match found {
         Some(i) if i.ok => Ok(i),
-        Some(i) => bail!("image {} ({}) could not be read in this run, so it has no maps", i.image_id, i.path),
-        None => bail!("the run has no image {wanted:?}; give an image_id ({}) or a path as the images table records it", id_range(images)),
+        Some(i) => crate::mistake!("image {} ({}) could not be read in this run, so it has no maps", i.image_id, i.path),
+        None => crate::mistake!("the run has no image {wanted:?}; give an image_id ({}) or a path as the images table records it", id_range(images)),
     }
 }
 
@@ -337,12 +342,12 @@ fn id_range(images: &[StoredImage]) -> String {
 fn wanted_channels(layer: &LayerInfo, wanted: Option<&[u32]>, run: &Path) -> Result<Vec<u32>> {
     let Some(wanted) = wanted else {
         if layer.kept.is_empty() {
-            bail!("{}", not_stored(layer, None, run));
+            crate::mistake!("{}", not_stored(layer, None, run));
         }
         return Ok(layer.kept.iter().copied().take(DEFAULT_CELLS).collect());
     };
     if let Some(missing) = wanted.iter().find(|c| !layer.kept.contains(c)) {
-        bail!("{}", not_stored(layer, Some(*missing), run));
+        crate::mistake!("{}", not_stored(layer, Some(*missing), run));
     }
     Ok(wanted.to_vec())
 }

@@ -149,10 +149,11 @@ impl StoredRun {
     pub fn layer(&self, name: &str) -> Result<&LayerInfo> {
         self.layers.iter().find(|l| l.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
-            anyhow::anyhow!(
+            crate::error::Mistake(format!(
                 "the run has no layer `{name}`; its layers are {}",
                 names.join(", ")
-            )
+            ))
+            .into()
         })
     }
 
@@ -361,8 +362,10 @@ fn partial_provenance(dir: &Path) -> Result<(String, PathBuf)> {
             dir.display()
         )
     };
-    let files = part_files(&dir.join(Table::Images.name())).with_context(not_a_run)?;
-    let first = files.first().with_context(not_a_run)?;
+    let files = part_files(&dir.join(Table::Images.name())).unwrap_or_default();
+    let Some(first) = files.first() else {
+        crate::mistake!("{}", not_a_run());
+    };
     let file = File::open(first).with_context(|| format!("cannot open {}", first.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("cannot read {}", first.display()))?;

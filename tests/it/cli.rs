@@ -500,13 +500,23 @@ fn python_environment(dir: &std::path::Path, runtime: bool) -> std::path::PathBu
 
 /// Runs an installed executable as a user would on a new node: no `PATH` (so no `python3`),
 /// no `ORT_DYLIB_PATH`, no virtual environment activated, from a folder with no `.cache/`.
+/// A copy just written may still be open for writing in a child that another test forked before
+/// its exec (ETXTBSY, "text file busy"): that passes within moments, so it is retried.
 fn installed(exe: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(exe)
-        .args(args)
-        .env_clear()
-        .current_dir(exe.parent().unwrap())
-        .output()
-        .unwrap()
+    for _ in 0..100 {
+        let run = Command::new(exe)
+            .args(args)
+            .env_clear()
+            .current_dir(exe.parent().unwrap())
+            .output();
+        match run {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed busy for 2 s", exe.display())
 }
 
 #[test]

@@ -683,7 +683,7 @@ fn reports_of_shard_runs_draw_each_example_over_its_photo_as_the_folder_run_does
         .arg(&wds)
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(
         text(&missing).contains(&format!(
             "the run has no image Id(5); give an image_id (from 0 to {}, as (shard << 32) | \

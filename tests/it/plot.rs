@@ -217,7 +217,7 @@ fn maps_that_are_not_stored_say_how_to_get_them() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert_eq!(failed.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("channel 0 of `pixels` is not stored in"),
         "{stderr}"

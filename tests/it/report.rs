@@ -607,7 +607,7 @@ fn report_errors_say_what_to_do() {
     let (_, out) = demo_report();
     let failed = |args: &[&str]| {
         let o = layerwise().arg("report").args(args).output().unwrap();
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         text(&o)
     };
     let msg = failed(&[out.to_str().unwrap(), "--layers", "block9"]);

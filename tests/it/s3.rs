@@ -172,7 +172,7 @@ fn a_run_into_s3_resumes_and_equals_a_local_run() {
         "--out",
         url,
     ]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
         text(&refused).contains(
             "holds another run: its config differs: `layers[0].keep` was [2], is now [3]"

@@ -220,7 +220,12 @@ fn a_resume_may_change_every_execution_setting_but_not_a_layer_or_the_preprocess
             .arg("-q")
             .output()
             .unwrap();
-        assert!(!refused.status.success());
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "a mistake: {}",
+            text(&refused)
+        );
         assert!(
             text(&refused).contains(&format!("holds another run: its config differs: {named}")),
             "{}",

@@ -17,7 +17,7 @@ pub mod summary;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
@@ -372,7 +372,7 @@ struct Staging {
 impl Staging {
     fn new(dest: &Path) -> Result<Staging> {
         if dest.exists() && !is_report(dest) {
-            bail!(
+            crate::mistake!(
                 "{} exists and is not a layerwise report; give another --out, or remove it",
                 dest.display()
             );
