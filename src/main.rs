@@ -380,7 +380,6 @@ fn run(
         Some(text) => (Shard::parse(text)?, "--shard"),
         None => Shard::from_env(shards, |name| std::env::var(name).ok())?,
     };
-    tracing::info!("shard {shard} (from {source})");
     let record = layerwise::run(
         config,
         &overrides,
@@ -388,6 +387,7 @@ fn run(
             overwrite,
             quiet,
             shard,
+            shard_source: source,
             stop: Some(stop_on_signal()),
         },
     )?;

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// The parts this process does.
     pub shard: Shard,
+    /// Where the shard came from, for the log (`--shard`, a scheduler's variables).
+    pub shard_source: &'static str,
     /// When set (by a signal handler, say), the run stops after the batch in progress,
     /// drops the part in progress and returns [`RunStop::Interrupted`].
     pub stop: Option<&'static AtomicBool>,
@@ -63,6 +65,11 @@ pub fn check_error_fraction(record: &RunRecord) -> Result<(), RunStop> {
 pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<RunRecord> {
     let started = Instant::now();
     let prepared = Prepared::load(config, overrides)?;
+    // Logged once the config and model are known good, so that a mistake is the first line.
+    match options.shard_source {
+        "" => tracing::info!("shard {}", options.shard),
+        source => tracing::info!("shard {} (from {source})", options.shard),
+    }
     let provenance = prepared.provenance();
     let identity = prepared.identity();
     let pool = prepared.pool()?;

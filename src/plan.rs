@@ -865,6 +865,19 @@ fn layers(
                 )
                 .into());
             }
+            let stores_none = layer.keep == Keep::Channels(Vec::new()) && layer.top_k.is_none();
+            if layer.pool != 1 && stores_none {
+                return Err(PlanError::invalid(
+                    key("pool"),
+                    format!(
+                        "is {}, but the layer stores no maps to pool (it has no `keep` and no \
+                         `top_k`); statistics always use the full maps. Add `keep` or `top_k`, \
+                         or remove `pool`",
+                        layer.pool
+                    ),
+                )
+                .into());
+            }
             specs.push(LayerSpec {
                 name,
                 tensor: tensor.name.to_owned(),

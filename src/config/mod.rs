@@ -457,7 +457,8 @@ pub struct LayerConfig {
     #[serde(default)]
     pub top_by: TopBy,
     /// Stored maps (in `maps` and `top`) are average-pooled over `pool` x `pool` blocks:
-    /// 1 (default, as computed), 2, 4 or 8. Statistics always use the full maps.
+    /// 1 (default, as computed), 2, 4 or 8. Statistics always use the full maps. A layer that
+    /// stores no maps (no `keep`, no `top_k`) is refused a pool other than 1.
     #[serde(default = "default_pool")]
     #[schemars(extend("enum" = [1, 2, 4, 8]))]
     pub pool: usize,

@@ -330,7 +330,7 @@ fn the_schema_takes_what_layerwise_takes() {
     let base = base_config();
     let variants: Vec<(&str, &str)> = vec![
         ("keep = [0, 1]", r#"keep = "all""#),
-        ("keep = [0, 1]", "keep = []"),
+        ("keep = [0, 1]", "keep = []\ntop_k = 2"),
         ("keep = [0, 1]", r#"keep = "0..3""#),
         ("keep = [0, 1]", r#"keep = " 1 .. +3 ""#),
         ("pool = 2", "pool = 1"),

@@ -739,6 +739,20 @@ fn pooled_maps_are_block_averages_of_the_full_maps() {
         err.contains("`layers[0].pool` is 3; stored maps can be average-pooled by 2, 4 or 8 (or 1, not at all)"),
         "{err}"
     );
+    // A pool with nothing to pool is a mistake, not a silent no-op.
+    let idle = tiny_config_with_layers(
+        dir.path(),
+        "idle",
+        "[[layers]]\ntensor = \"conv1\"\npool = 4\n",
+    );
+    let out = layerwise().args(["run", "-q"]).arg(&idle).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        text(&out).trim(),
+        "error: config: `layers[0].pool` is 4, but the layer stores no maps to pool (it has no \
+         `keep` and no `top_k`); statistics always use the full maps. Add `keep` or `top_k`, or \
+         remove `pool`"
+    );
 }
 
 #[test]
