@@ -30,6 +30,9 @@ pub struct Diagnosis {
     pub gpus: Gpus,
     /// The provider a run is checked for (`cpu` unless a config says otherwise).
     pub provider: Provider,
+    /// The config whose `[run]` settings (runtime library, provider, device) were checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// Whether a run on that provider can start.
     pub ready: bool,
 }
@@ -120,6 +123,7 @@ pub fn diagnose(search: &SearchPath, provider: Provider, device: u32) -> Diagnos
         },
         gpus: cuda_devices(),
         provider,
+        config: None,
         ready,
     }
 }
@@ -193,6 +197,16 @@ impl Diagnosis {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "layerwise {}", self.layerwise);
+        if let Some(config) = &self.config {
+            line(
+                &mut out,
+                "config",
+                format!(
+                    "{} (its [run] onnxruntime, provider and device are what is checked)",
+                    config.display()
+                ),
+            );
+        }
         if let Some(exe) = &self.executable {
             let home = match &self.python_environment {
                 Some(prefix) => format!("in the Python environment {}", prefix.display()),

@@ -421,7 +421,10 @@ fn doctor(config: Option<&Path>, json: bool) -> anyhow::Result<u8> {
         None => layerwise::config::RunConfig::default(),
     };
     let search = layerwise::model::runtime::SearchPath::standard(run.onnxruntime);
-    let diagnosis = layerwise::doctor::diagnose(&search, run.provider, run.device);
+    let diagnosis = layerwise::doctor::Diagnosis {
+        config: config.map(Path::to_path_buf),
+        ..layerwise::doctor::diagnose(&search, run.provider, run.device)
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&diagnosis)?);
     } else {

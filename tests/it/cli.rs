@@ -611,6 +611,11 @@ fn doctor_checks_the_provider_of_a_config() {
         screen.ends_with("ready: a run on `cpu` can start\n"),
         "{screen}"
     );
+    let named = format!(
+        "\n  config         {} (its [run] onnxruntime, provider and device are what is checked)\n",
+        config.display()
+    );
+    assert!(screen.contains(&named), "{screen}");
     // ORT_DYLIB_PATH set but empty counts as unset.
     let out = layerwise()
         .arg("doctor")
