@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "config: `layers[3].tokens` cannot be inferred for tensor `b` [N, 16, 8]: its 16 \
-             tokens lie as 4 x 4 patches + 0 prefix tokens, or 3 x 3 patches + 7 prefix tokens; \
+             tokens lie as 4 x 4 patches, or 3 x 3 patches + 7 prefix tokens; \
              say which, e.g.\n  tokens = { prefix = 0, grid = [4, 4] }"
         );
         let inferred = Layout::of(&layer([8, 8], [2, 2]), &[17, 8]).unwrap();
