@@ -296,8 +296,8 @@ impl LayerReducer {
         if let (Some(prefix), Some(tokens)) = (graph.prefix, self.layout.tokens) {
             shapes.push((prefix, vec![tokens.prefix, channels]));
         }
-        if let (Some(sampled), Positions::Sample(n)) = (graph.sampled, self.places.positions) {
-            shapes.push((sampled, vec![(n as usize).min(self.places.cells), channels]));
+        if let (Some(sampled), Some(layer)) = (graph.sampled, self.graph()) {
+            shapes.push((sampled, vec![layer.sampled, channels]));
         }
         shapes
     }
