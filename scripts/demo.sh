@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo, from a fresh checkout: provisions ONNX Runtime and the Python tools, builds the demo
+# The demo, from a fresh checkout: provisions ONNX Runtime and the demo's few Python tools
+# (.cache/demo-venv: onnx, numpy, pillow, DuckDB; not the tests' toolchain), builds the demo
 # model and images, builds layerwise, runs the classic study (pipelines/demo.toml), draws its
 # figures, writes its report (the atlas, out/demo/report/index.html) and queries the result with
 # DuckDB.
@@ -8,9 +9,11 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/fetch-onnxruntime.sh
-scripts/python-env.sh
+python=.cache/demo-venv/bin/python
+scripts/python-env.sh .cache/demo-venv scripts/demo-requirements.txt
 if [[ ! -f demo/models/demo_vgg.onnx ]]; then
-  .venv/bin/python demo/make_demo.py demo
+  scripts/demo-photos.sh .cache/demo-photos
+  LAYERWISE_DEMO_PHOTOS=.cache/demo-photos "$python" demo/make_demo.py demo
 fi
 cargo build --release --quiet
 target/release/layerwise run pipelines/demo.toml --overwrite
@@ -22,7 +25,7 @@ target/release/layerwise plot channels --run out/demo --layer block5_conv3 --ima
 target/release/layerwise plot top --run out/demo --layer block5_conv3 --channel 164 --k 8 --cols 4
 # The atlas: a static site of the run that opens from file://.
 report=$(target/release/layerwise report out/demo)
-.venv/bin/python - <<'PY'
+"$python" - <<'PY'
 import duckdb
 sql = lambda q: print(duckdb.sql(q))
 print("\nThe block1_conv1 channels that respond most, per class (DuckDB on out/demo):")
