@@ -130,3 +130,41 @@ impl PlanError {
         }
     }
 }
+
+/// An error and its causes as one line, `cause: cause: ...`, leaving out each layer whose
+/// message already quotes the one below it (Arrow's and Parquet's wrappers of an error from a
+/// reader repeat it: `External: External error: ...`), so every cause is said once.
+pub fn describe(err: &anyhow::Error) -> String {
+    let layers: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    let said: Vec<&str> = layers
+        .iter()
+        .enumerate()
+        .filter(|(i, text)| {
+            layers
+                .get(i + 1)
+                .is_none_or(|next| !text.contains(next.as_str()))
+        })
+        .map(|(_, text)| text.as_str())
+        .collect();
+    said.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_cause_quoted_by_its_wrappers_is_said_once() {
+        let inner = anyhow::anyhow!("holds -1, which does not fit UInt32");
+        let wrapped = inner
+            .context("External error: holds -1, which does not fit UInt32")
+            .context("External: External error: holds -1, which does not fit UInt32")
+            .context("reading out/stats");
+        assert_eq!(
+            describe(&wrapped),
+            "reading out/stats: holds -1, which does not fit UInt32"
+        );
+        let plain = anyhow::anyhow!("unknown field").context("config x.toml");
+        assert_eq!(describe(&plain), "config x.toml: unknown field");
+    }
+}

@@ -359,7 +359,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(err) => {
-                    eprintln!("error: {err:#}");
+                    eprintln!("error: {}", layerwise::error::describe(&err));
                     ExitCode::from(exit_code(&err))
                 }
             }
@@ -619,7 +619,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", layerwise::error::describe(&err));
             ExitCode::from(exit_code(&err))
         }
     }

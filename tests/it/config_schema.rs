@@ -122,10 +122,10 @@ fn markdown_configs(file: &str) -> Vec<String> {
 fn every_shipped_config_is_valid_for_both_layerwise_and_the_schema() {
     let pipelines = pipelines();
     assert!(pipelines.len() >= 3, "pipelines/: {}", pipelines.len());
-    let readme = markdown_configs("README.md");
+    let readme = markdown_configs("docs/config.md");
     assert!(
         !readme.is_empty(),
-        "README.md has no complete config in a ```toml block"
+        "docs/config.md has no complete config in a ```toml block"
     );
     // The export guide's recipes: one config per recipe.
     let recipes = markdown_configs("docs/models.md");
@@ -148,7 +148,7 @@ fn every_shipped_config_is_valid_for_both_layerwise_and_the_schema() {
             readme
                 .into_iter()
                 .enumerate()
-                .map(|(i, text)| (format!("README.md config block {i}"), text)),
+                .map(|(i, text)| (format!("docs/config.md config block {i}"), text)),
         )
         .chain(
             recipes

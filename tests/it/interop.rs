@@ -105,10 +105,10 @@ print(json.dumps({
     );
 }
 
-/// Runs README.md's "Query the results" section on `out` (tests/readme/run_queries.py).
+/// Runs docs/output.md's "Query the results" section on `out` (tests/readme/run_queries.py).
 fn readme_queries(out: &Path) -> serde_json::Value {
     let script = root().join("tests/readme/run_queries.py");
-    let readme = root().join("README.md");
+    let readme = root().join("docs/output.md");
     python_json(&[script.as_os_str(), readme.as_os_str(), out.as_os_str()])
 }
 

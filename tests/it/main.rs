@@ -7,6 +7,7 @@ mod cli;
 mod compat;
 mod config_schema;
 mod datasets;
+mod docs;
 mod fuzz_regressions;
 mod interop;
 mod layering;

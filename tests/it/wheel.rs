@@ -83,6 +83,15 @@ fn the_wheel_installed_with_cpu_runs_like_the_cargo_build() {
     // With [cpu] (at the pinned version), it finds the wheel's library in its own environment.
     let with_cpu = format!("{}[cpu]", wheel.display());
     pip_install(&env, &[&with_cpu, &pinned_onnxruntime()]);
+    // What it prints is what docs/install.md shows, with this environment as /home/me/envs/lw.
+    let out = installed(&env, &cwd, &["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let env_path = env.display().to_string();
+    crate::docs::check_named(
+        "doctor-wheel",
+        &String::from_utf8_lossy(&out.stdout),
+        &[(env_path.as_str(), "/home/me/envs/lw")],
+    );
     let out = installed(&env, &cwd, &["doctor", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

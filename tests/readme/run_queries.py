@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs every code block of README.md's "Query the results" section, verbatim, on a dataset.
+"""Runs every code block of docs/output.md's "Query the results" section, verbatim, on a dataset.
 
-usage: run_queries.py README OUT
+usage: run_queries.py DOC OUT
 
 Each block's text is taken as written, with the demo's dataset folder `out/demo` replaced by
 OUT. SQL blocks run in DuckDB one statement at a time; each statement is named by its
@@ -79,7 +79,7 @@ def main():
                     relation.columns, relation.types, [list(r) for r in relation.fetchall()])
         elif language == "python":
             before = dict(namespace)
-            exec(compile(code, f"README.md ({SECTION})", "exec"), namespace)
+            exec(compile(code, f"docs/output.md ({SECTION})", "exec"), namespace)
             results["python"].append({
                 name: v for name, obj in namespace.items()
                 if not name.startswith("_") and before.get(name) is not obj
