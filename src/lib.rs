@@ -17,6 +17,7 @@ pub mod digest;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod init;
 pub mod input;
 pub mod location;
 pub mod model;

@@ -57,6 +57,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a starter config for a model and an image folder.
+    ///
+    /// Reads the model and runs it once on a zero input to learn its tensors' real shapes, then
+    /// writes a config that `check` and `run` take as it is: the image folder (its subfolders'
+    /// names as labels), `[preprocess]` sized from the model's input, the first and last
+    /// convolutions after their activations (a transformer's residual stream after its first
+    /// and last blocks), the model's output when it is a vector, each key explained. Relative
+    /// paths in it are taken from the config's folder: the current folder on standard output,
+    /// FILE's with --out.
+    #[command(
+        after_help = "Example: layerwise init model.onnx images/ --out study.toml && \
+layerwise check study.toml"
+    )]
+    Init {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The image folder (walked recursively).
+        images: PathBuf,
+        /// Write the config to FILE (not overwritten) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Check a config without running it: what a run validates, then what it will take.
     ///
     /// Validates the config, the model, the runtime, the layer selectors and kept channels,
@@ -310,6 +332,7 @@ fn main() -> ExitCode {
             limit,
             json,
         } => report(check(&config, limit, json)),
+        Command::Init { model, images, out } => report(init(&model, &images, out.as_deref())),
         Command::Layers {
             target,
             shapes,
@@ -555,6 +578,43 @@ fn check(config: &Path, limit: Option<usize>, json: bool) -> anyhow::Result<()> 
     } else {
         print!("{}", report.to_text());
     }
+    Ok(())
+}
+
+/// Prints, or writes to `out`, a starter config for `model` and `images`.
+fn init(model: &Path, images: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    if !images.is_dir() {
+        layerwise::mistake!(
+            "{}: not a folder; `layerwise init MODEL IMAGES` takes the folder of images to study",
+            images.display()
+        );
+    }
+    let Some(out) = out else {
+        print!(
+            "{}",
+            layerwise::init::starter(model, images, Path::new("."))?
+        );
+        return Ok(());
+    };
+    if out.exists() {
+        layerwise::mistake!(
+            "{} exists and is left as it is: give --out another name, or remove it",
+            out.display()
+        );
+    }
+    let folder = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let text = layerwise::init::starter(model, images, folder)?;
+    anyhow::Context::with_context(std::fs::write(out, text), || {
+        format!("writing {}", out.display())
+    })?;
+    eprintln!(
+        "wrote {}: check it with `layerwise check {}`",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 

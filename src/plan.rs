@@ -1068,6 +1068,7 @@ mod tests {
                     .map(|t| Node {
                         name: format!("{t}/Relu"),
                         op_type: "Relu".into(),
+                        inputs: Vec::new(),
                         outputs: vec![t.to_string()],
                         ints: Vec::new(),
                     })

@@ -91,6 +91,8 @@ pub struct Node {
     pub name: String,
     /// Operator, e.g. `Conv`.
     pub op_type: String,
+    /// Names of the tensors it takes (an empty name is an omitted optional input).
+    pub inputs: Vec<String>,
     /// Names of the tensors it produces.
     pub outputs: Vec<String>,
     /// Its attributes that are lists of integers (`kernel_shape`, `strides`, ...), by name.
@@ -271,6 +273,7 @@ const GRAPH_INITIALIZER: u32 = 5;
 const GRAPH_INPUT: u32 = 11;
 const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_VALUE_INFO: u32 = 13;
+const NODE_INPUT: u32 = 1;
 const NODE_OUTPUT: u32 = 2;
 const NODE_NAME: u32 = 3;
 const NODE_OP_TYPE: u32 = 4;
@@ -352,12 +355,14 @@ fn decode_node(bytes: &[u8]) -> Result<Node, String> {
     let mut node = Node {
         name: String::new(),
         op_type: String::new(),
+        inputs: Vec::new(),
         outputs: Vec::new(),
         ints: Vec::new(),
     };
     for field in Fields::new(bytes) {
         let (number, value) = field?;
         match number {
+            NODE_INPUT => node.inputs.push(value.string()?),
             NODE_OUTPUT => node.outputs.push(value.string()?),
             NODE_NAME => node.name = value.string()?,
             NODE_OP_TYPE => node.op_type = value.string()?,
@@ -707,6 +712,7 @@ mod tests {
                 .map(|n| Node {
                     name: String::new(),
                     op_type: "Relu".into(),
+                    inputs: Vec::new(),
                     outputs: vec![n.to_string()],
                     ints: Vec::new(),
                 })

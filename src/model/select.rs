@@ -113,6 +113,7 @@ mod tests {
         let node = |name: &str, op: &str, outputs: &[&str]| Node {
             name: name.into(),
             op_type: op.into(),
+            inputs: Vec::new(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
             ints: Vec::new(),
         };

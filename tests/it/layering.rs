@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["output"],
     &["engine"],
     &["pipeline"],
-    &["view", "check", "doctor"],
+    &["view", "check", "doctor", "init"],
 ];
 
 /// Imports against the layers, allowed: (importing module, imported path prefix, why).

@@ -9,6 +9,7 @@ mod config_schema;
 mod datasets;
 mod docs;
 mod fuzz_regressions;
+mod init;
 mod interop;
 mod layering;
 mod models;
