@@ -198,6 +198,10 @@ layerwise check study.toml"
         /// Dataset examples per channel.
         #[arg(long, value_name = "K", default_value_t = layerwise::view::report::DEFAULT_TOP)]
         top: usize,
+        /// The channel each layer page draws across images (default: the one with the highest
+        /// mean of its per-image max; maps the run did not keep are computed again).
+        #[arg(long, value_name = "N")]
+        channel: Option<u32>,
     },
     /// Report a run's progress: parts committed and missing, images, rows and bytes.
     ///
@@ -365,7 +369,8 @@ fn main() -> ExitCode {
             dest,
             layers,
             top,
-        } => report(write_report(&run, dest, layers, top)),
+            channel,
+        } => report(write_report(&run, dest, layers, (top, channel))),
         Command::List { config, out } => report(list(&config, &out)),
         Command::Status { out } => {
             match layerwise::output::dataset::Dataset::read(&layerwise::location::Location::of(
@@ -556,10 +561,10 @@ fn write_report(
     run: &Path,
     dest: Option<PathBuf>,
     layers: Option<Vec<String>>,
-    top: usize,
+    (top, channel): (usize, Option<u32>),
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let written = layerwise::view::report::write_from(run, dest, layers, top.max(1))?;
+    let written = layerwise::view::report::write_from(run, dest, layers, (top.max(1), channel))?;
     tracing::info!(
         "{} pages and {} pictures in {:.1} s",
         written.pages,

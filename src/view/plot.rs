@@ -12,14 +12,13 @@ use image::RgbImage;
 
 use crate::config::Keep;
 use crate::engine::{Batcher, Prepared};
-use crate::input::lookup::{self, Wanted};
-use crate::input::preprocess;
-use crate::input::{Content, Listing, Sample};
+use crate::input::{Content, Sample};
 use crate::output::provenance::LayerInfo;
 use crate::output::tables::Rows;
 use crate::plan::{self, Overrides, Plan};
-use crate::plan::{InputType, Preprocess};
+use crate::view::photos::Photos;
 use crate::view::read::{self, MapQuery, StoredImage, StoredMap, StoredRun};
+use crate::view::recompute;
 use crate::view::render::{self, Cell};
 
 /// At most this many cells are drawn by default (a 7 x 7 grid).
@@ -119,9 +118,37 @@ pub fn images_from_run(
 ) -> Result<Vec<Cell>> {
     let stored = run.layer(layer)?;
     wanted_channels(stored, Some(&[channel]), &run.dir)?;
-    let images = run.images()?;
-    let chosen: Vec<&StoredImage> = images
-        .iter()
+    let chosen = chosen_images(run, which)?;
+    let query = MapQuery {
+        layer: layer.to_owned(),
+        channels: Some([channel].into()),
+        images: Some(chosen.iter().map(|i| i.image_id).collect()),
+    };
+    Ok(image_cells(&chosen, run.maps(&query)?))
+}
+
+/// [`images_from_run`] for a channel whose maps the run did not keep: computed again for the
+/// same images by the run's model ([`recompute::maps`]).
+pub fn images_recomputed(
+    run: &StoredRun,
+    layer: &str,
+    channel: u32,
+    which: Option<&ImageSet>,
+) -> Result<Vec<Cell>> {
+    run.layer(layer)?;
+    let chosen = chosen_images(run, which)?;
+    let wanted: Vec<(u64, u32)> = chosen.iter().map(|i| (i.image_id, channel)).collect();
+    let images: HashMap<u64, &StoredImage> = chosen.iter().map(|i| (i.image_id, i)).collect();
+    let mut found = recompute::maps(run, layer, &wanted, &images, wanted.len())?;
+    let maps: Vec<StoredMap> = wanted.iter().filter_map(|key| found.remove(key)).collect();
+    Ok(image_cells(&chosen, maps))
+}
+
+/// The ok images of a run that `which` picks (the first [`DEFAULT_CELLS`] by default).
+fn chosen_images(run: &StoredRun, which: Option<&ImageSet>) -> Result<Vec<StoredImage>> {
+    let chosen: Vec<StoredImage> = run
+        .images()?
+        .into_iter()
         .filter(|i| i.ok)
         .filter(|i| match which {
             Some(ImageSet::Range(a, b)) => (*a..*b).contains(&i.image_id),
@@ -136,14 +163,12 @@ pub fn images_from_run(
     if chosen.is_empty() {
         crate::mistake!("no ok image of the run matches {which:?}");
     }
-    let query = MapQuery {
-        layer: layer.to_owned(),
-        channels: Some([channel].into()),
-        images: Some(chosen.iter().map(|i| i.image_id).collect()),
-    };
-    let maps = run.maps(&query)?;
-    Ok(maps
-        .into_iter()
+    Ok(chosen)
+}
+
+/// A cell per map, titled with its image.
+fn image_cells(chosen: &[StoredImage], maps: Vec<StoredMap>) -> Vec<Cell> {
+    maps.into_iter()
         .map(|m| {
             let image = chosen
                 .iter()
@@ -151,7 +176,7 @@ pub fn images_from_run(
                 .expect("queried");
             cell(image_title(image), m)
         })
-        .collect())
+        .collect()
 }
 
 /// The `k` images that excite a channel most, each as the input image under its map: from the
@@ -368,112 +393,4 @@ fn not_stored(layer: &LayerInfo, channel: Option<u32>, run: &Path) -> String {
         run.display(),
         layer.name
     )
-}
-
-/// The input images of some of a run's images, to draw under their maps: a folder's or list's
-/// files read when drawn, a shard input's samples read again from their shards beforehand
-/// ([`lookup::encoded`]: one pass per shard that holds any).
-pub struct Photos<'a> {
-    run: &'a StoredRun,
-    /// The encoded images of the samples in shards, or why each cannot be had.
-    in_shards: HashMap<u64, Result<Vec<u8>, String>>,
-}
-
-impl<'a> Photos<'a> {
-    /// Gets ready to draw `images` of `run`, reading those inside shards.
-    pub fn read<'i>(
-        run: &'a StoredRun,
-        images: impl IntoIterator<Item = &'i StoredImage>,
-    ) -> Photos<'a> {
-        let wanted: Vec<Wanted> = images
-            .into_iter()
-            .filter_map(|i| {
-                Some(Wanted {
-                    image_id: i.image_id,
-                    source: i.source.as_deref()?,
-                    path: &i.path,
-                })
-            })
-            .collect();
-        let mut in_shards = HashMap::new();
-        if !wanted.is_empty() {
-            let listed = plan::input_spec(&run.config, &Overrides::default())
-                .map_err(anyhow::Error::from)
-                .and_then(|spec| crate::input::list(&spec));
-            match listed {
-                Ok(Listing::Shards { format, shards }) => {
-                    in_shards = lookup::encoded(&format, &shards, &wanted)
-                }
-                Ok(Listing::Files(_)) => {
-                    tracing::warn!("the run's config names no shards now; drawing maps alone")
-                }
-                Err(e) => {
-                    tracing::warn!("cannot list the run's shards ({e:#}); drawing maps alone")
-                }
-            }
-        }
-        Photos { run, in_shards }
-    }
-
-    /// The input image of `image`, brought to `size` as the run's preprocessing did; None
-    /// (with a warning) when it cannot be read or decoded any more.
-    pub fn underlay(
-        &self,
-        image: &StoredImage,
-        size: (u32, u32),
-        resizer: &mut Resizer,
-    ) -> Option<RgbImage> {
-        let (bytes, named) = match (&image.source, self.run.config.input.files_root()) {
-            (Some(_), _) => match self.in_shards.get(&image.image_id) {
-                Some(Ok(bytes)) => (std::borrow::Cow::Borrowed(bytes), image.path.clone()),
-                Some(Err(e)) => return warned(&image.path, e),
-                None => return None,
-            },
-            (None, Some(root)) => {
-                // The listing writes paths inside the root; a table that says otherwise is not
-                // followed out of it.
-                let inside = Path::new(&image.path)
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_)));
-                if !inside {
-                    return warned(&image.path, "not a path inside the run's input folder");
-                }
-                let path = root.join(&image.path);
-                match preprocess::read_file(&path) {
-                    Ok(bytes) => (std::borrow::Cow::Owned(bytes), path.display().to_string()),
-                    Err(e) => return warned(&path.display().to_string(), &e),
-                }
-            }
-            (None, None) => {
-                return warned(&image.path, "the run's config names no folder of images")
-            }
-        };
-        let decoded = match preprocess::decode_at_least(
-            &bytes,
-            size.0.max(size.1),
-            crate::config::DEFAULT_MAX_PIXELS,
-        ) {
-            Ok((decoded, _)) => decoded,
-            Err(e) => return warned(&named, &e),
-        };
-        let fit = Preprocess {
-            input_type: InputType::Float32,
-            height: size.1,
-            width: size.0,
-            resize: self.run.config.preprocess.resize,
-            layout: self.run.config.preprocess.layout,
-            channel_order: self.run.config.preprocess.channel_order,
-            scale: 1.0,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            max_pixels: crate::config::DEFAULT_MAX_PIXELS,
-        };
-        fit.resize(decoded, resizer).ok()
-    }
-}
-
-/// Warns that `what` is drawn without its image, and why.
-fn warned(what: &str, why: &str) -> Option<RgbImage> {
-    tracing::warn!("{what}: {why}; drawing its map alone");
-    None
 }

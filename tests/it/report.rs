@@ -584,15 +584,171 @@ pub fn browser(report: &Path, shots: &Path, pages: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// The demo run's first layer: 64 channels, 6 of them kept (`pipelines/demo.toml`).
+const KEPT: [u32; 6] = [0, 11, 12, 27, 30, 34];
+
+#[test]
+fn every_channel_of_the_first_layer_shows_its_map_recomputed_where_the_run_did_not_keep_it() {
+    let (_, out) = demo_report();
+    let site = out.join("report");
+    let layer = page(&site, "layer-0.html");
+    assert!(
+        layer.contains(
+            "The run did not keep the maps of 464 examples: the report computed them again, \
+             running their 31 images through the run's model (at most 256 per layer)."
+        ),
+        "58 channels x 8 examples"
+    );
+    let run = layerwise::view::read::StoredRun::open(out).unwrap();
+    let images = run.images().unwrap();
+    let photos = layerwise::view::photos::Photos::read(&run, images.iter());
+    let mut resizer = fast_image_resize::Resizer::new();
+    for channel in 0..64u32 {
+        let html = page(&site, &format!("layer-0/channel-{channel}.html"));
+        let examples = report_examples(&html);
+        assert_eq!(examples.len(), 8, "channel {channel}");
+        assert_eq!(html.matches("<figure class=\"example\"").count(), 8);
+        assert_eq!(
+            html.matches("<img src=\"c").count(),
+            8,
+            "channel {channel}: every example drawn"
+        );
+        let recomputed = html.matches("map recomputed by the report").count();
+        let want = if KEPT.contains(&channel) { 0 } else { 8 };
+        assert_eq!(recomputed, want, "channel {channel}");
+        // Its best example is its map over the photo, not the photo alone.
+        let drawn = image::open(site.join(format!("layer-0/c{channel}-0.jpg")))
+            .unwrap()
+            .to_rgb8();
+        let image = images.iter().find(|i| i.image_id == examples[0].0).unwrap();
+        let photo = photos
+            .underlay(image, drawn.dimensions(), &mut resizer)
+            .unwrap();
+        let changed = drawn
+            .pixels()
+            .zip(photo.pixels())
+            .filter(|(a, b)| {
+                (0..3)
+                    .map(|c| (a[c] as i32 - b[c] as i32).abs())
+                    .sum::<i32>()
+                    > 60
+            })
+            .count();
+        assert!(
+            changed * 200 > drawn.pixels().len(),
+            "channel {channel}: only {changed} pixels differ from the photo"
+        );
+    }
+}
+
+#[test]
+fn the_contour_channels_overlay_leaves_the_photo_where_it_is_silent() {
+    let (_, out) = demo_report();
+    let run = layerwise::view::read::StoredRun::open(out).unwrap();
+    let query = layerwise::view::read::MapQuery {
+        layer: "block1_conv1".into(),
+        channels: Some([11].into()),
+        images: Some([19].into()),
+    };
+    let map = run.maps(&query).unwrap().remove(0);
+    let images = run.images().unwrap();
+    let image = images.iter().find(|i| i.image_id == 19).unwrap();
+    let photos = layerwise::view::photos::Photos::read(&run, [image]);
+    let size = layerwise::view::report::figures::picture_size(Some(&map));
+    let photo = photos
+        .underlay(image, size, &mut fast_image_resize::Resizer::new())
+        .unwrap();
+    let values = map.values.clone();
+    let drawn = layerwise::view::report::figures::draw(Some(&map), Some(&photo)).unwrap();
+    assert_eq!(
+        drawn.dimensions(),
+        (224, 224),
+        "224 x 224 maps are drawn 1:1"
+    );
+    let mut sorted: Vec<f32> = values.clone();
+    sorted.sort_by(f32::total_cmp);
+    let high = sorted[sorted.len() * 98 / 100];
+    let (mut silent, mut firing) = (0, 0);
+    for (i, v) in values.iter().enumerate() {
+        let (x, y) = ((i % 224) as u32, (i / 224) as u32);
+        let (got, under) = (drawn.get_pixel(x, y), photo.get_pixel(x, y));
+        if *v == 0.0 {
+            assert_eq!(got, under, "({x}, {y}): silent, the photo as it is");
+            silent += 1;
+        } else if *v >= high {
+            let moved: i32 = (0..3)
+                .map(|c| (got[c] as i32 - under[c] as i32).abs())
+                .sum();
+            assert!(
+                moved > 30,
+                "({x}, {y}): {v} of a top of {high}: {got:?} over {under:?}"
+            );
+            firing += 1;
+        }
+    }
+    assert!(
+        silent > 20_000 && firing > 1_000,
+        "{silent} silent, {firing} firing"
+    );
+}
+
+#[test]
+fn recomputed_maps_equal_the_stored_ones() {
+    let (_, out) = demo_report();
+    let run = layerwise::view::read::StoredRun::open(out).unwrap();
+    let images = run.images().unwrap();
+    let by_id: std::collections::HashMap<u64, &layerwise::view::read::StoredImage> = images
+        .iter()
+        .filter(|i| i.ok)
+        .map(|i| (i.image_id, i))
+        .collect();
+    let ids: Vec<u64> = by_id.keys().copied().filter(|id| id % 5 == 0).collect();
+    let wanted: Vec<(u64, u32)> = ids
+        .iter()
+        .flat_map(|&id| KEPT.iter().map(move |&c| (id, c)))
+        .collect();
+    let recomputed =
+        layerwise::view::recompute::maps(&run, "block1_conv1", &wanted, &by_id, 256).unwrap();
+    assert_eq!(recomputed.len(), wanted.len());
+    let query = layerwise::view::read::MapQuery {
+        layer: "block1_conv1".into(),
+        channels: Some(KEPT.into()),
+        images: Some(ids.iter().copied().collect()),
+    };
+    let stored = run.maps(&query).unwrap();
+    assert_eq!(stored.len(), wanted.len());
+    for m in stored {
+        let again = &recomputed[&(m.image_id, m.channel)];
+        assert_eq!((again.height, again.width), (m.height, m.width));
+        assert_close(
+            &again.values,
+            &m.values,
+            &format!("image {} channel {}", m.image_id, m.channel),
+        );
+    }
+}
+
 #[test]
 fn the_demo_report_opens_in_a_browser() {
     let (_, out) = demo_report();
     let shots = root().join("target/report-shots");
-    let pages = ["index.html", "layer-1.html", "layer-1/channel-164.html"];
+    let pages = [
+        "index.html",
+        "layer-1.html",
+        "layer-1/channel-164.html",
+        "layer-0.html",
+        "layer-0/channel-11.html",
+    ];
     let checked = browser(&out.join("report"), &shots, &pages);
     let layer_ms = checked[1]["load_ms"].as_f64().unwrap();
     eprintln!("the 512-channel layer page loaded in {layer_ms} ms");
-    assert_eq!(checked.len(), 3);
+    assert_eq!(checked.len(), 5);
+    assert_eq!(
+        checked[3]["images"],
+        64 + 2,
+        "every tile and both study figures"
+    );
+    assert_eq!(checked[4]["images"], 8);
     assert_eq!(checked[1]["sorted_rows"], 512, "the layer table sorts");
     assert_eq!(
         checked[1]["images"].as_u64().unwrap(),

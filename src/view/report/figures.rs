@@ -1,8 +1,8 @@
 //! The pictures of a report: each channel's dataset examples (from `top`, or ranked from
-//! `stats` with the stored maps, or the images alone), drawn over their input images as small
-//! PNG files.
+//! `stats` with the stored maps, or with maps the report computes again where the run did not
+//! keep them), drawn over their input images as small JPEG files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -11,7 +11,8 @@ use image::RgbImage;
 
 use crate::output::provenance::LayerInfo;
 use crate::reduce::LayerKind;
-use crate::view::read::{MapQuery, StoredMap, StoredRun};
+use crate::view::read::{MapQuery, StoredImage, StoredMap, StoredRun};
+use crate::view::recompute;
 use crate::view::render::{self, Cell};
 use crate::view::report::summary::ChannelSummary;
 
@@ -37,8 +38,10 @@ pub struct Example {
     pub image_id: u64,
     /// What it was ranked by.
     pub score: f32,
-    /// Its map, when one is stored.
+    /// Its map, when one is stored (or was recomputed).
     pub map: Option<StoredMap>,
+    /// Whether the map was computed again by the report, the run having not kept it.
+    pub recomputed: bool,
 }
 
 /// The `k` best examples of every channel of `layer`, with where they come from.
@@ -71,6 +74,7 @@ pub fn examples(
                     image_id,
                     score,
                     map: stored.remove(&(image_id, c.channel)),
+                    recomputed: false,
                 })
                 .collect()
         })
@@ -83,7 +87,56 @@ fn from_top(map: StoredMap) -> Example {
         image_id: map.image_id,
         score: map.score.unwrap_or(f32::NAN),
         map: Some(map),
+        recomputed: false,
     }
+}
+
+/// Computes again, and fills in, the maps of the examples the run did not keep (see
+/// [`recompute`]), the first-ranked examples first; says how many were filled. When the run's
+/// model or images cannot be had any more, warns and leaves them without a map.
+pub fn recompute_missing(
+    run: &StoredRun,
+    layer: &LayerInfo,
+    images: &HashMap<u64, &StoredImage>,
+    examples: &mut [Vec<Example>],
+    channels: &[ChannelSummary],
+) -> usize {
+    let deepest = examples.iter().map(Vec::len).max().unwrap_or(0);
+    let wanted: Vec<(u64, u32)> = (0..deepest)
+        .flat_map(|rank| {
+            examples
+                .iter()
+                .zip(channels)
+                .filter_map(move |(list, c)| list.get(rank).map(|e| (e, c.channel)))
+        })
+        .filter(|(e, _)| e.map.is_none())
+        .map(|(e, channel)| (e.image_id, channel))
+        .collect();
+    if wanted.is_empty() || layer.kind != LayerKind::Maps {
+        return 0;
+    }
+    let mut found = match recompute::maps(run, &layer.name, &wanted, images, recompute::MAX_IMAGES)
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(
+                "{}: the maps of channels the run did not keep are not recomputed: {e:#}",
+                layer.name
+            );
+            return 0;
+        }
+    };
+    let mut filled = 0;
+    for (list, c) in examples.iter_mut().zip(channels) {
+        for e in list.iter_mut().filter(|e| e.map.is_none()) {
+            if let Some(map) = found.remove(&(e.image_id, c.channel)) {
+                e.map = Some(map);
+                e.recomputed = true;
+                filled += 1;
+            }
+        }
+    }
+    filled
 }
 
 /// The stored maps of the best images of the kept channels, by (image, channel).

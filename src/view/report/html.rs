@@ -149,25 +149,73 @@ pub fn table(id: &str, columns: &[Column], rows: impl Iterator<Item = Vec<Td>>) 
     out
 }
 
-/// A histogram as an inline SVG bar chart, with its range and counts as text for readers
-/// and screen readers.
-pub fn histogram(h: &Histogram, what: &str) -> String {
-    let (width, height) = (BINS as u32 * 14, 90u32);
-    let top = h.counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let mut bars = String::new();
+/// A histogram as an inline SVG bar chart with axes (images up, `quantity` across, ticks at
+/// its range's quarters), and its range and counts as text for readers and screen readers.
+pub fn histogram(h: &Histogram, what: &str, quantity: &str) -> String {
+    const BAR: u32 = 14;
+    const LEFT: u32 = 46;
+    const TOP: u32 = 8;
+    const PLOT: u32 = 90;
+    const BOTTOM: u32 = 36;
+    let plot_w = BINS as u32 * BAR;
+    let (width, height) = (LEFT + plot_w + 24, TOP + PLOT + BOTTOM);
+    let base = TOP + PLOT;
+    let top = h.counts.iter().copied().max().unwrap_or(0).max(1);
+    let mut svg = String::new();
     for (i, &count) in h.counts.iter().enumerate() {
-        let bar = (count as f64 / top * f64::from(height - 2)).round() as u32;
+        let bar = (count as f64 / top as f64 * f64::from(PLOT)).round() as u32;
         let _ = write!(
-            bars,
+            svg,
             "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"{bar}\"><title>{count}</title></rect>",
-            i * 14 + 1,
-            height - bar
+            LEFT + i as u32 * BAR + 1,
+            base - bar
         );
     }
+    // Axes, with the counts' ticks on the left and the values' below.
+    let _ = write!(
+        svg,
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\"/>\
+         <line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\"/>",
+        LEFT + plot_w
+    );
+    for count in [0, top] {
+        let y = base - (count as f64 / top as f64 * f64::from(PLOT)).round() as u32;
+        let _ = write!(
+            svg,
+            "<line x1=\"{}\" y1=\"{y}\" x2=\"{LEFT}\" y2=\"{y}\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{count}</text>",
+            LEFT - 4,
+            LEFT - 6,
+            y + 4
+        );
+    }
+    let span = f64::from(h.hi) - f64::from(h.lo);
+    for step in 0..=4u32 {
+        let x = LEFT + step * plot_w / 4;
+        let value = f64::from(h.lo) + span * f64::from(step) / 4.0;
+        let _ = write!(
+            svg,
+            "<line x1=\"{x}\" y1=\"{base}\" x2=\"{x}\" y2=\"{}\"/>\
+             <text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            base + 4,
+            base + 15,
+            number(Some(value))
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text x=\"12\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">images</text>",
+        LEFT + plot_w / 2,
+        base + 31,
+        escape(quantity),
+        TOP + PLOT / 2,
+        TOP + PLOT / 2
+    );
     let counts: Vec<String> = h.counts.iter().map(u64::to_string).collect();
     format!(
         "<svg class=\"histogram\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
-         height=\"{height}\" role=\"img\" aria-label=\"{label}\">{bars}</svg>\n\
+         height=\"{height}\" role=\"img\" aria-label=\"{label}\">{svg}</svg>\n\
          <p class=\"axis\">{lo} to {hi}, {BINS} bars: {counts}</p>\n",
         label = escape(what),
         lo = number(Some(f64::from(h.lo))),

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 use crate::location::is_remote;
 use crate::output::provenance::LayerInfo;
 use crate::reduce::LayerKind;
-use crate::view::plot::{self, ImageRef, ImageSet, Photos};
+use crate::view::photos::Photos;
+use crate::view::plot::{self, ImageRef, ImageSet};
 use crate::view::read::{StoredImage, StoredRun};
 use crate::view::render::Style;
 use figures::Example;
@@ -43,6 +44,9 @@ pub struct ReportOptions {
     pub layers: Option<Vec<String>>,
     /// Dataset examples per channel.
     pub top: usize,
+    /// The channel of each layer page's "one channel across images" figure (default: the one
+    /// with the highest mean of its per-image max).
+    pub channel: Option<u32>,
     /// Where the run's tables are, as the pages' queries name them (default: the run folder).
     pub tables_at: Option<String>,
 }
@@ -54,7 +58,7 @@ pub fn write_from(
     location: &Path,
     dest: Option<PathBuf>,
     layers: Option<Vec<String>>,
-    top: usize,
+    (top, channel): (usize, Option<u32>),
 ) -> Result<Written> {
     let copy = is_remote(location)
         .then(|| remote::LocalCopy::fetch(location))
@@ -67,6 +71,7 @@ pub fn write_from(
             dest,
             layers,
             top,
+            channel,
             tables_at,
         };
         return write(&run, &options);
@@ -76,6 +81,7 @@ pub fn write_from(
         dest: local.clone(),
         layers,
         top,
+        channel,
         tables_at,
     };
     let written = write(&run, &options);
@@ -124,7 +130,7 @@ pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
     let count = layers.len();
     for (at, (index, layer)) in layers.into_iter().enumerate() {
         let started = std::time::Instant::now();
-        let built = build_layer(&site, index, layer, options.top, staging.path())?;
+        let built = build_layer(&site, index, layer, options, staging.path())?;
         tracing::info!(
             "layer {}/{count} `{}`: {} channel pages, {} pictures in {:.1} s",
             at + 1,
@@ -175,7 +181,7 @@ struct BuiltLayer<'r> {
     examples: Vec<Vec<Example>>,
     drawn: Vec<Vec<bool>>,
     source: figures::Source,
-    study: (bool, bool),
+    study: pages::Study,
     pictures: usize,
 }
 
@@ -188,7 +194,7 @@ impl BuiltLayer<'_> {
             examples: &self.examples,
             drawn: &self.drawn,
             source: self.source,
-            study: self.study,
+            study: &self.study,
         }
     }
 }
@@ -199,24 +205,25 @@ fn build_layer<'r>(
     site: &Site,
     index: usize,
     layer: &'r LayerInfo,
-    top: usize,
+    options: &ReportOptions,
     staging: &Path,
 ) -> Result<BuiltLayer<'r>> {
     let run = site.run;
-    let channels = summary::summarise(run, layer, site.labels, top)?;
-    let (source, examples) = figures::examples(run, layer, &channels, top)?;
+    let channels = summary::summarise(run, layer, site.labels, options.top)?;
+    let (source, mut examples) = figures::examples(run, layer, &channels, options.top)?;
+    figures::recompute_missing(run, layer, &site.images, &mut examples, &channels);
     let folder = staging.join(format!("layer-{index}"));
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let drawn = draw_examples(site, &channels, &examples, &folder)?;
-    let study = study_figures(site, layer, &folder);
+    let study = study_figures(site, layer, &channels, options.channel, &folder);
     let pictures = drawn
         .iter()
         .map(|d| d.iter().filter(|x| **x).count())
         .sum::<usize>()
         + usize::from(drawn.iter().any(|d| d.first() == Some(&true)))
-        + usize::from(study.0)
-        + usize::from(study.1);
+        + usize::from(study.one_image)
+        + usize::from(study.channel.is_some());
     let built = BuiltLayer {
         index,
         layer,
@@ -321,12 +328,20 @@ fn input_images(
         .collect()
 }
 
-/// The classic study's figures of a layer with stored maps: the first image's kept channels,
-/// and the first kept channel across the first images. Says which were drawn.
-fn study_figures(site: &Site, layer: &LayerInfo, folder: &Path) -> (bool, bool) {
+/// The classic study's figures of a map layer: the first image's stored maps, and one channel
+/// across the first images: `chosen`, or the one with the highest mean of its per-image max
+/// (its stored maps, or, when the run did not keep them, computed again).
+fn study_figures(
+    site: &Site,
+    layer: &LayerInfo,
+    channels: &[summary::ChannelSummary],
+    chosen: Option<u32>,
+    folder: &Path,
+) -> pages::Study {
     let run = site.run;
-    if layer.kept.is_empty() || layer.kind != LayerKind::Maps {
-        return (false, false);
+    let mut study = pages::Study::default();
+    if layer.kind != LayerKind::Maps {
+        return study;
     }
     let style = Style {
         cols: 8,
@@ -346,17 +361,61 @@ fn study_figures(site: &Site, layer: &LayerInfo, folder: &Path) -> (bool, bool) 
         .filter(|i| i.ok)
         .map(|i| i.image_id)
         .min();
-    let one_image = first.is_some_and(|first| {
-        let cells = plot::channels_from_run(run, &layer.name, &ImageRef::Id(first), None);
-        draw(cells, "study-image.png")
-    });
-    let channel = layer.kept[0];
+    study.one_image = !layer.kept.is_empty()
+        && first.is_some_and(|first| {
+            let cells = plot::channels_from_run(run, &layer.name, &ImageRef::Id(first), None);
+            draw(cells, "study-image.png")
+        });
+    let Some(pick) = study_channel(channels, chosen) else {
+        return study;
+    };
     let range = ImageSet::Range(0, plot::DEFAULT_CELLS as u64);
-    let one_channel = draw(
-        plot::images_from_run(run, &layer.name, channel, Some(&range)),
-        "study-channel.png",
-    );
-    (one_image, one_channel)
+    let kept = layer.kept.contains(&pick.channel);
+    let cells = match kept {
+        true => plot::images_from_run(run, &layer.name, pick.channel, Some(&range)),
+        false => plot::images_recomputed(run, &layer.name, pick.channel, Some(&range)),
+    };
+    if draw(cells, "study-channel.png") {
+        study.channel = Some(pages::StudyChannel {
+            recomputed: !kept,
+            ..pick
+        });
+    }
+    study
+}
+
+/// The channel of the "across images" figure, and why it was chosen.
+fn study_channel(
+    channels: &[summary::ChannelSummary],
+    chosen: Option<u32>,
+) -> Option<pages::StudyChannel> {
+    if let Some(channel) = chosen.filter(|c| channels.iter().any(|s| s.channel == *c)) {
+        return Some(pages::StudyChannel {
+            channel,
+            why: "the one asked for (<code>--channel</code>)".into(),
+            recomputed: false,
+        });
+    }
+    let best = channels
+        .iter()
+        .filter(|c| c.mean_max.is_finite())
+        .max_by(|a, b| {
+            a.mean_max
+                .total_cmp(&b.mean_max)
+                .then(b.channel.cmp(&a.channel))
+        })?;
+    let asked = match chosen {
+        Some(c) => format!(" (channel {c}, asked for, is not one of this layer's)"),
+        None => String::new(),
+    };
+    Some(pages::StudyChannel {
+        channel: best.channel,
+        why: format!(
+            "the channel with the highest mean of its per-image max, the one that responds most \
+             strongly{asked}; <code>layerwise report --channel N</code> draws another"
+        ),
+        recomputed: false,
+    })
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

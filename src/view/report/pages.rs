@@ -1,7 +1,7 @@
 //! The pages of a report: the index, one page per layer and one per channel. Every string that
 //! comes from the data is escaped here; file names are built from indices only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use crate::output::provenance::LayerInfo;
@@ -28,8 +28,28 @@ pub struct LayerView<'a> {
     pub drawn: &'a [Vec<bool>],
     /// Where the examples come from.
     pub source: Source,
-    /// Whether the classic study's two figures were drawn.
-    pub study: (bool, bool),
+    /// The classic study's figures that were drawn.
+    pub study: &'a Study,
+}
+
+/// The classic study's figures of a layer page.
+#[derive(Debug, Clone, Default)]
+pub struct Study {
+    /// Whether the first image's stored maps were drawn (`study-image.png`).
+    pub one_image: bool,
+    /// The channel drawn across the first images (`study-channel.png`), if it was.
+    pub channel: Option<StudyChannel>,
+}
+
+/// The channel of a layer page's "one channel across images" figure.
+#[derive(Debug, Clone)]
+pub struct StudyChannel {
+    /// The channel.
+    pub channel: u32,
+    /// Why this one, as the page says it (HTML).
+    pub why: String,
+    /// Whether its maps were computed again (the run did not keep them).
+    pub recomputed: bool,
 }
 
 impl LayerView<'_> {
@@ -236,11 +256,12 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
     let l = view.layer;
     let folder = view.folder();
     let mut body = format!(
-        "<h1>{}</h1>\n<p>{}; maps stored for {} channels; examples from {}.</p>\n",
+        "<h1>{}</h1>\n<p>{}; maps stored for {} channels; examples from {}.{}</p>\n",
         escape(&l.name),
         escape(&l.describe()),
         l.kept.len(),
-        source_text(view)
+        source_text(view),
+        recomputed_text(view)
     );
     body.push_str("<h2>Channels</h2>\n<div class=\"tiles\">\n");
     for (at, (c, (examples, drawn))) in view
@@ -280,6 +301,28 @@ pub fn layer(site: &Site, view: &LayerView) -> String {
         "",
         &crumbs,
         &body,
+    )
+}
+
+/// What the page says of the maps the report computed again, if any.
+fn recomputed_text(view: &LayerView) -> String {
+    let (recomputed, images): (usize, BTreeSet<u64>) = view
+        .examples
+        .iter()
+        .flatten()
+        .filter(|e| e.recomputed)
+        .fold((0, BTreeSet::new()), |(n, mut ids), e| {
+            ids.insert(e.image_id);
+            (n + 1, ids)
+        });
+    if recomputed == 0 {
+        return String::new();
+    }
+    format!(
+        " The run did not keep the maps of {recomputed} examples: the report computed them \
+         again, running their {} images through the run's model (at most {} per layer).",
+        images.len(),
+        crate::view::recompute::MAX_IMAGES
     )
 }
 
@@ -396,27 +439,32 @@ fn channel_table(site: &Site, view: &LayerView) -> String {
 fn study(view: &LayerView) -> String {
     let folder = view.folder();
     let mut out = String::from("<h2>The classic study</h2>\n");
-    let (one_image, one_channel) = view.study;
-    if !one_image && !one_channel {
+    let study = view.study;
+    if !study.one_image && study.channel.is_none() {
         out.push_str(
-            "<p class=\"note\">No maps of this layer are stored; add <code>keep</code> \
-            to the layer to see them here.</p>\n",
+            "<p class=\"note\">No maps of this layer could be drawn; add <code>keep</code> \
+            to the layer to store them.</p>\n",
         );
         return out;
     }
-    if one_image {
+    if study.one_image {
         let _ = writeln!(
             out,
             "<figure class=\"study\"><img src=\"{folder}/study-image.png\" alt=\"stored maps of one image\">\
              <figcaption>The stored maps of the first image of the run, one per kept channel.</figcaption></figure>"
         );
     }
-    if one_channel {
-        let channel = view.layer.kept.first().copied().unwrap_or(0);
+    if let Some(c) = &study.channel {
+        let recomputed = match c.recomputed {
+            true => " The run did not keep its maps: the report computed them again.",
+            false => "",
+        };
         let _ = writeln!(
             out,
-            "<figure class=\"study\"><img src=\"{folder}/study-channel.png\" alt=\"channel {channel} across images\">\
-             <figcaption>Channel {channel} across the first images of the run.</figcaption></figure>"
+            "<figure class=\"study\"><img src=\"{folder}/study-channel.png\" alt=\"channel {ch} across images\">\
+             <figcaption>Channel {ch} across the first images of the run: {}.{recomputed}</figcaption></figure>",
+            c.why,
+            ch = c.channel
         );
     }
     out
@@ -435,7 +483,11 @@ pub fn channel(site: &Site, view: &LayerView, at: usize) -> String {
         ("per-image mean", &c.mean_histogram, "mean"),
     ] {
         let _ = writeln!(body, "<h2>Histogram of the {what}</h2>");
-        body.push_str(&html::histogram(h, &format!("histogram of the {what}")));
+        body.push_str(&html::histogram(
+            h,
+            &format!("histogram of the {what}"),
+            &format!("{what} of the channel's map"),
+        ));
         body.push_str(&html::query(&format!(
             "{obs}SELECT least(floor(({column}::DOUBLE - {lo}::DOUBLE) / ({hi}::DOUBLE - {lo}::DOUBLE) \
              * {bins}), {last}) AS bar, count(*) AS images\nFROM obs WHERE channel = {ch} \
@@ -501,12 +553,17 @@ fn examples(site: &Site, view: &LayerView, at: usize) -> String {
         let _ = writeln!(
             out,
             "<figure class=\"example\" data-image=\"{}\" data-score=\"{:e}\">{picture}\
-             <figcaption>#{}, score <span class=\"score\">{}</span><br>{}</figcaption></figure>",
+             <figcaption>#{}, score <span class=\"score\">{}</span><br>{}{}</figcaption></figure>",
             e.image_id,
             e.score,
             rank + 1,
             number(Some(f64::from(e.score))),
-            site.caption(e.image_id)
+            site.caption(e.image_id),
+            if e.recomputed {
+                "<br><span class=\"recomputed\">map recomputed by the report (not kept by the run)</span>"
+            } else {
+                ""
+            }
         );
     }
     out.push_str("</div>\n");
