@@ -14,6 +14,9 @@ use crate::input::Listing;
 use crate::plan::{self, InputType, Overrides, Preprocess};
 use crate::view::read::{StoredImage, StoredRun};
 
+/// An image's encoded bytes, and the name they were read under.
+pub type Encoded<'a> = (std::borrow::Cow<'a, [u8]>, String);
+
 /// The input images of some of a run's images, to draw under their maps: a folder's or list's
 /// files read when drawn, a shard input's samples read again from their shards beforehand
 /// ([`lookup::encoded`]: one pass per shard that holds any).
@@ -100,7 +103,7 @@ impl<'a> Photos<'a> {
     pub fn encoded(
         &self,
         image: &StoredImage,
-    ) -> Option<Result<(std::borrow::Cow<'_, [u8]>, String), (String, String)>> {
+    ) -> Option<Result<Encoded<'_>, (String, String)>> {
         let failed = |what: &str, why: &str| Some(Err((what.to_owned(), why.to_owned())));
         match (&image.source, self.run.config.input.files_root()) {
             (Some(_), _) => match self.in_shards.get(&image.image_id)? {

@@ -211,7 +211,7 @@ fn build_layer<'r>(
     let run = site.run;
     let channels = summary::summarise(run, layer, site.labels, options.top)?;
     let (source, mut examples) = figures::examples(run, layer, &channels, options.top)?;
-    figures::recompute_missing(run, layer, &site.images, &mut examples, &channels);
+    figures::recompute_missing(run, layer, site.images, &mut examples, &channels);
     let folder = staging.join(format!("layer-{index}"));
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
