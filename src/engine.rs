@@ -52,7 +52,7 @@ impl Prepared {
     /// layer against its tensor's real shape; nothing is read from the input folder.
     pub fn load(config: &Path, overrides: &Overrides) -> Result<Prepared> {
         let (plan, model) = Plan::load(config, overrides)?;
-        Prepared::new(plan, model)
+        Prepared::new(plan, model).map_err(|e| crate::error::in_config(e, config))
     }
 
     /// Prepares a validated plan over its model.

@@ -23,8 +23,10 @@ pub enum PlanError {
         message: String,
     },
     /// A value is out of its allowed range or inconsistent with another one.
-    #[error("config: `{key}` {problem}")]
+    #[error("config{}: `{key}` {problem}", file.as_ref().map(|f| format!(" {}", f.display())).unwrap_or_default())]
     Invalid {
+        /// The config file, once known ([`PlanError::in_file`]).
+        file: Option<PathBuf>,
         /// The key path, e.g. `layers[1].keep`.
         key: String,
         /// What is wrong and how to fix it.
@@ -125,44 +127,85 @@ impl PlanError {
     /// Shorthand for [`PlanError::Invalid`].
     pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> PlanError {
         PlanError::Invalid {
+            file: None,
             key: key.into(),
             problem: problem.into(),
         }
     }
+
+    /// The error, naming `config` as the file of an invalid value (other errors name their
+    /// file already, or have none).
+    pub fn in_file(self, config: &std::path::Path) -> PlanError {
+        match self {
+            PlanError::Invalid {
+                file: None,
+                key,
+                problem,
+            } => PlanError::Invalid {
+                file: Some(config.to_owned()),
+                key,
+                problem,
+            },
+            other => other,
+        }
+    }
 }
 
-/// An error and its causes as one line, `cause: cause: ...`, leaving out each layer whose
-/// message already quotes the one below it (Arrow's and Parquet's wrappers of an error from a
-/// reader repeat it: `External: External error: ...`), so every cause is said once.
+/// An error and its causes as one line, `context: cause: ...`, each said once: a cause whose
+/// message the layer above already quotes is left out, and so are the `External: ` and
+/// `External error: ` prefixes of Arrow's and Parquet's wrappers of an error from a reader.
 pub fn describe(err: &anyhow::Error) -> String {
-    let layers: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-    let said: Vec<&str> = layers
-        .iter()
-        .enumerate()
-        .filter(|(i, text)| {
-            layers
-                .get(i + 1)
-                .is_none_or(|next| !text.contains(next.as_str()))
-        })
-        .map(|(_, text)| text.as_str())
-        .collect();
+    let mut said: Vec<String> = Vec::new();
+    for layer in err.chain() {
+        let text = layer.to_string();
+        let mut text = text.as_str();
+        while let Some(rest) = text
+            .strip_prefix("External: ")
+            .or_else(|| text.strip_prefix("External error: "))
+        {
+            text = rest;
+        }
+        if said.last().is_none_or(|above| !above.contains(text)) {
+            said.push(text.to_owned());
+        }
+    }
     said.join(": ")
+}
+
+/// `err` naming `config` as the file of an invalid value, when it is one
+/// ([`PlanError::in_file`]).
+pub fn in_config(err: anyhow::Error, config: &std::path::Path) -> anyhow::Error {
+    match err.downcast::<PlanError>() {
+        Ok(plan) => plan.in_file(config).into(),
+        Err(other) => other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use super::{describe, PlanError};
 
     #[test]
     fn a_cause_quoted_by_its_wrappers_is_said_once() {
-        let inner = anyhow::anyhow!("holds -1, which does not fit UInt32");
+        // As arrow-rs and parquet wrap an error a reader returns.
+        let inner = anyhow::anyhow!("out/x.parquet: holds -1, which does not fit UInt32");
         let wrapped = inner
-            .context("External error: holds -1, which does not fit UInt32")
-            .context("External: External error: holds -1, which does not fit UInt32")
-            .context("reading out/stats");
+            .context("External error: out/x.parquet: holds -1, which does not fit UInt32")
+            .context(
+                "External: External error: out/x.parquet: holds -1, which does not fit UInt32",
+            );
         assert_eq!(
             describe(&wrapped),
-            "reading out/stats: holds -1, which does not fit UInt32"
+            "out/x.parquet: holds -1, which does not fit UInt32"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let unreadable = anyhow::Error::from(PlanError::ConfigUnreadable {
+            path: "x.toml".into(),
+            source: io,
+        });
+        assert_eq!(
+            describe(&unreadable),
+            "cannot read config x.toml: No such file"
         );
         let plain = anyhow::anyhow!("unknown field").context("config x.toml");
         assert_eq!(describe(&plain), "config x.toml: unknown field");

@@ -82,7 +82,7 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     } = prepared;
     let plan = &plan;
     let listed = Instant::now();
-    let listing = input::list(&plan.input)?;
+    let listing = input::list(&plan.input).map_err(|e| crate::error::in_config(e, config))?;
     let listing_s = listed.elapsed().as_secs_f64();
     let part_size = plan.run.part_size;
     let summary = Listed {

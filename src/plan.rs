@@ -270,8 +270,8 @@ impl Plan {
     /// Reads a config file and its model, and validates both.
     pub fn load(config_path: &Path, overrides: &Overrides) -> Result<(Plan, ModelFile), PlanError> {
         let config = read_config(config_path)?;
-        let model = read_model(&config)?;
-        let plan = Plan::new(config, &model, overrides)?;
+        let model = read_model(&config).map_err(|e| e.in_file(config_path))?;
+        let plan = Plan::new(config, &model, overrides).map_err(|e| e.in_file(config_path))?;
         Ok((plan, model))
     }
 

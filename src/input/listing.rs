@@ -73,15 +73,17 @@ pub fn write_list(samples: &[Sample], file: &Path) -> anyhow::Result<()> {
 
 /// Lists the folder or list input of the config at `config` (no model needed) and writes
 /// the listing to `file` with [`write_list`]; returns the number of paths written.
-pub fn write_config_list(config: &Path, file: &Path) -> anyhow::Result<usize> {
-    let config = crate::plan::read_config(config)?;
-    let spec = crate::plan::input_spec(&config, &crate::plan::Overrides::default())?;
+pub fn write_config_list(config_path: &Path, file: &Path) -> anyhow::Result<usize> {
+    let config = crate::plan::read_config(config_path)?;
+    let spec = crate::plan::input_spec(&config, &crate::plan::Overrides::default())
+        .map_err(|e| e.in_file(config_path))?;
     let crate::plan::InputSource::Files(files) = &spec.source else {
         return Err(PlanError::invalid(
             "input",
             "names shards (webdataset or parquet), which need no listing: each task reads only \
              its own shards; `layerwise list` is for folder and list inputs",
         )
+        .in_file(config_path)
         .into());
     };
     let samples = list(files, None)?;

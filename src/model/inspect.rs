@@ -111,8 +111,9 @@ pub fn for_path(path: &Path, shapes: bool) -> Result<Listing, PlanError> {
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_config {
         let config = plan::read_config(path)?;
-        let model = plan::read_model(&config)?;
-        let (spec, preprocess) = ModelSpec::resolve(&config, &model)?;
+        let model = plan::read_model(&config).map_err(|e| e.in_file(path))?;
+        let (spec, preprocess) =
+            ModelSpec::resolve(&config, &model).map_err(|e| e.in_file(path))?;
         let probe = ProbeInput {
             name: spec.input,
             shape: preprocess

@@ -179,9 +179,12 @@ impl Dataset {
             })?;
         }
         let stored: Option<Manifest> = match store.read(MANIFEST)? {
-            Some(bytes) => {
-                Some(serde_json::from_slice(&bytes).context("cannot parse the run's manifest")?)
+            // Replaced whatever it holds, a damaged manifest too.
+            Some(_) if overwrite => {
+                clear(&store)?;
+                None
             }
+            Some(bytes) => Some(parse_manifest(&bytes, &store)?),
             None => None,
         };
         let unknown = stored.is_none()
@@ -190,7 +193,6 @@ impl Dataset {
                 .iter()
                 .all(|n| n == PARTS || n.starts_with('.'));
         match stored {
-            Some(_) if overwrite => clear(&store)?,
             Some(stored) => {
                 if let Some(why) = stored.difference(&manifest) {
                     crate::mistake!(
@@ -226,7 +228,7 @@ impl Dataset {
         let Some(bytes) = store.read(MANIFEST)? else {
             crate::mistake!("{} holds no layerwise run (no {MANIFEST})", store.display());
         };
-        let manifest = serde_json::from_slice(&bytes).context("cannot parse the run's manifest")?;
+        let manifest = parse_manifest(&bytes, &store)?;
         Ok(Dataset { store, manifest })
     }
 
@@ -354,5 +356,17 @@ impl Status {
             ));
         }
         out
+    }
+}
+
+/// The manifest in `bytes`; a damaged one is a mistake to fix, not to retry (exit 2).
+fn parse_manifest(bytes: &[u8], store: &Store) -> Result<Manifest> {
+    match serde_json::from_slice(bytes) {
+        Ok(manifest) => Ok(manifest),
+        Err(e) => crate::mistake!(
+            "{}: its {MANIFEST} is damaged ({e}); remove the folder, or pass --overwrite to \
+             replace it",
+            store.display()
+        ),
     }
 }

@@ -100,10 +100,7 @@ impl<'a> Photos<'a> {
     /// The encoded bytes of `image` and the name they were read under, or what and why they
     /// cannot be had: a shard input's from the shards read beforehand (`None` when `image` was
     /// not asked for), a folder's file read now (only inside the run's input folder).
-    pub fn encoded(
-        &self,
-        image: &StoredImage,
-    ) -> Option<Result<Encoded<'_>, (String, String)>> {
+    pub fn encoded(&self, image: &StoredImage) -> Option<Result<Encoded<'_>, (String, String)>> {
         let failed = |what: &str, why: &str| Some(Err((what.to_owned(), why.to_owned())));
         match (&image.source, self.run.config.input.files_root()) {
             (Some(_), _) => match self.in_shards.get(&image.image_id)? {

@@ -16,6 +16,7 @@ use crate::input::{Content, Sample};
 use crate::output::provenance::LayerInfo;
 use crate::output::tables::Rows;
 use crate::plan::{self, Overrides, Plan};
+use crate::reduce::LayerKind;
 use crate::view::photos::Photos;
 use crate::view::read::{self, MapQuery, StoredImage, StoredMap, StoredRun};
 use crate::view::recompute;
@@ -190,23 +191,18 @@ pub fn top_from_run(run: &StoredRun, layer: &str, channel: u32, k: usize) -> Res
             stored.channels - 1
         );
     }
-    let mut maps = run.top(layer, channel, k)?;
-    if maps.is_empty() {
-        wanted_channels(stored, Some(&[channel]), &run.dir).context(
-            "the layer has no `top_k` either; add `top_k = 16` to the layer to keep the best maps of every channel",
-        )?;
-        let mut maxima = run.maxima(layer, channel)?;
-        maxima.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        maxima.truncate(k);
-        let query = MapQuery {
-            layer: layer.to_owned(),
-            channels: Some([channel].into()),
-            images: Some(maxima.iter().map(|m| m.0).collect()),
-        };
-        maps = run.maps(&query)?;
-        maps.sort_by_key(|m| maxima.iter().position(|x| x.0 == m.image_id));
+    if stored.kind != LayerKind::Maps {
+        crate::mistake!(
+            "`{layer}` is {}: it has no maps to draw; `plot top` draws the channels of a layer \
+             with maps",
+            stored.describe()
+        );
     }
     let images = run.images()?;
+    let mut maps = run.top(layer, channel, k)?;
+    if maps.is_empty() {
+        maps = best_by_stats(run, stored, channel, k, &images)?;
+    }
     let zoom = render::magnification(stored.height, stored.width);
     let size = (stored.width as u32 * zoom, stored.height as u32 * zoom);
     let mut resizer = Resizer::new();
@@ -229,6 +225,44 @@ pub fn top_from_run(run: &StoredRun, layer: &str, channel: u32, k: usize) -> Res
         .collect())
 }
 
+/// Without a `top` table: the `k` images whose map of `channel` has the highest max in `stats`,
+/// with their stored maps, or, where the run did not keep the channel, its maps computed again
+/// for those images ([`recompute::maps`]).
+fn best_by_stats(
+    run: &StoredRun,
+    stored: &LayerInfo,
+    channel: u32,
+    k: usize,
+    images: &[StoredImage],
+) -> Result<Vec<StoredMap>> {
+    let mut maxima = run.maxima(&stored.name, channel)?;
+    maxima.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    maxima.truncate(k);
+    let mut maps = if stored.kept.contains(&channel) {
+        let query = MapQuery {
+            layer: stored.name.clone(),
+            channels: Some([channel].into()),
+            images: Some(maxima.iter().map(|m| m.0).collect()),
+        };
+        run.maps(&query)?
+    } else {
+        let wanted: Vec<(u64, u32)> = maxima.iter().map(|m| (m.0, channel)).collect();
+        let by_id: HashMap<u64, &StoredImage> = images.iter().map(|i| (i.image_id, i)).collect();
+        recompute::maps(run, &stored.name, &wanted, &by_id, k)
+            .with_context(|| {
+                format!(
+                    "the run kept neither `top_k` nor the maps of channel {channel} of `{}`, and \
+                     they cannot be computed again",
+                    stored.name
+                )
+            })?
+            .into_values()
+            .collect()
+    };
+    maps.sort_by_key(|m| maxima.iter().position(|x| x.0 == m.image_id));
+    Ok(maps)
+}
+
 /// One image's channels computed on the fly from a config, without a run.
 pub fn channels_from_config(
     config: &Path,
@@ -236,17 +270,18 @@ pub fn channels_from_config(
     layer: &str,
     channels: Option<&[u32]>,
 ) -> Result<Vec<Cell>> {
-    let mut config = plan::read_config(config)?;
+    let config_path = config;
+    let mut config = plan::read_config(config_path)?;
     for l in &mut config.layers {
         l.keep = Keep::All;
         l.top_k = None;
     }
-    let model = plan::read_model(&config)?;
+    let model = plan::read_model(&config).map_err(|e| e.in_file(config_path))?;
     let overrides = Overrides {
         out: Some(std::env::temp_dir()),
         limit: None,
     };
-    let plan = Plan::new(config, &model, &overrides)?;
+    let plan = Plan::new(config, &model, &overrides).map_err(|e| e.in_file(config_path))?;
     if !plan.layers.iter().any(|l| l.name == layer) {
         let names: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
         crate::mistake!(

@@ -340,12 +340,13 @@ fn scan_file(
     }))
 }
 
-/// The error of a file the Parquet reader panicked on.
+/// The error of a file the Parquet reader panicked on: a mistake to fix, not to retry (exit 2).
 fn damaged(path: &Path) -> anyhow::Error {
-    anyhow::anyhow!(
+    crate::error::Mistake(format!(
         "cannot read {}: the file is damaged (the Parquet reader failed on it)",
         path.display()
-    )
+    ))
+    .into()
 }
 
 /// Runs `work`; `None` if it panicked (the parquet crate asserts, rather than returns an

@@ -749,9 +749,12 @@ fn pooled_maps_are_block_averages_of_the_full_maps() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(
         text(&out).trim(),
-        "error: config: `layers[0].pool` is 4, but the layer stores no maps to pool (it has no \
-         `keep` and no `top_k`); statistics always use the full maps. Add `keep` or `top_k`, or \
-         remove `pool`"
+        format!(
+            "error: config {}: `layers[0].pool` is 4, but the layer stores no maps to pool (it \
+             has no `keep` and no `top_k`); statistics always use the full maps. Add `keep` or \
+             `top_k`, or remove `pool`",
+            idle.display()
+        )
     );
 }
 

@@ -230,8 +230,12 @@ fn maps_that_are_not_stored_say_how_to_get_them() {
         stderr.contains("layerwise plot channels --config CONFIG --image PATH --layer pixels"),
         "{stderr}"
     );
-    // Without top_k, plot top falls back to stats and the stored maps.
+    // Without top_k, plot top falls back to stats and the stored maps ...
     let (img, _) = plot_run("top", &out, &["--channel", "1", "--k", "3"]);
     assert_grid(&img, 3, 7);
     assert_cell(&img, 2, 7, bright(4));
+    // ... or, for a channel the run did not keep, its maps computed again for those images.
+    let (again, _) = plot_run("top", &out, &["--channel", "0", "--k", "3"]);
+    assert_grid(&again, 3, 7);
+    assert_cell(&again, 2, 7, bright(4));
 }

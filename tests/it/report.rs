@@ -729,6 +729,23 @@ fn recomputed_maps_equal_the_stored_ones() {
 }
 
 #[test]
+fn plot_top_of_a_vector_layer_says_it_has_no_maps() {
+    let (_, out) = demo_report();
+    let failed = layerwise()
+        .args(["plot", "top", "--run"])
+        .arg(out)
+        .args(["--layer", "predictions", "--channel", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    assert_eq!(
+        String::from_utf8_lossy(&failed.stderr).trim_end(),
+        "error: `predictions` is a vector of 2 values: it has no maps to draw; `plot top` draws \
+         the channels of a layer with maps"
+    );
+}
+
+#[test]
 fn the_demo_report_opens_in_a_browser() {
     let (_, out) = demo_report();
     let shots = root().join("target/report-shots");

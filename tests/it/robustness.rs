@@ -248,10 +248,11 @@ fn too_many_bad_images_fail_the_run_after_writing_everything() {
     let wrong = identity_config(dir.path(), "max_error_fraction = 1.5");
     let out = layerwise().arg("run").arg(&wrong).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains(
-        "config: `run.max_error_fraction` is 1.5; it is a share of the images, from 0 (no bad \
-         image allowed) to 1 (never fail for bad images)"
-    ));
+    assert!(text(&out).contains(&format!(
+        "config {}: `run.max_error_fraction` is 1.5; it is a share of the images, from 0 (no bad \
+         image allowed) to 1 (never fail for bad images)",
+        wrong.display()
+    )));
 }
 
 /// Config and model mistakes: each is refused before any image is read (exit 2), naming the

@@ -238,7 +238,8 @@ fn a_given_layout_is_taken_as_is_and_a_wrong_one_is_refused_before_any_image() {
         let config = vit_config(dir.path(), &format!("bad{i}"), model_name, "", layers);
         let (code, stderr) = refused(&config);
         assert_eq!(code, 2, "{stderr}");
-        assert_eq!(stderr.lines().last(), Some(message), "{stderr}");
+        let message = message.replacen("config:", &format!("config {}:", config.display()), 1);
+        assert_eq!(stderr.lines().last(), Some(message.as_str()), "{stderr}");
         assert!(
             !dir.path().join(format!("out-bad{i}")).exists(),
             "nothing is written"
@@ -516,7 +517,8 @@ fn positions_that_a_tensor_cannot_give_are_refused_before_any_image() {
         let config = vit_config(dir.path(), &format!("bad{i}"), model_name, "", layers);
         let (code, stderr) = refused(&config);
         assert_eq!(code, 2, "{stderr}");
-        assert_eq!(stderr.lines().last(), Some(message), "{stderr}");
+        let message = message.replacen("config:", &format!("config {}:", config.display()), 1);
+        assert_eq!(stderr.lines().last(), Some(message.as_str()), "{stderr}");
     }
 }
 
