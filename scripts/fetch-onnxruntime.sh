@@ -23,6 +23,7 @@ if [[ "${1:-}" == "--gpu" ]]; then
 fi
 version=${1:-$default_version}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
 dest="$root/.cache/onnxruntime"
 
 if [[ -f "$dest/libonnxruntime.so.$version" && -f "$dest/.package" && "$(cat "$dest/.package")" == "$package==$version" ]]; then
@@ -30,26 +31,9 @@ if [[ -f "$dest/libonnxruntime.so.$version" && -f "$dest/.package" && "$(cat "$d
   exit 0
 fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 echo "Fetching the $package==$version wheel ..."
-python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-  "$package==$version" -d "$work"
-
 rm -rf "$dest"
-mkdir -p "$dest"
-python3 - "$dest" "$work"/*.whl <<'PY'
-"""Extracts onnxruntime/capi/lib*.so* from a wheel into a folder."""
-import os, sys, zipfile
-dest, wheel = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/") and base.startswith("lib") and ".so" in base:
-            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
-                out.write(src.read())
-            print("  " + base)
-PY
+scripts/extract-wheel.sh "$package==$version" "$dest" 'onnxruntime/capi/lib*.so*'
 echo "$package==$version" > "$dest/.package"
 ls "$dest"/libonnxruntime.so.* >/dev/null
 echo "ONNX Runtime $version is in $dest"

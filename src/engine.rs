@@ -160,6 +160,18 @@ impl Prepared {
         }
     }
 
+    /// A batcher over this engine whose workers are `pool`'s (from [`Prepared::pool`]): for a
+    /// few images outside a run (figures, maps computed again).
+    pub fn batcher<'a>(&'a mut self, pool: &'a rayon::ThreadPool) -> Batcher<'a> {
+        Batcher::new(
+            &self.plan,
+            &mut self.extractor,
+            &self.reducers,
+            self.formats,
+            pool,
+        )
+    }
+
     /// The worker threads for decoding and reduction.
     pub fn pool(&self) -> Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()

@@ -11,7 +11,7 @@ use fast_image_resize::Resizer;
 use image::RgbImage;
 
 use crate::config::Keep;
-use crate::engine::{Batcher, Prepared};
+use crate::engine::Prepared;
 use crate::input::{Content, Sample};
 use crate::output::provenance::LayerInfo;
 use crate::output::tables::Rows;
@@ -300,13 +300,7 @@ pub fn channels_from_config(
     };
     let mut rows = Rows::new(&prepared.formats);
     let pool = prepared.pool()?;
-    let mut batcher = Batcher::new(
-        &prepared.plan,
-        &mut prepared.extractor,
-        &prepared.reducers,
-        prepared.formats,
-        &pool,
-    );
+    let mut batcher = prepared.batcher(&pool);
     batcher.process(&[sample], &mut rows)?;
     let images = rows.images.finish();
     let errors = images

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::config::{Keep, Positions};
 use crate::digest::sha256_hex;
-use crate::engine::{Batcher, Prepared};
+use crate::engine::Prepared;
 use crate::input::{self, Content, Sample};
 use crate::plan::{self, Overrides, Plan};
 use crate::view::photos::Photos;
@@ -61,13 +61,7 @@ pub fn maps(
         images: Some(chosen),
     };
     let pool = prepared.pool()?;
-    let mut batcher = Batcher::new(
-        &prepared.plan,
-        &mut prepared.extractor,
-        &prepared.reducers,
-        prepared.formats,
-        &pool,
-    );
+    let mut batcher = prepared.batcher(&pool);
     let mut found = HashMap::new();
     batcher.process_all(&mut input::Slice(&samples), |mut batch| {
         for map in read::select_maps(&batch.rows.maps.finish(), &query) {
