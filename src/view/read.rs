@@ -284,7 +284,10 @@ impl StoredRun {
             let reader = guarded(|| scan_file(file, table, columns, query, &path))
                 .unwrap_or_else(|| Err(damaged(&path)))?;
             for batch in reader {
-                let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+                let batch = batch.map_err(|e| match e.chain().any(|c| c.is::<TableError>()) {
+                    true => e,
+                    false => unreadable(&path, &e),
+                })?;
                 each(conform(&batch, table, &path)?);
             }
         }
@@ -300,8 +303,8 @@ fn scan_file(
     query: Option<&MapQuery>,
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(path, &e))?;
     let arrow_schema = builder.schema().clone();
     let roots = |names: &[&str]| -> Result<Vec<usize>, TableError> {
         names
@@ -340,6 +343,16 @@ fn scan_file(
     }))
 }
 
+/// The error of a part file the Parquet reader rejects: damaged, cut short or not Parquet; a
+/// mistake to fix, not to retry (exit 2).
+fn unreadable(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    crate::error::Mistake(format!(
+        "cannot read {}: {e}; the file is damaged or is not Parquet",
+        path.display()
+    ))
+    .into()
+}
+
 /// The error of a file the Parquet reader panicked on: a mistake to fix, not to retry (exit 2).
 fn damaged(path: &Path) -> anyhow::Error {
     crate::error::Mistake(format!(
@@ -368,8 +381,8 @@ fn partial_provenance(dir: &Path) -> Result<(String, PathBuf)> {
         crate::mistake!("{}", not_a_run());
     };
     let file = File::open(first).with_context(|| format!("cannot open {}", first.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("cannot read {}", first.display()))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(first, &e))?;
     let json = builder
         .metadata()
         .file_metadata()

@@ -542,3 +542,56 @@ fn a_signal_stops_the_run_between_batches_and_a_rerun_finishes() {
     );
     assert_resumable(dir.path(), &config);
 }
+
+#[test]
+fn damaged_files_of_a_run_are_mistakes_that_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(
+        &dir.path().join("images"),
+        &[("a.png", 9, 7), ("b.png", 8, 8)],
+    );
+    let config = identity_config(dir.path(), "");
+    let out = dir.path().join("out");
+    run_quietly(&config).unwrap();
+    let command = |args: &[&str]| {
+        let output = layerwise()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A part file cut short: the table cannot be read, and retrying will not change that.
+    let part = out.join("stats/part-00000.parquet");
+    let whole = std::fs::read(&part).unwrap();
+    std::fs::write(&part, &whole[..whole.len() / 2]).unwrap();
+    let (code, err) = command(&["report", "out", "--out", "site"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "error: cannot read out/stats/part-00000.parquet: Parquet error: Invalid Parquet \
+             file. Corrupt footer; the file is damaged or is not Parquet"
+        ),
+        "{err}"
+    );
+    // A damaged manifest: said, and `--overwrite` replaces the run.
+    std::fs::write(out.join("_manifest.json"), "{ not json").unwrap();
+    let (code, err) = command(&["status", "out"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "error: out: its _manifest.json is damaged (key must be a string at line 1 \
+             column 3); remove the folder, or pass --overwrite to replace it"
+        ),
+        "{err}"
+    );
+    let (code, err) = command(&["run", config.to_str().unwrap(), "-q"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("its _manifest.json is damaged"), "{err}");
+    let (code, err) = command(&["run", config.to_str().unwrap(), "-q", "--overwrite"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(command(&["status", "out"]).0, Some(0));
+}
