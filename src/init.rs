@@ -117,7 +117,7 @@ pub fn starter(model: &Path, images: &Path, config_dir: &Path) -> Result<String,
     Ok(text)
 }
 
-/// The model's image input: its only input, or the first of rank 4 with 3 channels.
+/// The model's image input: its first input of rank 4.
 fn image_input(file: &ModelFile) -> Result<ImageInput, PlanError> {
     let inputs = &file.graph.inputs;
     let error = |problem: String| PlanError::Model {
