@@ -144,34 +144,37 @@ fn parse_marked(
         at("not ```text")
     );
     let close = fence_end(lines, open, file);
+    let (commands, output) = commands(lines, open + 1, close);
+    assert!(!commands.is_empty(), "{}", at("no `$ command` line"));
     if let Some(name) = marker.strip_prefix(':') {
-        return (
-            Source::Named(name.trim().to_owned()),
-            open + 1..close,
-            close,
-        );
+        return (Source::Named(name.trim().to_owned()), output..close, close);
     }
     let exit = match marker.strip_prefix("exit") {
         Some(code) => code.trim().parse().expect("`exit N`"),
         None if marker.is_empty() => 0,
         None => panic!("{}", at(&format!("unknown marker `{marker}`"))),
     };
+    (Source::Shell { commands, exit }, output..close, close)
+}
+
+/// The `$ command` lines at the top of a block's lines `from..to` (a line ending in `\` goes
+/// on), and the line its output starts at.
+fn commands(lines: &[&str], from: usize, to: usize) -> (Vec<String>, usize) {
     let mut commands = Vec::new();
-    let mut i = open + 1;
-    while i < close {
+    let mut i = from;
+    while i < to {
         let Some(first) = lines[i].strip_prefix("$ ") else {
             break;
         };
         let mut command = first.to_owned();
-        while command.ends_with('\\') && i + 1 < close {
+        while command.ends_with('\\') && i + 1 < to {
             i += 1;
             command = format!("{}\n{}", command, lines[i]);
         }
         commands.push(command);
         i += 1;
     }
-    assert!(!commands.is_empty(), "{}", at("no `$ command` line"));
-    (Source::Shell { commands, exit }, i..close, close)
+    (commands, i)
 }
 
 /// Text as compared: `workspace` paths removed, numbers with a unit of time, rate or size and
