@@ -92,7 +92,7 @@ fn from_top(map: StoredMap) -> Example {
 }
 
 /// Computes again, and fills in, the maps of the examples the run did not keep (see
-/// [`recompute`]), the first-ranked examples first; says how many were filled. When the run's
+/// [`recompute`]), the first-ranked examples first. When the run's
 /// model or images cannot be had any more, warns and leaves them without a map.
 pub fn recompute_missing(
     run: &StoredRun,
@@ -100,7 +100,7 @@ pub fn recompute_missing(
     images: &HashMap<u64, &StoredImage>,
     examples: &mut [Vec<Example>],
     channels: &[ChannelSummary],
-) -> usize {
+) {
     let deepest = examples.iter().map(Vec::len).max().unwrap_or(0);
     let wanted: Vec<(u64, u32)> = (0..deepest)
         .flat_map(|rank| {
@@ -113,7 +113,7 @@ pub fn recompute_missing(
         .map(|(e, channel)| (e.image_id, channel))
         .collect();
     if wanted.is_empty() || layer.kind != LayerKind::Maps {
-        return 0;
+        return;
     }
     let mut found = match recompute::maps(run, &layer.name, &wanted, images, recompute::MAX_IMAGES)
     {
@@ -123,20 +123,17 @@ pub fn recompute_missing(
                 "{}: the maps of channels the run did not keep are not recomputed: {e:#}",
                 layer.name
             );
-            return 0;
+            return;
         }
     };
-    let mut filled = 0;
     for (list, c) in examples.iter_mut().zip(channels) {
         for e in list.iter_mut().filter(|e| e.map.is_none()) {
             if let Some(map) = found.remove(&(e.image_id, c.channel)) {
                 e.map = Some(map);
                 e.recomputed = true;
-                filled += 1;
             }
         }
     }
-    filled
 }
 
 /// The stored maps of the best images of the kept channels, by (image, channel).
