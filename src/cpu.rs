@@ -178,6 +178,18 @@ pub struct CpuTimes {
     pub threads: usize,
 }
 
+/// Buffers of 4 MiB or more (image batches, maps, ONNX Runtime's arena regions) are mapped
+/// from the system and returned to it when freed. glibc otherwise raises this threshold as
+/// such buffers come and go, and serves them from heaps that keep the freed memory, so peak
+/// memory would depend on the order in which threads happen to allocate.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc parameter; glibc's malloc takes its lock for it.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,7 +113,7 @@ pub fn diagnose(search: &SearchPath, provider: Provider, device: u32) -> Diagnos
         .any(|c| c.provider == provider && c.ok);
     Diagnosis {
         layerwise: env!("CARGO_PKG_VERSION").to_owned(),
-        executable: std::env::current_exe().ok(),
+        executable: crate::model::runtime::own_executable(),
         python_environment: search.installed.as_ref().map(|e| e.prefix.clone()),
         onnxruntime,
         cpus: Cpus {

@@ -25,8 +25,8 @@ use crate::output::provenance::{
     self, LayerInfo, LayoutRecord, ModelInfo, Provenance, RuntimeInfo,
 };
 use crate::output::tables::{Formats, ImageRef, ImageStatus, Rows};
+use crate::plan::{ConfigSource, Overrides, Plan, ReduceMode};
 use crate::plan::{InputElement, InputType, Preprocess};
-use crate::plan::{Overrides, Plan, ReduceMode};
 use crate::reduce::layout::Decided;
 use crate::reduce::top::LayerTop;
 use crate::reduce::{self, LayerKind, LayerReducer};
@@ -51,8 +51,13 @@ impl Prepared {
     /// Validates a config against its model and runtime, opens the session and checks every
     /// layer against its tensor's real shape; nothing is read from the input folder.
     pub fn load(config: &Path, overrides: &Overrides) -> Result<Prepared> {
-        let (plan, model) = Plan::load(config, overrides)?;
-        Prepared::new(plan, model).map_err(|e| crate::error::in_config(e, config))
+        Prepared::load_source(&config.into(), overrides)
+    }
+
+    /// [`Prepared::load`] for a config from anywhere.
+    pub fn load_source(source: &ConfigSource, overrides: &Overrides) -> Result<Prepared> {
+        let (plan, model) = Plan::load_source(source, overrides)?;
+        Prepared::new(plan, model).map_err(|e| crate::error::in_config(e, source.path()))
     }
 
     /// Prepares a validated plan over its model.
@@ -315,6 +320,7 @@ struct Stage<'a> {
     formats: Formats,
     tops: Vec<Option<LayerTop>>,
     times: StageTimes,
+    capture: bool,
 }
 
 /// Wall time spent in each stage, summed over batches (decoding overlaps the others).
@@ -346,14 +352,26 @@ struct Decoded {
 
 /// What one batch produced.
 pub struct BatchResult {
-    /// Its rows.
+    /// Its rows (without the layers' rows when its tensors are captured).
     pub rows: Rows,
+    /// Its tensors, when the batcher captures them ([`Batcher::capture_tensors`]).
+    pub captured: Option<Captured>,
     /// Its first image id, and one past its last.
     pub ids: (u64, u64),
     /// Images run through the model.
     pub ok: u64,
     /// Images that could not be used.
     pub error: u64,
+}
+
+/// A batch's tensors as the model produced them, handed over instead of reduced.
+pub struct Captured {
+    /// The exposed tensors; a layer's is at its reducer's `tensor_index`.
+    pub tensors: Option<BatchTensors>,
+    /// The images in them, in order (those that decoded).
+    pub ok_ids: Vec<u64>,
+    /// The images that could not be used, with why.
+    pub failed: Vec<(u64, String)>,
 }
 
 impl<'a> Batcher<'a> {
@@ -380,8 +398,15 @@ impl<'a> Batcher<'a> {
             formats,
             tops: reducers.iter().map(LayerReducer::top_tracker).collect(),
             times: StageTimes::default(),
+            capture: false,
         };
         Batcher { stage, input }
+    }
+
+    /// From now on hands each batch's tensors to the caller ([`BatchResult::captured`])
+    /// instead of reducing them: the layers get no rows, the `images` rows are still made.
+    pub fn capture_tensors(&mut self) {
+        self.stage.capture = true;
     }
 
     /// Where the CPU time of its batches goes; readers and writers of its parts add theirs.
@@ -473,7 +498,7 @@ fn pipelined<T: InputElement>(
     loop {
         stage.times.decode += decoded.took;
         let (mut read, mut reduced) = (None, None);
-        let (reducers, tops) = (stage.reducers, &mut stage.tops);
+        let (reducers, tops, capture) = (stage.reducers, &mut stage.tops, stage.capture);
         let running = pool.in_place_scope(|scope| {
             scope.spawn(|_| {
                 let following = reader.next_batch(size);
@@ -482,7 +507,7 @@ fn pipelined<T: InputElement>(
                 read = Some((following, decoded));
             });
             if let Some(previous) = ran.take() {
-                scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops)));
+                scope.spawn(|_| reduced = Some(previous.reduce(reducers, tops, capture)));
             }
             infer(
                 (stage.extractor, reducers),
@@ -524,7 +549,8 @@ fn reduce_now(
     done: &mut impl FnMut(BatchResult) -> Result<()>,
 ) -> Result<()> {
     let pool = stage.pool;
-    let (result, took) = pool.install(|| ran.reduce(stage.reducers, &mut stage.tops));
+    let capture = stage.capture;
+    let (result, took) = pool.install(|| ran.reduce(stage.reducers, &mut stage.tops, capture));
     stage.times.reduce += took;
     done(result)
 }
@@ -547,6 +573,7 @@ fn decode<T: InputElement>(
                 Content::Failed(problem) => Err(problem.clone()),
                 Content::File(path) => preprocess.load_into(path, resizer, slot),
                 Content::Bytes(bytes) => preprocess.decode_into(bytes, resizer, slot),
+                Content::Pixels(image) => preprocess.pixels_into(image, resizer, slot),
             })
         })
         .collect();
@@ -584,7 +611,11 @@ fn infer<T: InputElement>(
     decoded: Decoded,
 ) -> Result<Ran> {
     let mut rows = Rows::new(formats);
+    let mut failed = Vec::new();
     for (sample, status) in batch.iter().zip(&decoded.statuses) {
+        if let ImageStatus::Error(reason) = status {
+            failed.push((sample.image_id, reason.clone()));
+        }
         let image = ImageRef {
             image_id: sample.image_id,
             path: &sample.path,
@@ -618,6 +649,7 @@ fn infer<T: InputElement>(
     );
     let result = BatchResult {
         rows,
+        captured: None,
         ids,
         ok,
         error: batch.len() as u64 - ok,
@@ -626,6 +658,7 @@ fn infer<T: InputElement>(
         result,
         tensors,
         ok_ids,
+        failed,
     })
 }
 
@@ -635,6 +668,7 @@ struct Ran {
     result: BatchResult,
     tensors: Option<BatchTensors>,
     ok_ids: Vec<u64>,
+    failed: Vec<(u64, String)>,
 }
 
 impl Ran {
@@ -643,14 +677,23 @@ impl Ran {
         self.tensors.as_ref().map_or(0, BatchTensors::bytes)
     }
 
-    /// Reduces the tensors into the batch's rows (in parallel on the current pool); returns
-    /// them with the wall time it took.
+    /// Reduces the tensors into the batch's rows (in parallel on the current pool), or hands
+    /// them over as they are when `capture`; returns the result with the wall time it took.
     fn reduce(
         mut self,
         reducers: &[LayerReducer],
         tops: &mut [Option<LayerTop>],
+        capture: bool,
     ) -> (BatchResult, Duration) {
         let started = Instant::now();
+        if capture {
+            self.result.captured = Some(Captured {
+                tensors: self.tensors,
+                ok_ids: self.ok_ids,
+                failed: self.failed,
+            });
+            return (self.result, started.elapsed());
+        }
         if let Some(tensors) = &self.tensors {
             let views = tensors.views();
             reduce::reduce_batch(reducers, &views, &self.ok_ids, &mut self.result.rows, tops);

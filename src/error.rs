@@ -181,6 +181,21 @@ pub fn in_config(err: anyhow::Error, config: &std::path::Path) -> anyhow::Error 
     }
 }
 
+/// The exit status for an error, as the README's table gives it: 2 for mistakes in the config or model (retrying will not help), 4 for too many bad
+/// images, 130 when interrupted, 1 for the rest.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(stop) = err.chain().find_map(|e| e.downcast_ref::<RunStop>()) {
+        stop.exit_code()
+    } else if err
+        .chain()
+        .any(|e| e.is::<PlanError>() || e.is::<TableError>() || e.is::<Mistake>())
+    {
+        2
+    } else {
+        1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{describe, PlanError};

@@ -5,18 +5,22 @@
 //! [`config`] -> [`plan`] -> [`input`] (listing, decode and preprocess) -> [`model`] (the
 //! session) -> [`reduce`] -> [`output`] (tables, sink, store), driven by [`pipeline`];
 //! [`view`] reads a stored run back and draws it; [`doctor`] examines the node a run would
-//! use (the runtime library, its providers, CPUs and GPUs). The command line in `main.rs` is a thin
-//! layer over [`pipeline::run`].
+//! use (the runtime library, its providers, CPUs and GPUs); [`extract`] hands a layer's whole
+//! tensors back in memory. The command line ([`cli`]) and the Python package (through [`api`])
+//! are thin layers over them.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod digest;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod extract;
 pub mod init;
 pub mod input;
 pub mod location;

@@ -3,7 +3,8 @@
 //! committed with its marker; the process that finds every part committed writes `run.json`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -18,12 +19,12 @@ use crate::output::provenance::{self, Counts, RunRecord, Timings};
 use crate::output::sink::{BackgroundPart, Sink, TableCounts};
 use crate::output::store::Store;
 use crate::output::tables::{Rows, Table};
-use crate::plan::Overrides;
+use crate::plan::{ConfigSource, Overrides};
 use crate::progress::Progress;
 use crate::shard::Shard;
 
 /// How a run behaves, beyond what the plan says.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Replace a run already in the output folder.
     pub overwrite: bool,
@@ -35,12 +36,28 @@ pub struct RunOptions {
     pub shard_source: &'static str,
     /// When set (by a signal handler, say), the run stops after the batch in progress,
     /// drops the part in progress and returns [`RunStop::Interrupted`].
-    pub stop: Option<&'static AtomicBool>,
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Counts of the images done that another thread reads while the run goes on (a binding
+    /// drawing its own progress bar).
+    pub watch: Option<Arc<Watch>>,
+}
+
+/// How far a run is, updated after every batch.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Images this process has done.
+    pub done: AtomicU64,
+    /// Images it has to do; 0 until known (never, for shards).
+    pub total: AtomicU64,
+    /// Images that failed so far.
+    pub errors: AtomicU64,
 }
 
 impl RunOptions {
     fn stopped(&self) -> bool {
-        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -63,8 +80,18 @@ pub fn check_error_fraction(record: &RunRecord) -> Result<(), RunStop> {
 /// Runs this shard's uncommitted parts of a config and returns the state of the whole run;
 /// the process that finds every part committed writes `run.json`.
 pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<RunRecord> {
+    run_source(&config.into(), overrides, options)
+}
+
+/// [`run`] for a config from anywhere.
+pub fn run_source(
+    source: &ConfigSource,
+    overrides: &Overrides,
+    options: RunOptions,
+) -> Result<RunRecord> {
     let started = Instant::now();
-    let prepared = Prepared::load(config, overrides)?;
+    let config = source.path();
+    let prepared = Prepared::load_source(source, overrides)?;
     // Logged once the config and model are known good, so that a mistake is the first line.
     match options.shard_source {
         "" => tracing::info!("shard {}", options.shard),
@@ -127,6 +154,11 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
     let mut batcher = Batcher::new(plan, &mut extractor, &reducers, formats, &pool);
     let ledger = batcher.cpu().clone();
     let mut progress = Progress::new(todo_images, options.quiet);
+    if let Some(watch) = &options.watch {
+        watch
+            .total
+            .store(todo_images.unwrap_or(0), Ordering::Relaxed);
+    }
     let (mut errors, mut done_images) = (0, 0);
     let mut write_wait = Duration::ZERO;
     let mut interrupted = false;
@@ -151,6 +183,10 @@ pub fn run(config: &Path, overrides: &Overrides, options: RunOptions) -> Result<
             done_images += images;
             ids = Some((ids.map_or(done.ids.0, |i| i.0), done.ids.1));
             progress.advance(images, errors);
+            if let Some(watch) = &options.watch {
+                watch.done.fetch_add(images, Ordering::Relaxed);
+                watch.errors.store(errors, Ordering::Relaxed);
+            }
             if options.stopped() {
                 anyhow::bail!("stopped");
             }

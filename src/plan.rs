@@ -266,12 +266,67 @@ pub struct OutputSpec {
     pub shuffle: bool,
 }
 
+/// Where a config comes from: a file, or TOML text held in memory (a binding's dict).
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file; its relative paths are taken from its folder.
+    File(PathBuf),
+    /// TOML text; its relative paths are taken from `folder`.
+    Text {
+        /// The config.
+        text: String,
+        /// What messages and the manifest call it, e.g. `<dict>`.
+        name: PathBuf,
+        /// The folder its relative paths are taken from.
+        folder: PathBuf,
+    },
+}
+
+impl ConfigSource {
+    /// The file, or the name of the text, for messages and the manifest.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::File(path) => path,
+            ConfigSource::Text { name, .. } => name,
+        }
+    }
+
+    /// Reads the config with its relative paths resolved.
+    pub fn read(&self) -> Result<Config, PlanError> {
+        match self {
+            ConfigSource::File(path) => read_config(path),
+            ConfigSource::Text { text, name, folder } => {
+                let config =
+                    Config::from_toml(text).map_err(|message| PlanError::ConfigSyntax {
+                        path: name.clone(),
+                        message,
+                    })?;
+                Ok(resolve_paths(config, folder))
+            }
+        }
+    }
+}
+
+impl From<&Path> for ConfigSource {
+    fn from(path: &Path) -> ConfigSource {
+        ConfigSource::File(path.to_owned())
+    }
+}
+
 impl Plan {
     /// Reads a config file and its model, and validates both.
     pub fn load(config_path: &Path, overrides: &Overrides) -> Result<(Plan, ModelFile), PlanError> {
-        let config = read_config(config_path)?;
-        let model = read_model(&config).map_err(|e| e.in_file(config_path))?;
-        let plan = Plan::new(config, &model, overrides).map_err(|e| e.in_file(config_path))?;
+        Plan::load_source(&config_path.into(), overrides)
+    }
+
+    /// Reads a config and its model, and validates both.
+    pub fn load_source(
+        source: &ConfigSource,
+        overrides: &Overrides,
+    ) -> Result<(Plan, ModelFile), PlanError> {
+        let config = source.read()?;
+        let model = read_model(&config).map_err(|e| e.in_file(source.path()))?;
+        let plan = Plan::new(config, &model, overrides).map_err(|e| e.in_file(source.path()))?;
         Ok((plan, model))
     }
 

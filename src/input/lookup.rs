@@ -97,6 +97,7 @@ fn read_shard(
                 (Some((_, Content::Bytes(bytes))), _) => Ok(bytes),
                 (Some((_, Content::Failed(reason))), _) => Err(reason),
                 (Some((_, Content::File(path))), _) => crate::input::preprocess::read_file(&path),
+                (Some((_, Content::Pixels(_))), _) => Err("no shard holds pixels".to_owned()),
                 (None, Some(reason)) => Err(format!("shard {source}: {reason}")),
                 (None, None) => Err(format!(
                     "shard {source} now ends before sample {} (`{}`): it changed since the run",

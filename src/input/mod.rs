@@ -54,6 +54,8 @@ pub enum Content {
     File(PathBuf),
     /// Read already, from a shard.
     Bytes(Vec<u8>),
+    /// Decoded already, as 8-bit RGB (an array or picture a binding was given).
+    Pixels(std::sync::Arc<image::RgbImage>),
     /// Nowhere usable, with the reason for the `images` row.
     Failed(String),
 }

@@ -45,6 +45,26 @@ impl Preprocess {
         Ok(size)
     }
 
+    /// Resizes a decoded RGB image and writes its tensor values into `out` (`image_len()`
+    /// long), as [`Preprocess::decode_into`] does after decoding.
+    pub fn pixels_into<T: InputElement>(
+        &self,
+        image: &RgbImage,
+        resizer: &mut Resizer,
+        out: &mut [T],
+    ) -> Result<SourceSize, String> {
+        let size = SourceSize {
+            width: image.width(),
+            height: image.height(),
+        };
+        if image.width() == 0 || image.height() == 0 {
+            return Err(format!("an empty image ({} x {})", size.width, size.height));
+        }
+        let resized = self.resize(image.clone(), resizer)?;
+        self.write_tensor(&resized, out);
+        Ok(size)
+    }
+
     /// Brings an RGB image to the model's size, as `resize` says (bilinear filter).
     pub fn resize(&self, image: RgbImage, resizer: &mut Resizer) -> Result<RgbImage, String> {
         if image.dimensions() == (self.width, self.height) {

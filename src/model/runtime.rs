@@ -52,11 +52,11 @@ pub struct PythonEnvironment {
 }
 
 impl PythonEnvironment {
-    /// The environment the running executable is installed in, if it is in one. The path
-    /// comes from the system (`/proc/self/exe`, symbolic links resolved), so neither `PATH`
-    /// nor an activated virtual environment matters.
+    /// The environment the running executable ([`own_executable`]) is installed in, if it is
+    /// in one. The path comes from the system or the Python package, so neither `PATH` nor an
+    /// activated virtual environment matters.
     pub fn own() -> Option<PythonEnvironment> {
-        PythonEnvironment::of_executable(&std::env::current_exe().ok()?)
+        PythonEnvironment::of_executable(&own_executable()?)
     }
 
     /// The environment `exe` is installed in: its folder is `bin/` and the folder above has
@@ -106,6 +106,27 @@ impl PythonEnvironment {
         }
         Err(format!("{}: no libonnxruntime.so.*", looked.join(", ")))
     }
+}
+
+/// The executable that runs layerwise when it is not the process's own.
+static OWN_EXECUTABLE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Says which executable runs layerwise when the process's own is another program's: the
+/// Python package's `layerwise` script (run by the interpreter), or the interpreter of the
+/// environment the package is imported in (`sys.executable`, its symbolic links kept). The
+/// last call wins; the runtime library is looked for once, on the first run.
+pub fn set_own_executable(path: PathBuf) {
+    *OWN_EXECUTABLE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+}
+
+/// The executable that runs layerwise: the one [`set_own_executable`] named, else the
+/// process's own (`/proc/self/exe`, symbolic links resolved).
+pub fn own_executable() -> Option<PathBuf> {
+    let set = OWN_EXECUTABLE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    set.or_else(|| std::env::current_exe().ok())
 }
 
 /// The entries of `dir` whose names pass `keep`, sorted; none when it cannot be read.

@@ -94,9 +94,24 @@ pub fn channels_from_run(
     channels: Option<&[u32]>,
 ) -> Result<Vec<Cell>> {
     let stored = run.layer(layer)?;
+    let channels = wanted_channels(stored, channels, &run.dir)?;
+    Ok(image_maps(run, layer, image, &channels)?
+        .into_iter()
+        .map(|m| cell(format!("channel {}", m.channel), m))
+        .collect())
+}
+
+/// One image's stored maps of `channels` of a layer (each must be stored), in that order.
+pub fn image_maps(
+    run: &StoredRun,
+    layer: &str,
+    image: &ImageRef,
+    channels: &[u32],
+) -> Result<Vec<StoredMap>> {
+    let stored = run.layer(layer)?;
+    wanted_channels(stored, Some(channels), &run.dir)?;
     let images = run.images()?;
     let image = find_image(&images, image)?;
-    let channels = wanted_channels(stored, channels, &run.dir)?;
     let query = MapQuery {
         layer: layer.to_owned(),
         channels: Some(channels.iter().copied().collect()),
@@ -104,10 +119,7 @@ pub fn channels_from_run(
     };
     let mut maps = run.maps(&query)?;
     maps.sort_by_key(|m| channels.iter().position(|c| *c == m.channel));
-    Ok(maps
-        .into_iter()
-        .map(|m| cell(format!("channel {}", m.channel), m))
-        .collect())
+    Ok(maps)
 }
 
 /// One channel across images, from a run: the classic study's second figure.
@@ -338,6 +350,19 @@ pub fn write_png(cells: &[Cell], style: render::Style, path: &Path) -> Result<Rg
         .save(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(image)
+}
+
+/// Draws the cells as a PNG file's bytes.
+pub fn png_bytes(cells: &[Cell], style: render::Style) -> Result<Vec<u8>> {
+    if cells.is_empty() {
+        crate::mistake!("nothing to draw");
+    }
+    let image = render::grid(cells, style);
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the PNG")?;
+    Ok(png)
 }
 
 /// The default file of a figure of a run: `OUT/plots/NAME.png`.

@@ -1,5 +1,6 @@
 //! The modules' imports point one way, down the flow the README describes: config -> plan ->
-//! input and model -> reduce -> output -> engine -> pipeline -> view and the commands. A module
+//! input and model -> reduce -> output -> engine -> pipeline and extract -> view and the commands
+//! -> the command line and the bindings' surface (`cli`, `api`). A module
 //! may `use crate::` a module of an earlier layer, or one of the base modules that every layer
 //! shares, and nothing else but the exceptions listed here, each with its reason. A new module
 //! must be given its layer here.
@@ -19,8 +20,9 @@ const LAYERS: &[&[&str]] = &[
     &["reduce"],
     &["output"],
     &["engine"],
-    &["pipeline"],
+    &["pipeline", "extract"],
     &["view", "check", "doctor", "init"],
+    &["api", "cli"],
 ];
 
 /// Imports against the layers, allowed: (importing module, imported path prefix, why).
