@@ -595,7 +595,7 @@ fn a_rerun_resumes_and_another_run_is_refused_unless_overwrite() {
     };
     let err = format!(
         "{:#}",
-        layerwise::run(&config, &limited, quiet).unwrap_err()
+        layerwise::run(&config, &limited, quiet.clone()).unwrap_err()
     );
     assert!(
         err.contains("holds another run: its listing differs: 9 files then, 3 now. Pass --overwrite to replace it"),
