@@ -7,7 +7,7 @@
 # project's .venv, set up here when missing).
 #
 # usage: scripts/build-wheel.sh
-# then:  pip install "dist/layerwise-<version>-py3-none-manylinux_2_28_x86_64.whl[cpu]"
+# then:  pip install "dist/layerwise-<version>-cp39-abi3-manylinux_2_28_x86_64.whl[cpu]"
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -134,4 +134,35 @@ fn the_wheel_installed_with_cpu_runs_like_the_cargo_build() {
         library.as_str(),
         "{record}"
     );
+
+    // `import layerwise` in the same environment (numpy and onnxruntime only: no pyarrow):
+    // help() teaches the API, and extract runs on the environment's runtime library.
+    let python = |code: &str| {
+        Command::new(env.join("bin/python"))
+            .args(["-c", code])
+            .env_clear()
+            .env("HOME", &cwd)
+            .current_dir(&cwd)
+            .output()
+            .unwrap()
+    };
+    let out = python("import layerwise; help(layerwise.extract)");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("extract(model"), "{help}");
+    assert!(help.contains("The full activations of ``layers`` for ``images``"), "{help}");
+    let model = demo().join("models/demo_vgg.onnx");
+    let photo = demo().join("images/cat/cat_000.jpg");
+    let code = format!(
+        "import layerwise as lw, importlib.util as u\n\
+         assert u.find_spec('pyarrow') is None\n\
+         a = lw.extract({model:?}, [{photo:?}], layers=['block1_conv1'], \
+         preprocess={{'size': [224, 224]}})\n\
+         print(lw.__version__, a['block1_conv1'].shape)"
+    );
+    let out = python(&code);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let want = format!("{} (1, 64, 224, 224)", env!("CARGO_PKG_VERSION"));
+    assert_eq!(said.trim(), want, "{}", text(&out));
 }

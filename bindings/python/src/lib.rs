@@ -22,14 +22,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule, PyDict};
 
 create_exception!(
-    _native,
+    layerwise,
     ConfigError,
     PyValueError,
     "A mistake in a config, a model, a layer, an argument or a table: what the command exits 2 \
      for (retrying will not help)."
 );
 create_exception!(
-    _native,
+    layerwise,
     RunError,
     PyRuntimeError,
     "Anything else that stopped the work (I/O, the runtime, too many bad images): what the \
