@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::error::PlanError;
 use crate::output::provenance::RunRecord;
 use crate::output::tables::Table;
+use crate::pipeline::RunOptions;
+use crate::plan::Overrides;
 use crate::shard::Shard;
-use crate::{Overrides, PlanError, RunOptions};
 use clap::{Parser, Subcommand};
 
 /// Extract what the layers of a vision model respond to, across whole image datasets.

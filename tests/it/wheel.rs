@@ -150,7 +150,10 @@ fn the_wheel_installed_with_cpu_runs_like_the_cargo_build() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("extract(model"), "{help}");
-    assert!(help.contains("The full activations of ``layers`` for ``images``"), "{help}");
+    assert!(
+        help.contains("The full activations of ``layers`` for ``images``"),
+        "{help}"
+    );
     let model = demo().join("models/demo_vgg.onnx");
     let photo = demo().join("images/cat/cat_000.jpg");
     let code = format!(
