@@ -103,14 +103,20 @@ fn stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> ArrowStream {
     }
 }
 
-/// Runs the command line `argv` (the script's path first) and returns its exit status.
+/// Runs the command line `argv` (the script's path first) and returns its exit status (101,
+/// as a Rust program's, for a failure inside layerwise).
 #[pyfunction]
 fn cli(py: Python<'_>, argv: Vec<OsString>) -> u8 {
     if let Some(script) = argv.first() {
         let path = PathBuf::from(script);
         api::set_own_executable(std::path::absolute(&path).unwrap_or(path));
     }
-    py.detach(|| layerwise::cli::main(argv))
+    py.detach(|| {
+        caught(|| Ok(layerwise::cli::main(argv))).unwrap_or_else(|err| {
+            eprintln!("error: {}", layerwise::error::describe(&err));
+            101
+        })
+    })
 }
 
 /// Says which Python environment the package is imported in (`sys.executable`), where the
