@@ -135,9 +135,7 @@ impl Run {
         };
         let schema = table.schema(&Formats::default());
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let mut batches = Vec::new();
-        self.stored
-            .scan(table, &columns, query.as_ref(), |b| batches.push(b))?;
+        let batches = self.stored.read(table, &columns, query.as_ref())?;
         let schema = batches.first().map_or(schema.clone(), |b| b.schema());
         Ok((schema, batches))
     }

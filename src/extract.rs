@@ -161,20 +161,23 @@ fn samples(images: &Images) -> Vec<Sample> {
 /// The layers' arrays, filled batch by batch.
 struct Collector {
     result: Extracted,
-    capacity: usize,
 }
 
 impl Collector {
+    /// Empty arrays of each layer's per-image shape (from the session), with room for
+    /// `images`.
     fn new(prepared: &Prepared, images: usize) -> Collector {
-        let layers = prepared
-            .plan
-            .layers
-            .iter()
-            .map(|layer| LayerTensor {
-                name: layer.name.clone(),
-                tensor: layer.tensor.clone(),
-                shape: Vec::new(),
-                values: Vec::new(),
+        let layers = (prepared.plan.layers.iter().zip(&prepared.reducers))
+            .map(|(layer, reducer)| {
+                let per_image = &prepared.extractor.shapes()[reducer.tensor_index];
+                LayerTensor {
+                    name: layer.name.clone(),
+                    tensor: layer.tensor.clone(),
+                    shape: std::iter::once(0)
+                        .chain(per_image.iter().copied())
+                        .collect(),
+                    values: Vec::with_capacity(per_image.iter().product::<usize>() * images),
+                }
             })
             .collect();
         Collector {
@@ -182,7 +185,6 @@ impl Collector {
                 layers,
                 ..Extracted::default()
             },
-            capacity: images,
         }
     }
 
@@ -205,16 +207,13 @@ impl Collector {
         Ok(())
     }
 
-    /// Appends each layer's slice of a batch, sized for every image on the first batch.
+    /// Appends each layer's slice of a batch.
     fn append(&mut self, tensors: &BatchTensors, indices: &[usize]) {
         let views = tensors.views();
         for (layer, &index) in self.result.layers.iter_mut().zip(indices) {
             let view = &views[index];
-            if layer.shape.is_empty() {
-                layer.shape = view.shape().to_vec();
-                let per_image: usize = view.shape()[1..].iter().product();
-                layer.values.reserve_exact(per_image * self.capacity);
-            }
+            debug_assert_eq!(view.shape()[1..], layer.shape[1..]);
+            layer.shape[0] += view.shape()[0];
             match view.as_slice() {
                 Some(slice) => layer.values.extend_from_slice(slice),
                 None => layer.values.extend(view.iter().copied()),
@@ -222,14 +221,7 @@ impl Collector {
         }
     }
 
-    fn finish(mut self) -> Extracted {
-        let images = self.result.read.len();
-        for layer in &mut self.result.layers {
-            match layer.shape.first_mut() {
-                Some(n) => *n = images,
-                None => layer.shape = vec![0],
-            }
-        }
+    fn finish(self) -> Extracted {
         self.result
     }
 }

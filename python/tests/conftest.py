@@ -76,7 +76,8 @@ def demo_config(demo: Path, out: Path, **run) -> dict:
         "run": run_keys,
         "layers": [
             {"name": "block1_conv1", "tensor": "block1_conv1", "keep": [0, 11, 12, 27, 30, 34]},
-            {"name": "block5_conv3", "tensor": "block5_conv3", "keep": "all", "top_k": 4},
+            {"name": "block5_conv3", "tensor": "block5_conv3", "keep": "all", "top_k": 4, "positions": 4},
+            {"name": "predictions", "tensor": "predictions"},
         ],
         "output": {"dir": str(out)},
     }

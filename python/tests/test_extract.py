@@ -55,6 +55,8 @@ def test_a_selector_that_matches_two_tensors_gives_both(models, pictures):
     last = lw.extract(models / "tiny_nchw.onnx", arrays[:3], layers=["op:Conv#-1"], preprocess=PRE)
     (name,) = last
     assert last[name].shape == (3, 6, 4, 4)
+    none = lw.extract(models / "tiny_nchw.onnx", [], layers=["conv1"], preprocess=PRE)
+    assert none["conv1"].shape == (0, 4, 8, 8) and none.indices == []
 
 
 def test_a_bad_image_raises_with_its_index_or_is_skipped(models, pictures, tmp_path):

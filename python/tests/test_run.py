@@ -64,6 +64,11 @@ def test_open_reads_the_tables_as_pyarrow_does(by_command):
     assert one.num_rows == 50 * 512
     assert one.equals(stats.filter(pc.equal(stats["layer"], "block5_conv3")))
     assert run.images().num_rows == 51
+    for table, layer in [("maps", "block1_conv1"), ("top", "block5_conv3"), ("positions", "block5_conv3"), ("vectors", "predictions")]:
+        whole = files(by_command, table)
+        want = whole.filter(pc.equal(whole["layer"], layer))
+        got = getattr(run, table)(layer=layer)
+        assert got.num_rows > 0 and got.equals(want), table
     with pytest.raises(lw.ConfigError, match="has no layer `nope`; its layers are block1_conv1, block5_conv3"):
         run.stats(layer="nope")
     with pytest.raises(lw.ConfigError, match="no table `bogus`"):

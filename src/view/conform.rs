@@ -98,6 +98,13 @@ fn column_as(array: &ArrayRef, want: &DataType, keep_f16: bool) -> Result<ArrayR
     if got == want {
         return Ok(array.clone());
     }
+    // The `positions` vectors' length and element type are the run's (`Formats`): a list of
+    // a fixed number of floats is taken as written.
+    if let (DataType::FixedSizeList(..), DataType::FixedSizeList(item, _)) = (want, got) {
+        if matches!(item.data_type(), DataType::Float16 | DataType::Float32) {
+            return Ok(array.clone());
+        }
+    }
     // pandas writes a column of nothing but nulls as the `null` type.
     if got == &DataType::Null {
         return Ok(arrow_array::new_null_array(want, array.len()));

@@ -255,15 +255,28 @@ impl StoredRun {
         Ok(maxima)
     }
 
-    /// The `columns` of a table's rows that match `query`, part by part.
-    fn read(
+    /// The `columns` of a table's rows that match `query`, in part order; the part files are
+    /// read in parallel (on the current thread pool), so memory holds the whole result.
+    pub fn read(
         &self,
         table: Table,
         columns: &[&str],
         query: Option<&MapQuery>,
     ) -> Result<Vec<RecordBatch>> {
+        use rayon::prelude::*;
+        let files = part_files(&self.dir.join(table.name()))?;
+        let per_file: Vec<Result<Vec<RecordBatch>>> = files
+            .par_iter()
+            .map(|path| {
+                let mut batches = Vec::new();
+                read_part(path, table, columns, query, |b| batches.push(b))?;
+                Ok(batches)
+            })
+            .collect();
         let mut batches = Vec::new();
-        self.scan(table, columns, query, |batch| batches.push(batch))?;
+        for file in per_file {
+            batches.extend(file?);
+        }
         Ok(batches)
     }
 
@@ -279,21 +292,36 @@ impl StoredRun {
         mut each: impl FnMut(RecordBatch),
     ) -> Result<()> {
         for path in part_files(&self.dir.join(table.name()))? {
-            let file =
-                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let reader = guarded(|| scan_file(file, table, columns, query, &path))
-                .unwrap_or_else(|| Err(damaged(&path)))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| match e.chain().any(|c| c.is::<TableError>()) {
-                    true => e,
-                    false => unreadable(&path, &e),
-                })?;
-                each(conform(&batch, table, &path)?);
-            }
+            read_part(&path, table, columns, query, &mut each)?;
         }
         Ok(())
     }
 }
+
+/// Hands `each` the `columns` of the rows of one part file that match `query`, conformed to
+/// the table's current schema.
+fn read_part(
+    path: &Path,
+    table: Table,
+    columns: &[&str],
+    query: Option<&MapQuery>,
+    mut each: impl FnMut(RecordBatch),
+) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = guarded(|| scan_file(file, table, columns, query, path))
+        .unwrap_or_else(|| Err(damaged(path)))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| match e.chain().any(|c| c.is::<TableError>()) {
+            true => e,
+            false => unreadable(path, &e),
+        })?;
+        each(conform(&batch, table, path)?);
+    }
+    Ok(())
+}
+
+/// Rows per batch when reading the tables whose rows are a few numbers (`images`, `stats`).
+const SMALL_ROWS_BATCH: usize = 64 * 1024;
 
 /// The reader of one part file of `table`: `columns` of the rows that match `query`.
 fn scan_file(
@@ -322,7 +350,12 @@ fn scan_file(
     let projection = ProjectionMask::roots(builder.parquet_schema(), roots(columns)?);
     if let Some(query) = query {
         let groups = row_groups(&builder, query);
-        let filter_columns = ["layer", "channel", "image_id"];
+        // What the query looks at: the layer, and the channel and image only when it picks
+        // some (the vectors and positions tables have no channel).
+        let filter_columns: Vec<&str> = std::iter::once("layer")
+            .chain(query.channels.is_some().then_some("channel"))
+            .chain(query.images.is_some().then_some("image_id"))
+            .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots(&filter_columns)?);
         let query = query.clone();
         let file = path.to_owned();
@@ -334,6 +367,11 @@ fn scan_file(
         builder = builder
             .with_row_groups(groups)
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    }
+    // Rows of a few numbers are read in large batches; rows of whole maps or vectors in the
+    // reader's default (1,024), so that a batch stays small.
+    if matches!(table, Table::Images | Table::Stats) {
+        builder = builder.with_batch_size(SMALL_ROWS_BATCH);
     }
     let reader = builder.with_projection(projection).build()?;
     let mut reader = reader.map(|batch| batch.map_err(anyhow::Error::from));
@@ -459,23 +497,24 @@ pub fn select_maps(batch: &RecordBatch, query: &MapQuery) -> Vec<StoredMap> {
         .collect()
 }
 
-/// Which rows of a batch with `layer`, `channel` and `image_id` match the query.
+/// Which rows of a batch match the query (its `layer`, and its `channel` and `image_id` where
+/// the query picks some).
 fn matches(batch: &RecordBatch, query: &MapQuery) -> BooleanArray {
     let layers = column(batch, "layer").as_string::<i32>();
-    let channels = column(batch, "channel").as_primitive::<UInt32Type>();
-    let ids = column(batch, "image_id").as_primitive::<UInt64Type>();
+    let channels = query
+        .channels
+        .as_ref()
+        .map(|c| (c, column(batch, "channel").as_primitive::<UInt32Type>()));
+    let ids = query
+        .images
+        .as_ref()
+        .map(|s| (s, column(batch, "image_id").as_primitive::<UInt64Type>()));
     (0..batch.num_rows())
         .map(|i| {
             Some(
                 layers.value(i) == query.layer
-                    && query
-                        .channels
-                        .as_ref()
-                        .is_none_or(|c| c.contains(&channels.value(i)))
-                    && query
-                        .images
-                        .as_ref()
-                        .is_none_or(|s| s.contains(&ids.value(i))),
+                    && channels.is_none_or(|(c, values)| c.contains(&values.value(i)))
+                    && ids.is_none_or(|(s, values)| s.contains(&values.value(i))),
             )
         })
         .collect()
