@@ -422,6 +422,9 @@ impl Run {
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Large buffers (batches, maps, the runtime's arena) go back to the system when freed, as
+    // in the command, so that a session's memory does not stay with the interpreter.
+    layerwise::cpu::tune_allocator();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;
