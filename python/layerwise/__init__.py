@@ -207,6 +207,8 @@ class _Progress:
         if self._tqdm is not None:
             if self._bar is None:
                 self._bar = self._tqdm(total=total or None, unit="images")
+            if total and self._bar.total != total:  # known once the listing is done
+                self._bar.total = total
             self._bar.update(done - self._bar.n)
             if errors:
                 self._bar.set_postfix(errors=errors)

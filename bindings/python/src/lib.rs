@@ -256,17 +256,21 @@ fn run(
     let mut interrupt = None;
     let record = std::thread::scope(|scope| {
         let running = scope.spawn(|| caught(|| api::run(&source, &overrides, options)));
-        while !running.is_finished() {
-            py.detach(|| std::thread::sleep(Duration::from_millis(200)));
-            if let Err(e) = py.check_signals() {
+        loop {
+            // Looked at before the counts, so that the last display shows the last batch.
+            let finished = running.is_finished();
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let counts = (load(&watch.done), load(&watch.total), load(&watch.errors));
+            let shown = progress.as_ref().map(|p| p.call1(counts).map(drop));
+            // Ctrl-C, or a progress display that failed: the run stops after its batch.
+            if let Err(e) = py.check_signals().and(shown.unwrap_or(Ok(()))) {
                 stop.store(true, Ordering::SeqCst);
                 interrupt.get_or_insert(e);
             }
-            if let Some(callback) = &progress {
-                let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                let counts = (load(&watch.done), load(&watch.total), load(&watch.errors));
-                callback.call1(counts)?;
+            if finished {
+                break;
             }
+            py.detach(|| std::thread::sleep(Duration::from_millis(200)));
         }
         py.detach(|| running.join())
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the run's thread failed")))
