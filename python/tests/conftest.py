@@ -4,6 +4,7 @@ by the same scripts as the Rust tests use, and the `layerwise` command of this p
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -57,22 +58,17 @@ def command(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 def demo_config(demo: Path, out: Path, **run) -> dict:
-    """The demo study (pipelines/demo.toml) over `demo`, as a dict."""
+    """The demo study (pipelines/demo.toml's model input and preprocessing) over `demo`, as a
+    dict, with small parts so that runs have several."""
+    with open(ROOT / "pipelines/demo.toml", "rb") as f:
+        study = tomllib.load(f)
     run_keys = {"batch_size": 4, "threads": 0, "part_size": 16}
     run_keys.update(run)
     return {
-        "name": "demo-classic-study",
+        "name": study["name"],
         "input": {"root": str(demo / "images"), "extensions": ["jpg", "jpeg", "png"], "label": "parent"},
-        "model": {"path": str(demo / "models/demo_vgg.onnx"), "input": "input"},
-        "preprocess": {
-            "size": [224, 224],
-            "resize": "stretch",
-            "layout": "NCHW",
-            "channel_order": "BGR",
-            "scale": 1.0,
-            "mean": [103.939, 116.779, 123.68],
-            "std": [1.0, 1.0, 1.0],
-        },
+        "model": {"path": str(demo / "models/demo_vgg.onnx"), "input": study["model"]["input"]},
+        "preprocess": study["preprocess"],
         "run": run_keys,
         "layers": [
             {"name": "block1_conv1", "tensor": "block1_conv1", "keep": [0, 11, 12, 27, 30, 34]},
