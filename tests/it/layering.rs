@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["output"],
     &["engine"],
     &["pipeline", "extract"],
-    &["view", "check", "doctor", "init"],
+    &["view", "check", "doctor", "init", "compare"],
     &["api", "cli"],
 ];
 
