@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod compare;
 mod compat;
 mod config_schema;
 mod datasets;
