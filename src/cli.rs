@@ -214,6 +214,31 @@ layerwise check study.toml"
         /// The run's output folder.
         out: PathBuf,
     },
+    /// Compare a run's layers: the linear CKA of every pair of its map layers.
+    ///
+    /// Each image's features are read from the run's stats table (each channel's mean over its
+    /// map, or its max: no model pass) and streamed into sums whose size is set by the layers'
+    /// widths, not by the images; from them the standard and the debiased (unbiased HSIC)
+    /// linear CKA of every pair are exact. Writes DIR/similarity.parquet (a row per pair,
+    /// both ways) and prints the matrix.
+    #[command(
+        after_help = "Example: layerwise compare out/demo --layers block1_conv1,block5_conv3"
+    )]
+    Compare {
+        /// The run's output folder (finished or partial: its committed parts).
+        #[arg(value_name = "OUT")]
+        run: PathBuf,
+        /// Only these layers, comma-separated (default: every map layer).
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        layers: Option<Vec<String>>,
+        /// What stands for a layer on an image: each channel's `mean` (global average pooling)
+        /// or `max` (global max pooling).
+        #[arg(long, default_value = "mean", value_parser = ["mean", "max"])]
+        features: String,
+        /// Where similarity.parquet goes (default: OUT/compare).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The figures of `layerwise plot`.
@@ -365,6 +390,12 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             channel,
         } => report(write_report(&run, dest, layers, (top, channel))),
         Command::List { config, out } => report(list(&config, &out)),
+        Command::Compare {
+            run,
+            layers,
+            features,
+            out,
+        } => report(compare(&run, layers.as_deref(), &features, out)),
         Command::Status { out } => {
             match crate::output::dataset::Dataset::read(&crate::location::Location::of(&out))
                 .and_then(|d| d.status())
@@ -610,6 +641,40 @@ fn init(model: &Path, images: &Path, out: Option<&Path>) -> anyhow::Result<()> {
         out.display(),
         out.display()
     );
+    Ok(())
+}
+
+/// Compares a run's layers and writes the similarity table.
+fn compare(
+    run: &Path,
+    layers: Option<&[String]>,
+    features: &str,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::compare::features::Features;
+    let features = match features {
+        "max" => Features::Max,
+        _ => Features::Mean,
+    };
+    let stored = crate::view::read::StoredRun::open(run)?;
+    let rows = crate::compare::within_run(&stored, run, layers, features)?;
+    let written = crate::compare::write(&rows, &out.unwrap_or_else(|| run.join("compare")))?;
+    let images = rows.first().map_or(0, |r| r.images);
+    let partial = match stored.facts.complete {
+        true => String::new(),
+        false => format!(
+            " (a partial run: {} of {} parts committed)",
+            stored.facts.parts.0, stored.facts.parts.1
+        ),
+    };
+    println!(
+        "linear CKA over {images} images{partial}, features: each channel's {}",
+        features.column()
+    );
+    print!("{}", crate::compare::matrix_text(&rows, |r| r.cka));
+    println!("debiased:");
+    print!("{}", crate::compare::matrix_text(&rows, |r| r.cka_debiased));
+    println!("wrote {}", written.display());
     Ok(())
 }
 

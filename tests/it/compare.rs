@@ -108,3 +108,100 @@ fn a_runs_cka_equals_the_gram_matrix_estimators_on_its_stats() {
         "{err:#}"
     );
 }
+
+#[test]
+fn compare_writes_the_similarity_table_of_its_schema_and_prints_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, u32, u32)> = (0..12).map(|i| (format!("{i:02}.png"), 8, 8)).collect();
+    let named: Vec<(&str, u32, u32)> = files.iter().map(|(n, w, h)| (n.as_str(), *w, *h)).collect();
+    write_images(&dir.path().join("images"), &named);
+    let layers = "[[layers]]\ntensor = \"conv1\"\n[[layers]]\ntensor = \"conv2\"\n\
+                  [[layers]]\ntensor = \"probs\"\n[run]\npart_size = 4";
+    let config = tiny_config_with_layers(dir.path(), "cmp", layers);
+    let out = dir.path().join("out");
+    // Two of three parts: a partial run compares its committed parts and says so.
+    let half = layerwise()
+        .args(["run", config.to_str().unwrap(), "--quiet", "--shard", "0/2"])
+        .output()
+        .unwrap();
+    assert_eq!(half.status.code(), Some(0), "{}", text(&half));
+    let done = layerwise().arg("compare").arg(&out).output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        said.starts_with("linear CKA over 8 images (a partial run: 2 of 3 parts committed), features: each channel's mean\n"),
+        "{said}"
+    );
+    let table = read_parquet(&out.join("compare/similarity.parquet"));
+    let sums = run_sums(
+        &StoredRun::open(&out).unwrap(),
+        &["conv1", "conv2"],
+        Features::Mean,
+    )
+    .unwrap();
+    assert_eq!(table.num_rows(), 4, "the vector layer is left out");
+    let pairs: Vec<(String, String)> = strings(&table, "layer_a")
+        .into_iter()
+        .zip(strings(&table, "layer_b"))
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .collect();
+    assert_eq!(pairs[1], ("conv1".to_owned(), "conv2".to_owned()));
+    let cka = primitives::<arrow_array::types::Float64Type>(&table, "cka");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+    assert!(close(cka[1], sums.cka(0, 1)) && close(cka[1], cka[2]), "{cka:?}");
+    assert!(close(cka[0], 1.0) && close(cka[3], 1.0), "{cka:?}");
+    assert_eq!(u64s(&table, "images"), vec![8; 4]);
+    // The file is what schemas/similarity.json says.
+    let contract = std::fs::read_to_string(root().join("schemas/similarity.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&contract).unwrap();
+    let want: Vec<(String, String)> = doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let got: Vec<(String, String)> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match f.data_type() {
+                arrow_schema::DataType::Utf8 => "string",
+                arrow_schema::DataType::UInt64 => "uint64",
+                arrow_schema::DataType::Float64 => "float64",
+                other => panic!("{other}"),
+            };
+            (f.name().clone(), t.to_owned())
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Mistakes exit 2.
+    let vector = layerwise()
+        .arg("compare")
+        .arg(&out)
+        .args(["--layers", "conv1,probs"])
+        .output()
+        .unwrap();
+    assert_eq!(vector.status.code(), Some(2), "{}", text(&vector));
+    assert!(
+        text(&vector).contains("layer `probs` is a vector"),
+        "{}",
+        text(&vector)
+    );
+}
+
+/// A Parquet file's rows as one batch.
+fn read_parquet(path: &std::path::Path) -> arrow_array::RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
