@@ -148,7 +148,10 @@ fn compare_writes_the_similarity_table_of_its_schema_and_prints_the_matrix() {
     assert_eq!(pairs[1], ("conv1".to_owned(), "conv2".to_owned()));
     let cka = primitives::<arrow_array::types::Float64Type>(&table, "cka");
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
-    assert!(close(cka[1], sums.cka(0, 1)) && close(cka[1], cka[2]), "{cka:?}");
+    assert!(
+        close(cka[1], sums.cka(0, 1)) && close(cka[1], cka[2]),
+        "{cka:?}"
+    );
     assert!(close(cka[0], 1.0) && close(cka[3], 1.0), "{cka:?}");
     assert_eq!(u64s(&table, "images"), vec![8; 4]);
     // The file is what schemas/similarity.json says.
