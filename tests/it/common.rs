@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float32Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, RecordBatchReader};
+use arrow_schema::DataType;
 use layerwise::model::runtime::{Runtime, SearchPath};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
@@ -198,7 +199,7 @@ pub fn position_vectors(batch: &RecordBatch) -> Vec<Vec<f32>> {
         .map(|i| {
             let v = c.value(i);
             match v.data_type() {
-                arrow_schema::DataType::Float16 => v
+                DataType::Float16 => v
                     .as_primitive::<arrow_array::types::Float16Type>()
                     .values()
                     .iter()
@@ -396,4 +397,63 @@ pub fn succeeded(command: &mut Command) -> String {
     let out = command.output().unwrap();
     assert!(out.status.success(), "{command:?}: {}", text(&out));
     text(&out)
+}
+
+/// All rows of one Parquet file.
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Column names, types and nullability, named as in `schemas/*.json`.
+pub fn schema_of(batch: &RecordBatch) -> Vec<(String, String, bool)> {
+    fn type_name(t: &DataType) -> String {
+        match t {
+            DataType::UInt64 => "uint64".into(),
+            DataType::UInt32 => "uint32".into(),
+            DataType::Float32 => "float32".into(),
+            DataType::Float64 => "float64".into(),
+            DataType::Float16 => "float16".into(),
+            DataType::Utf8 => "string".into(),
+            DataType::List(item) if !item.is_nullable() => {
+                format!("list<{}>", type_name(item.data_type()))
+            }
+            // Its size is the layers' channels, particular to a run.
+            DataType::FixedSizeList(item, _) if !item.is_nullable() => {
+                format!("fixed_size_list<{}>[D]", type_name(item.data_type()))
+            }
+            other => format!("unexpected {other}"),
+        }
+    }
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), type_name(f.data_type()), f.is_nullable()))
+        .collect()
+}
+
+/// The checked-in contract of a table: `schemas/<table>.json`.
+pub fn contract(table: &str) -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(root().join(format!("schemas/{table}.json"))).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap().to_owned();
+            (
+                field("name"),
+                field("type"),
+                c["nullable"].as_bool().unwrap(),
+            )
+        })
+        .collect()
 }

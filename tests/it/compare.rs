@@ -155,34 +155,7 @@ fn compare_writes_the_similarity_table_of_its_schema_and_prints_the_matrix() {
     assert!(close(cka[0], 1.0) && close(cka[3], 1.0), "{cka:?}");
     assert_eq!(u64s(&table, "images"), vec![8; 4]);
     // The file is what schemas/similarity.json says.
-    let contract = std::fs::read_to_string(root().join("schemas/similarity.json")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&contract).unwrap();
-    let want: Vec<(String, String)> = doc["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_owned(),
-                c["type"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let got: Vec<(String, String)> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| {
-            let t = match f.data_type() {
-                arrow_schema::DataType::Utf8 => "string",
-                arrow_schema::DataType::UInt64 => "uint64",
-                arrow_schema::DataType::Float64 => "float64",
-                other => panic!("{other}"),
-            };
-            (f.name().clone(), t.to_owned())
-        })
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(schema_of(&table), contract("similarity"));
     // Mistakes exit 2.
     let vector = layerwise()
         .arg("compare")
@@ -196,15 +169,4 @@ fn compare_writes_the_similarity_table_of_its_schema_and_prints_the_matrix() {
         "{}",
         text(&vector)
     );
-}
-
-/// A Parquet file's rows as one batch.
-fn read_parquet(path: &std::path::Path) -> arrow_array::RecordBatch {
-    let file = std::fs::File::open(path).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
-    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
