@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use crate::compare;
 use crate::location::is_remote;
 use crate::model::inspect::{self, TensorRow};
 use crate::output::provenance::RunRecord;
@@ -195,6 +196,45 @@ impl Run {
         plot::png_bytes(&cells, style)
     }
 
+    /// `layerwise compare`: the linear CKA (and with `rsa`, RSA on a sample of that many
+    /// images) of this run's layers with each other, or with `other`'s; written into `out`
+    /// too when given (`similarity.parquet`, `similarity.png`, `compare.json`).
+    pub fn compare(
+        &self,
+        other: Option<&Run>,
+        layers: Option<Vec<String>>,
+        features: &str,
+        (rsa, seed): (Option<usize>, u64),
+        out: Option<&Path>,
+    ) -> Result<Compared> {
+        let runs: Vec<&Run> = std::iter::once(self).chain(other).collect();
+        let request = compare::Request {
+            runs: runs.iter().map(|r| r.stored.dir.clone()).collect(),
+            layers,
+            features: compare::features::Features::parse(features)?,
+            rsa,
+            seed,
+        };
+        let scratch = out.map_or_else(std::env::temp_dir, Path::to_owned);
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("cannot create {}", scratch.display()))?;
+        let (mut record, sums) = compare::pass(&request, Shard::default(), &scratch)?;
+        record.runs = runs
+            .iter()
+            .map(|r| r.location.display().to_string())
+            .collect();
+        let rows = compare::finish(&record, &sums)?;
+        if let Some(out) = out {
+            compare::write(&rows, &record, out)?;
+        }
+        let picture = compare::heatmap::heat_map(&compare::panels(&rows));
+        Ok(Compared {
+            table: compare::to_batch(&rows)?,
+            png: plot::encode_png(&picture)?,
+            record: serde_json::to_string(&record)?,
+        })
+    }
+
     /// `layerwise report`: writes the atlas (to `out`, default `RUN/report`) and returns its
     /// entry page.
     pub fn report(&self, out: Option<PathBuf>) -> Result<PathBuf> {
@@ -202,6 +242,16 @@ impl Run {
         let written = crate::view::report::write_from(&self.location, out, None, (top, None))?;
         Ok(written.dir.join("index.html"))
     }
+}
+
+/// A comparison's results.
+pub struct Compared {
+    /// The `similarity` rows.
+    pub table: RecordBatch,
+    /// The heat map, as PNG bytes.
+    pub png: Vec<u8>,
+    /// The record (`compare.json`) as JSON text.
+    pub record: String,
 }
 
 /// The table of a name, or a mistake listing the names.

@@ -12,6 +12,7 @@ use crate::output::tables::Table;
 use crate::pipeline::RunOptions;
 use crate::plan::Overrides;
 use crate::shard::Shard;
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Extract what the layers of a vision model respond to, across whole image datasets.
@@ -214,31 +215,61 @@ layerwise check study.toml"
         /// The run's output folder.
         out: PathBuf,
     },
-    /// Compare a run's layers: the linear CKA of every pair of its map layers.
+    /// Compare layers: the linear CKA of every pair, within a run or across two runs.
     ///
-    /// Each image's features are read from the run's stats table (each channel's mean over its
-    /// map, or its max: no model pass) and streamed into sums whose size is set by the layers'
-    /// widths, not by the images; from them the standard and the debiased (unbiased HSIC)
-    /// linear CKA of every pair are exact. Writes DIR/similarity.parquet (a row per pair,
-    /// both ways) and prints the matrix.
-    #[command(
-        after_help = "Example: layerwise compare out/demo --layers block1_conv1,block5_conv3"
-    )]
-    Compare {
-        /// The run's output folder (finished or partial: its committed parts).
-        #[arg(value_name = "OUT")]
-        run: PathBuf,
-        /// Only these layers, comma-separated (default: every map layer).
-        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
-        layers: Option<Vec<String>>,
-        /// What stands for a layer on an image: each channel's `mean` (global average pooling)
-        /// or `max` (global max pooling).
-        #[arg(long, default_value = "mean", value_parser = ["mean", "max"])]
-        features: String,
-        /// Where similarity.parquet goes (default: OUT/compare).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-    },
+    /// Each image's features are read from what the runs stored (no model pass): a map
+    /// layer's per-channel mean or max from stats, a vector layer's vector, a token layer's
+    /// class token from positions (--features prefix). They stream into sums whose size is set
+    /// by the layers' widths, not by the images; from them the standard and the debiased
+    /// (unbiased HSIC) linear CKA of every pair are exact. With OUT_B, the first run's layers
+    /// are compared with the second's over the images ok in both, matched by (source, path).
+    /// Writes DIR/similarity.parquet (a row per pair), DIR/similarity.png (the heat map) and
+    /// DIR/compare.json, and prints the matrices.
+    #[command(after_help = "Examples:
+  layerwise compare out/demo --layers block1_conv1,block5_conv3
+  layerwise compare out/vgg16 out/vit --rsa 1000
+  layerwise compare out/big --shard 0/8 --out cmp   (one per array task; then:)
+  layerwise compare --merge cmp")]
+    Compare(CompareArgs),
+}
+
+/// The arguments of `layerwise compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The run's output folder (finished or partial: its committed parts).
+    #[arg(value_name = "OUT", required_unless_present = "merge")]
+    run: Option<PathBuf>,
+    /// A second run, whose layers are compared with the first's (it may use another model,
+    /// input size and preprocessing).
+    #[arg(value_name = "OUT_B", conflicts_with = "merge")]
+    other: Option<PathBuf>,
+    /// Only these layers, comma-separated, each from the runs that have it (default: every
+    /// layer the features apply to).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    layers: Option<Vec<String>>,
+    /// What stands for a map layer on an image: each channel's `mean` (global average
+    /// pooling; a token layer's patch mean), its `max` (global max pooling), or a token
+    /// layer's class token (`prefix`, from the positions table). A vector layer is its vector.
+    #[arg(long, default_value = "mean", value_parser = ["mean", "max", "prefix"])]
+    features: String,
+    /// Also RSA on a seeded sample of N images (1000 when N is left out): the Spearman
+    /// correlation of the layers' dissimilarity matrices (1 - Pearson correlation).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1000")]
+    rsa: Option<usize>,
+    /// The seed that draws the RSA sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compare only shard I of N (the first run's parts p with p % N == I) and write its sums
+    /// to DIR/shards; when every shard is written, `compare --merge DIR` adds them up.
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    shard: Option<String>,
+    /// Add up the shards' sums in DIR/shards and write DIR's results.
+    #[arg(long, value_name = "DIR")]
+    merge: Option<PathBuf>,
+    /// Where the results go (default: OUT/compare; with OUT_B, OUT/compare-NAME, NAME the
+    /// second run's folder name).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// The figures of `layerwise plot`.
@@ -390,12 +421,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             channel,
         } => report(write_report(&run, dest, layers, (top, channel))),
         Command::List { config, out } => report(list(&config, &out)),
-        Command::Compare {
-            run,
-            layers,
-            features,
-            out,
-        } => report(compare(&run, layers.as_deref(), &features, out)),
+        Command::Compare(args) => report(compare(args)),
         Command::Status { out } => {
             match crate::output::dataset::Dataset::read(&crate::location::Location::of(&out))
                 .and_then(|d| d.status())
@@ -644,37 +670,87 @@ fn init(model: &Path, images: &Path, out: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Compares a run's layers and writes the similarity table.
-fn compare(
-    run: &Path,
-    layers: Option<&[String]>,
-    features: &str,
-    out: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use crate::compare::features::Features;
-    let features = match features {
-        "max" => Features::Max,
-        _ => Features::Mean,
+/// Compares layers (or a shard of them, or merges shards) and writes the results.
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    use crate::compare::{features::Features, store, Request};
+    if let Some(dir) = args.merge {
+        let (record, sums) = store::merge(&dir)?;
+        return compared(&record, &sums, &dir);
+    }
+    let run = args.run.context("compare takes a run's folder")?;
+    let dir = match (&args.out, &args.other) {
+        (Some(dir), _) => dir.clone(),
+        (None, None) => run.join("compare"),
+        (None, Some(other)) => {
+            let name = other.file_name().map(|n| n.to_string_lossy().into_owned());
+            run.join(format!("compare-{}", name.unwrap_or_else(|| "b".into())))
+        }
     };
-    let stored = crate::view::read::StoredRun::open(run)?;
-    let rows = crate::compare::within_run(&stored, run, layers, features)?;
-    let written = crate::compare::write(&rows, &out.unwrap_or_else(|| run.join("compare")))?;
-    let images = rows.first().map_or(0, |r| r.images);
-    let partial = match stored.facts.complete {
-        true => String::new(),
-        false => format!(
-            " (a partial run: {} of {} parts committed)",
-            stored.facts.parts.0, stored.facts.parts.1
-        ),
+    let request = Request {
+        runs: std::iter::once(run).chain(args.other).collect(),
+        layers: args.layers,
+        features: Features::parse(&args.features)?,
+        rsa: args.rsa,
+        seed: args.seed,
     };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let Some(shard) = args.shard else {
+        let (record, sums) = crate::compare::pass(&request, Shard::default(), &dir)?;
+        return compared(&record, &sums, &dir);
+    };
+    let shard = Shard::parse(&shard)?;
+    let (record, sums) = crate::compare::pass(&request, shard, &dir)?;
+    let file = store::write(&dir, &record, shard, &sums)?;
     println!(
-        "linear CKA over {images} images{partial}, features: each channel's {}",
-        features.column()
+        "shard {shard}: the sums of {} of {} images{}, written to {}",
+        sums.sums.images(),
+        record.images,
+        record.partial(),
+        file.display()
     );
-    print!("{}", crate::compare::matrix_text(&rows, |r| r.cka));
+    println!(
+        "when every shard is written: layerwise compare --merge {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Prints a comparison's matrices and writes its files into `dir`.
+fn compared(
+    record: &crate::compare::Record,
+    sums: &crate::compare::accumulate::Accumulator,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    use crate::compare::{features::Features, matrix_text};
+    let rows = crate::compare::finish(record, sums)?;
+    let features = Features::parse(&record.features)?;
+    println!(
+        "linear CKA over {} images{}, features: {}",
+        record.images,
+        record.partial(),
+        features.describe()
+    );
+    if record.runs.len() == 2 {
+        let left = &record.left_out;
+        println!(
+            "matched by (source, path): {} only in {}, {} only in {}, {} failed in either, {} repeated",
+            left.only_a, record.runs[0], left.only_b, record.runs[1], left.failed, left.repeated
+        );
+    }
+    print!("{}", matrix_text(&rows, |r| r.cka));
     println!("debiased:");
-    print!("{}", crate::compare::matrix_text(&rows, |r| r.cka_debiased));
-    println!("wrote {}", written.display());
+    print!("{}", matrix_text(&rows, |r| r.cka_debiased));
+    if let Some(sample) = &record.rsa {
+        println!(
+            "RSA (Spearman) over a sample of {} images, seed {}:",
+            sample.images.len(),
+            sample.seed
+        );
+        print!("{}", matrix_text(&rows, |r| r.rsa.unwrap_or(f64::NAN)));
+    }
+    let written = crate::compare::write(&rows, record, dir)?;
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("wrote {}", names.join(", "));
     Ok(())
 }
 

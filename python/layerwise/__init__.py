@@ -382,10 +382,66 @@ class Run:
         map, as :class:`PNG`."""
         return PNG(self._run.plot_top(layer, channel, k, cols, levels, shared_scale))
 
+    def compare(
+        self,
+        other: Optional["Run"] = None,
+        layers: Optional[Iterable[str]] = None,
+        features: str = "mean",
+        rsa: Optional[int] = None,
+        seed: int = 0,
+        out: Optional[PathLike] = None,
+    ) -> "Comparison":
+        """``layerwise compare``: the linear CKA, standard and debiased, of every pair of this
+        run's layers, or of its layers with ``other``'s over the images ok in both (matched by
+        source and path), from what the runs stored (no model pass). ``features``: ``"mean"``
+        or ``"max"`` of each channel, or ``"prefix"`` (a token layer's class token); a vector
+        layer is its vector. ``rsa=N`` adds RSA on a sample of N images drawn by ``seed``.
+        ``out``: a folder to write ``similarity.parquet``, ``similarity.png`` and
+        ``compare.json`` into as well."""
+        names = None if layers is None else [str(name) for name in layers]
+        native = None if other is None else other._run
+        where = None if out is None else os.fspath(out)
+        stream, png, record = self._run.compare(native, names, features, rsa, seed, where)
+        return Comparison(_table(stream), PNG(png), json.loads(record))
+
     def report(self, out: Optional[PathLike] = None) -> str:
         """``layerwise report``: writes the atlas (to ``out``, default ``RUN/report``) and
         returns the path of its ``index.html``."""
         return os.fspath(self._run.report(None if out is None else os.fspath(out)))
+
+
+class Comparison:
+    """What :meth:`Run.compare` found: ``table`` (the ``similarity`` rows, a pyarrow Table),
+    ``heat_map`` (:class:`PNG`, shown by a notebook), ``record`` (``compare.json``: runs,
+    layers, images compared and left out, the RSA sample)."""
+
+    def __init__(self, table: Any, heat_map: PNG, record: Dict[str, Any]):
+        #: The ``similarity`` rows: layer_a, layer_b, run_a, run_b, images, cka,
+        #: cka_debiased, rsa, features.
+        self.table = table
+        #: The heat map of the matrices.
+        self.heat_map = heat_map
+        #: The record: ``runs``, ``layers``, ``widths``, ``features``, ``images``,
+        #: ``left_out``, ``parts``, ``rsa``.
+        self.record = record
+
+    def __repr__(self) -> str:
+        layers = " x ".join(str(len(names)) for names in self.record["layers"])
+        return f"<layerwise.Comparison of {layers} layers over {self.record['images']} images>"
+
+    def _repr_png_(self) -> bytes:
+        return bytes(self.heat_map)
+
+    def matrix(self, value: str = "cka") -> Any:
+        """One measure (``"cka"``, ``"cka_debiased"`` or ``"rsa"``) as a float64
+        ``numpy.ndarray``, a row per layer of the first run (``record["layers"][0]``), a column
+        per layer of the second (or the same)."""
+        import numpy
+
+        rows = self.record["layers"][0]
+        columns = self.record["layers"][-1]
+        values = self.table.column(value).to_numpy(zero_copy_only=False)
+        return numpy.asarray(values, dtype=numpy.float64).reshape(len(rows), len(columns))
 
 
 def open(location: PathLike) -> Run:

@@ -80,7 +80,22 @@ class Run:
         levels: Optional[int] = None,
         shared_scale: bool = False,
     ) -> PNG: ...
+    def compare(
+        self,
+        other: Optional[Run] = None,
+        layers: Optional[Iterable[str]] = None,
+        features: str = "mean",
+        rsa: Optional[int] = None,
+        seed: int = 0,
+        out: Optional[PathLike] = None,
+    ) -> Comparison: ...
     def report(self, out: Optional[PathLike] = None) -> str: ...
+
+class Comparison:
+    table: pa.Table
+    heat_map: PNG
+    record: Dict[str, Any]
+    def matrix(self, value: str = "cka") -> np.ndarray: ...
 
 def layers(model: PathLike, shapes: bool = False) -> pa.Table: ...
 def extract(

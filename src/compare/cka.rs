@@ -96,6 +96,37 @@ impl CkaSums {
         self.norms += &other.norms;
     }
 
+    /// The sums' values, to store them: `Σf`, `Σffᵀ`, `Σfqᵀ` and `Σqqᵀ`, row-major, one after
+    /// the other.
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        (self.sum.iter().chain(self.cross.iter()))
+            .chain(self.by_norm.iter())
+            .chain(self.norms.iter())
+            .copied()
+    }
+
+    /// Sums of layers of these widths over `images` from their [`values`](Self::values);
+    /// `None` when there are not as many values as the widths need.
+    pub fn from_values(widths: &[usize], images: u64, values: &[f64]) -> Option<CkaSums> {
+        let mut sums = CkaSums::new(widths);
+        let (p, l) = (sums.sum.len(), sums.layers());
+        if values.len() != p + p * p + p * l + l * l {
+            return None;
+        }
+        let (sum, rest) = values.split_at(p);
+        let (cross, rest) = rest.split_at(p * p);
+        let (by_norm, norms) = rest.split_at(p * l);
+        sums.sum.assign(&ndarray::aview1(sum));
+        sums.cross
+            .assign(&ArrayView2::from_shape((p, p), cross).ok()?);
+        sums.by_norm
+            .assign(&ArrayView2::from_shape((p, l), by_norm).ok()?);
+        sums.norms
+            .assign(&ArrayView2::from_shape((l, l), norms).ok()?);
+        sums.images = images;
+        Some(sums)
+    }
+
     /// The standard (biased) linear CKA of layers `a` and `b`; NaN for a layer whose features
     /// do not vary.
     pub fn cka(&self, a: usize, b: usize) -> f64 {

@@ -357,7 +357,11 @@ pub fn png_bytes(cells: &[Cell], style: render::Style) -> Result<Vec<u8>> {
     if cells.is_empty() {
         crate::mistake!("nothing to draw");
     }
-    let image = render::grid(cells, style);
+    encode_png(&render::grid(cells, style))
+}
+
+/// A picture as the bytes of a PNG file.
+pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)

@@ -280,6 +280,35 @@ impl StoredRun {
         Ok(batches)
     }
 
+    /// The names of the run's committed part files (`part-00000.parquet`, ...), in order, from
+    /// its `images` table: every table has a file of each name.
+    pub fn part_names(&self) -> Result<Vec<String>> {
+        let files = part_files(&self.dir.join(Table::Images.name()))?;
+        Ok(files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    /// Hands `each` the `columns` of the rows of one part file of a table (`name` from
+    /// [`part_names`](Self::part_names)) that match `query`, batch by batch.
+    pub fn scan_part(
+        &self,
+        table: Table,
+        name: &str,
+        columns: &[&str],
+        query: Option<&MapQuery>,
+        each: impl FnMut(RecordBatch),
+    ) -> Result<()> {
+        read_part(
+            &self.dir.join(table.name()).join(name),
+            table,
+            columns,
+            query,
+            each,
+        )
+    }
+
     /// Hands `each` the `columns` of a table's rows that match `query`, batch by batch, part
     /// by part, holding one batch at a time. Row groups whose statistics rule the layer or the
     /// images out are skipped; the rest are filtered row by row on `layer`, `channel` and

@@ -177,6 +177,17 @@ fn overlay(map: Rgb<u8>, t: f32, image: Rgb<u8>) -> Rgb<u8> {
 /// Writes `text` at (x, y) with the built-in 8 x 8 font, twice the size when it fits in
 /// `max_width`, cut to fit otherwise (ending in "..", a character's width short of it).
 pub fn draw_text(canvas: &mut RgbImage, text: &str, x: u32, y: u32, max_width: u32) {
+    draw_text_in(canvas, text, (x, y), max_width, INK);
+}
+
+/// [`draw_text`] in another colour.
+pub fn draw_text_in(
+    canvas: &mut RgbImage,
+    text: &str,
+    (x, y): (u32, u32),
+    max_width: u32,
+    ink: Rgb<u8>,
+) {
     // A character's width is left clear of the next cell's title.
     let room = max_width.saturating_sub(8);
     let chars = text.chars().count() as u32;
@@ -205,7 +216,7 @@ pub fn draw_text(canvas: &mut RgbImage, text: &str, x: u32, y: u32, max_width: u
                         let px = x + i as u32 * 8 * scale + col * scale + dx;
                         let py = y + row as u32 * scale + dy;
                         if px < canvas.width() && py < canvas.height() {
-                            canvas.put_pixel(px, py, INK);
+                            canvas.put_pixel(px, py, ink);
                         }
                     }
                 }

@@ -416,6 +416,32 @@ impl Run {
         Ok(PyBytes::new(py, &png))
     }
 
+    /// `layerwise compare`: the similarity rows as an Arrow stream, the heat map as PNG bytes
+    /// and the record as JSON text; written into `out` too when given.
+    #[pyo3(signature = (other=None, layers=None, features="mean", rsa=None, seed=0, out=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        other: Option<PyRef<'py, Run>>,
+        layers: Option<Vec<String>>,
+        features: &str,
+        rsa: Option<usize>,
+        seed: u64,
+        out: Option<PathBuf>,
+    ) -> PyResult<(ArrowStream, Bound<'py, PyBytes>, String)> {
+        let other = other.as_ref().map(|o| &o.inner);
+        let compared = engine(py, || {
+            (self.inner).compare(other, layers, features, (rsa, seed), out.as_deref())
+        })?;
+        let schema = compared.table.schema();
+        Ok((
+            stream(schema, vec![compared.table]),
+            PyBytes::new(py, &compared.png),
+            compared.record,
+        ))
+    }
+
     /// `layerwise report`: writes the atlas and returns its `index.html`.
     #[pyo3(signature = (out=None))]
     fn report(&self, py: Python<'_>, out: Option<PathBuf>) -> PyResult<PathBuf> {
@@ -429,7 +455,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Large buffers (batches, maps, the runtime's arena) go back to the system when freed, as
     // in the command, so that a session's memory does not stay with the interpreter.
     layerwise::cpu::tune_allocator();
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;
     m.add("RunError", m.py().get_type::<RunError>())?;
