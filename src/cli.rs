@@ -723,6 +723,8 @@ fn compared(
 ) -> anyhow::Result<()> {
     use crate::compare::{features::Features, matrix_text};
     let rows = crate::compare::finish(record, sums)?;
+    // Written before anything is printed: a closed pipe (`| head`) does not lose them.
+    let written = crate::compare::write(&rows, record, dir)?;
     let features = Features::parse(&record.features)?;
     println!(
         "linear CKA over {} images{}, features: {}",
@@ -748,7 +750,6 @@ fn compared(
         );
         print!("{}", matrix_text(&rows, |r| r.rsa.unwrap_or(f64::NAN)));
     }
-    let written = crate::compare::write(&rows, record, dir)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!("wrote {}", names.join(", "));
     Ok(())

@@ -13,6 +13,8 @@ def main() -> None:
     # raise once the engine returns); `layerwise run` installs its own, which stops after the
     # batch in progress.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # A closed pipe (`layerwise ... | head`) ends it quietly, as it ends the native command.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(_native.cli(sys.argv))
 
 
