@@ -15,9 +15,9 @@ use crate::location::is_remote;
 use crate::model::inspect::{self, TensorRow};
 use crate::output::provenance::RunRecord;
 use crate::output::tables::{Formats, Table};
+use crate::report::remote::LocalCopy;
 use crate::view::plot::{self, ImageRef, ImageSet};
 use crate::view::read::{MapQuery, StoredRun};
-use crate::view::report::remote::LocalCopy;
 
 pub use crate::extract::{extract, Extracted, Images, LayerTensor, OnError, Request};
 pub use crate::model::runtime::set_own_executable;
@@ -235,11 +235,15 @@ impl Run {
         })
     }
 
-    /// `layerwise report`: writes the atlas (to `out`, default `RUN/report`) and returns its
-    /// entry page.
-    pub fn report(&self, out: Option<PathBuf>) -> Result<PathBuf> {
-        let top = crate::view::report::DEFAULT_TOP;
-        let written = crate::view::report::write_from(&self.location, out, None, (top, None))?;
+    /// `layerwise report`: writes the atlas (to `out`, default `RUN/report`; with `compare`,
+    /// a comparison's folder whose matrix the index shows too) and returns its entry page.
+    pub fn report(&self, out: Option<PathBuf>, compare: Option<PathBuf>) -> Result<PathBuf> {
+        let choices = crate::report::Choices {
+            top: crate::report::DEFAULT_TOP,
+            compare,
+            ..Default::default()
+        };
+        let written = crate::report::write_from(&self.location, out, choices)?;
         Ok(written.dir.join("index.html"))
     }
 }

@@ -199,12 +199,16 @@ layerwise check study.toml"
         #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
         layers: Option<Vec<String>>,
         /// Dataset examples per channel.
-        #[arg(long, value_name = "K", default_value_t = crate::view::report::DEFAULT_TOP)]
+        #[arg(long, value_name = "K", default_value_t = crate::report::DEFAULT_TOP)]
         top: usize,
         /// The channel each layer page draws across images (default: the one with the highest
         /// mean of its per-image max; maps the run did not keep are computed again).
         #[arg(long, value_name = "N")]
         channel: Option<u32>,
+        /// A folder `layerwise compare` wrote: the index shows its matrix too (the run's own,
+        /// layer with layer, is always there).
+        #[arg(long, value_name = "DIR")]
+        compare: Option<PathBuf>,
     },
     /// Report a run's progress: parts committed and missing, images, rows and bytes.
     ///
@@ -419,7 +423,16 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             layers,
             top,
             channel,
-        } => report(write_report(&run, dest, layers, (top, channel))),
+            compare,
+        } => {
+            let choices = crate::report::Choices {
+                layers,
+                top: top.max(1),
+                channel,
+                compare,
+            };
+            report(write_report(&run, dest, choices))
+        }
         Command::List { config, out } => report(list(&config, &out)),
         Command::Compare(args) => report(compare(args)),
         Command::Status { out } => {
@@ -605,16 +618,14 @@ fn plot(figure: Figure) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints what a run of a config will take.
 /// Writes the report of the run in `run` and prints where its entry page is.
 fn write_report(
     run: &Path,
     dest: Option<PathBuf>,
-    layers: Option<Vec<String>>,
-    (top, channel): (usize, Option<u32>),
+    choices: crate::report::Choices,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let written = crate::view::report::write_from(run, dest, layers, (top.max(1), channel))?;
+    let written = crate::report::write_from(run, dest, choices)?;
     tracing::info!(
         "{} pages and {} pictures in {:.1} s",
         written.pages,

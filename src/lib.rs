@@ -4,7 +4,8 @@
 //! The data flows one way, one folder per concern:
 //! [`config`] -> [`plan`] -> [`input`] (listing, decode and preprocess) -> [`model`] (the
 //! session) -> [`reduce`] -> [`output`] (tables, sink, store), driven by [`pipeline`];
-//! [`view`] reads a stored run back and draws it; [`doctor`] examines the node a run would
+//! [`view`] reads a stored run back and draws it, [`compare`] measures how its layers (or two
+//! runs' layers) relate, [`report`] writes its HTML atlas; [`doctor`] examines the node a run would
 //! use (the runtime library, its providers, CPUs and GPUs); [`extract`] hands a layer's whole
 //! tensors back in memory. The command line ([`cli`]) and the Python package (through [`api`])
 //! are thin layers over them.
@@ -31,6 +32,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod reduce;
+pub mod report;
 pub mod shard;
 pub mod view;
 

@@ -404,10 +404,13 @@ class Run:
         stream, png, record = self._run.compare(native, names, features, rsa, seed, where)
         return Comparison(_table(stream), PNG(png), json.loads(record))
 
-    def report(self, out: Optional[PathLike] = None) -> str:
+    def report(self, out: Optional[PathLike] = None, compare: Optional[PathLike] = None) -> str:
         """``layerwise report``: writes the atlas (to ``out``, default ``RUN/report``) and
-        returns the path of its ``index.html``."""
-        return os.fspath(self._run.report(None if out is None else os.fspath(out)))
+        returns the path of its ``index.html``. Its index shows how the layers relate (their
+        linear CKA), and with ``compare`` (a folder :meth:`compare` or ``layerwise compare``
+        wrote into) that comparison's matrix too."""
+        where = None if out is None else os.fspath(out)
+        return os.fspath(self._run.report(where, None if compare is None else os.fspath(compare)))
 
 
 class Comparison:

@@ -46,8 +46,16 @@ pub fn heat_map(panels: &[Panel]) -> RgbImage {
     let height = top + panels.iter().map(|p| p.rows.len()).max().unwrap_or(0) as u32 * CELL;
     let total: u32 = panels.iter().map(|p| width_of(p) + MARGIN).sum::<u32>() + BAR + 5 * CHAR;
     let mut canvas = RgbImage::from_pixel(total + MARGIN, height + 2 * MARGIN, BACKGROUND);
+    // Titles twice the font's size when every one fits its panel so, else all at its size.
+    let large = (panels.iter()).all(|p| p.title.chars().count() as u32 * 2 * CHAR <= width_of(p));
     let mut x = MARGIN;
     for panel in panels {
+        let chars = panel.title.chars().count() as u32;
+        let room = match large {
+            true => width_of(panel) + 8,
+            false => (2 * chars * CHAR + 7).min(width_of(panel) + 8),
+        };
+        draw_text(&mut canvas, &panel.title, x, MARGIN, room);
         draw_panel(&mut canvas, panel, (x, MARGIN), (left, top));
         x += width_of(panel) + MARGIN;
     }
@@ -55,16 +63,9 @@ pub fn heat_map(panels: &[Panel]) -> RgbImage {
     canvas
 }
 
-/// One panel at `at`, its matrix `margins` (left, top) in from there.
+/// One panel's names and cells at `at`, its matrix `margins` (left, top) in from there.
 fn draw_panel(canvas: &mut RgbImage, panel: &Panel, at: (u32, u32), margins: (u32, u32)) {
     let (x0, y0) = (at.0 + margins.0, at.1 + margins.1);
-    draw_text(
-        canvas,
-        &panel.title,
-        x0,
-        at.1,
-        panel.columns.len() as u32 * CELL + margins.0,
-    );
     for (r, name) in panel.rows.iter().enumerate() {
         let y = y0 + r as u32 * CELL + (CELL - CHAR) / 2;
         let x = x0 - 8 - name.chars().count() as u32 * CHAR;

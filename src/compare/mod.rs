@@ -340,6 +340,100 @@ pub fn write(rows: &[Similarity], record: &Record, dir: &Path) -> Result<Vec<Pat
     Ok(written)
 }
 
+/// A comparison that `layerwise compare` wrote into `dir`: its record and its rows, checked
+/// (the files may come from anywhere: a table of another shape is refused, not misread).
+pub fn read(dir: &Path) -> Result<(Record, Vec<Similarity>)> {
+    let path = dir.join("compare.json");
+    if !path.is_file() {
+        crate::mistake!(
+            "{} has no compare.json: give a folder that layerwise compare wrote",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let record: Record = serde_json::from_str(&text).map_err(|e| {
+        crate::error::Mistake(format!(
+            "{} is not a comparison's record: {e}",
+            path.display()
+        ))
+    })?;
+    let path = dir.join("similarity.parquet");
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let not_ours = |why: String| -> anyhow::Error {
+        crate::error::Mistake(format!(
+            "{} is not a similarity table: {why}",
+            path.display()
+        ))
+        .into()
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| not_ours(e.to_string()))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| not_ours(e.to_string()))?;
+        rows.extend(from_batch(&batch).map_err(not_ours)?);
+    }
+    let distinct = |pick: fn(&Similarity) -> &str| {
+        (rows.iter().map(pick))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    if rows.is_empty() || rows.len() != distinct(|r| &r.layer_a) * distinct(|r| &r.layer_b) {
+        return Err(not_ours(format!(
+            "its {} rows are not a whole matrix",
+            rows.len()
+        )));
+    }
+    Ok((record, rows))
+}
+
+/// The rows of a record batch of [`SIMILARITY`]'s columns (by name), or what is wrong with it.
+fn from_batch(batch: &RecordBatch) -> Result<Vec<Similarity>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt64Type};
+    for field in SIMILARITY.fields() {
+        let found = batch.schema().field_with_name(field.name()).cloned();
+        match found {
+            Ok(f) if f.data_type() == field.data_type() => {}
+            _ => {
+                return Err(format!(
+                    "it has no {} column of type {}",
+                    field.name(),
+                    field.data_type()
+                ))
+            }
+        }
+    }
+    let column = |name: &str| batch.column_by_name(name).expect("checked");
+    let text = |name: &str| column(name).as_string::<i32>().clone();
+    let number = |name: &str| column(name).as_primitive::<Float64Type>().clone();
+    let (a, b, run_a, run_b, features) = (
+        text("layer_a"),
+        text("layer_b"),
+        text("run_a"),
+        text("run_b"),
+        text("features"),
+    );
+    let (cka, debiased, rsa) = (number("cka"), number("cka_debiased"), number("rsa"));
+    let images = column("images").as_primitive::<UInt64Type>().clone();
+    Ok((0..batch.num_rows())
+        .map(|i| Similarity {
+            layer_a: a.value(i).to_owned(),
+            layer_b: b.value(i).to_owned(),
+            run_a: run_a.value(i).to_owned(),
+            run_b: run_b.value(i).to_owned(),
+            images: images.value(i),
+            cka: cka.value(i),
+            cka_debiased: debiased.value(i),
+            rsa: arrow_array::Array::is_valid(&rsa, i).then(|| rsa.value(i)),
+            features: features.value(i).to_owned(),
+        })
+        .collect())
+}
+
 /// The heat map's panels of the rows: CKA, debiased CKA and, when computed, RSA.
 pub fn panels(rows: &[Similarity]) -> Vec<heatmap::Panel> {
     let names = |pick: fn(&Similarity) -> &String| -> Vec<String> {

@@ -3,8 +3,8 @@
 //! [`read`] answers questions from the tables with projection and pruning ([`conform`] brings
 //! the columns of tables that other tools wrote back to layerwise's types), [`render`] draws
 //! map grids as PNG, [`photos`] reads the input images again, [`plot`] builds the classic study's figures from both, [`recompute`]
-//! computes again the maps a run did not keep for the images a figure shows, and [`report`]
-//! writes a whole run as a static HTML site.
+//! computes again the maps a run did not keep for the images a figure shows. The atlas of a
+//! whole run is built from them in [`crate::report`].
 
 pub mod conform;
 pub mod photos;
@@ -12,4 +12,3 @@ pub mod plot;
 pub mod read;
 pub mod recompute;
 pub mod render;
-pub mod report;

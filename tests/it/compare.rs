@@ -527,3 +527,78 @@ fn a_second_run_in_another_order_is_read_in_the_first_runs_order() {
         "no file left behind"
     );
 }
+
+#[test]
+fn the_reports_index_shows_the_runs_matrix_and_a_comparisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cnn_run(dir.path(), 9);
+    let compared = dir.path().join("compared");
+    succeeded(
+        layerwise()
+            .arg("compare")
+            .arg(&out)
+            .arg(&out)
+            .arg("--out")
+            .arg(&compared),
+    );
+    let site = dir.path().join("site");
+    succeeded(
+        (layerwise().arg("report").arg(&out).arg("--out").arg(&site))
+            .arg("--compare")
+            .arg(&compared),
+    );
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(
+        index.contains("<h2 id=\"similarity\">How the layers relate</h2>"),
+        "{index}"
+    );
+    assert!(
+        index.contains(
+            "pair of layers over 9 images, each layer standing as each channel&#39;s mean"
+        ),
+        "{index}"
+    );
+    let heading = format!(
+        "<h2 id=\"comparison\">Comparison: {} with {}</h2>",
+        out.display(),
+        out.display()
+    );
+    assert!(index.contains(&heading), "{index}");
+    assert!(index.contains("(0 only in the first run, 0 only in the second, 0 failed in either)"));
+    // The pictures are the heat maps of the numbers: the run with itself is its own matrix.
+    let own = image::open(site.join("similarity.png")).unwrap().to_rgb8();
+    let drawn = image::open(site.join("comparison.png")).unwrap().to_rgb8();
+    assert_eq!(
+        own, drawn,
+        "a run compared with itself is its within-run matrix"
+    );
+    assert_eq!(
+        own,
+        image::open(compared.join("similarity.png"))
+            .unwrap()
+            .to_rgb8()
+    );
+    // A folder that is not a comparison, and a table of another shape: exit 2.
+    let refused = |folder: &Path, said: &str| {
+        let o = (layerwise().arg("report").arg(&out).arg("--out").arg(&site))
+            .arg("--compare")
+            .arg(folder)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(said), "{}", text(&o));
+    };
+    refused(
+        &out,
+        "compare.json: give a folder that layerwise compare wrote",
+    );
+    std::fs::copy(
+        out.join("stats/part-00000.parquet"),
+        compared.join("similarity.parquet"),
+    )
+    .unwrap();
+    refused(
+        &compared,
+        "is not a similarity table: it has no layer_a column of type Utf8",
+    );
+}

@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline", "extract"],
     &["view", "check", "doctor", "init"],
     &["compare"],
+    &["report"],
     &["api", "cli"],
 ];
 

@@ -654,12 +654,12 @@ fn the_contour_channels_overlay_leaves_the_photo_where_it_is_silent() {
     let images = run.images().unwrap();
     let image = images.iter().find(|i| i.image_id == 19).unwrap();
     let photos = layerwise::view::photos::Photos::read(&run, [image]);
-    let size = layerwise::view::report::figures::picture_size(Some(&map));
+    let size = layerwise::report::figures::picture_size(Some(&map));
     let photo = photos
         .underlay(image, size, &mut fast_image_resize::Resizer::new())
         .unwrap();
     let values = map.values.clone();
-    let drawn = layerwise::view::report::figures::draw(Some(&map), Some(&photo)).unwrap();
+    let drawn = layerwise::report::figures::draw(Some(&map), Some(&photo)).unwrap();
     assert_eq!(
         drawn.dimensions(),
         (224, 224),
@@ -760,6 +760,10 @@ fn the_demo_report_opens_in_a_browser() {
     let layer_ms = checked[1]["load_ms"].as_f64().unwrap();
     eprintln!("the 512-channel layer page loaded in {layer_ms} ms");
     assert_eq!(checked.len(), 5);
+    assert_eq!(
+        checked[0]["images"], 1,
+        "the index's matrix of the layers' CKA"
+    );
     assert_eq!(
         checked[3]["images"],
         64 + 2,

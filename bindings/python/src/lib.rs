@@ -443,9 +443,14 @@ impl Run {
     }
 
     /// `layerwise report`: writes the atlas and returns its `index.html`.
-    #[pyo3(signature = (out=None))]
-    fn report(&self, py: Python<'_>, out: Option<PathBuf>) -> PyResult<PathBuf> {
-        engine(py, || self.inner.report(out))
+    #[pyo3(signature = (out=None, compare=None))]
+    fn report(
+        &self,
+        py: Python<'_>,
+        out: Option<PathBuf>,
+        compare: Option<PathBuf>,
+    ) -> PyResult<PathBuf> {
+        engine(py, || self.inner.report(out, compare))
     }
 }
 

@@ -11,10 +11,10 @@ use image::RgbImage;
 
 use crate::output::provenance::LayerInfo;
 use crate::reduce::LayerKind;
+use crate::report::summary::ChannelSummary;
 use crate::view::read::{MapQuery, StoredImage, StoredMap, StoredRun};
 use crate::view::recompute;
 use crate::view::render::{self, Cell};
-use crate::view::report::summary::ChannelSummary;
 
 /// The side of a channel's tile on its layer's page, in pixels.
 pub const TILE: u32 = 72;

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use fast_image_resize::Resizer;
 use rayon::prelude::*;
 
+use crate::compare;
 use crate::location::is_remote;
 use crate::output::provenance::LayerInfo;
 use crate::reduce::LayerKind;
@@ -49,41 +50,48 @@ pub struct ReportOptions {
     pub channel: Option<u32>,
     /// Where the run's tables are, as the pages' queries name them (default: the run folder).
     pub tables_at: Option<String>,
+    /// A comparison's folder (what `layerwise compare` wrote) whose matrix the index shows.
+    pub compare: Option<PathBuf>,
+}
+
+/// What a report shows, besides where it goes.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    /// Only these layers (default: all).
+    pub layers: Option<Vec<String>>,
+    /// Dataset examples per channel.
+    pub top: usize,
+    /// The channel of each layer page's "one channel across images" figure.
+    pub channel: Option<u32>,
+    /// A comparison's folder whose matrix the index shows too.
+    pub compare: Option<PathBuf>,
 }
 
 /// Writes the report of the run at `location` (a folder or `s3://...`) to `dest` (default
 /// `LOCATION/report`; a bucket too): a run in a bucket is copied locally first, a report for
 /// a bucket is built locally and uploaded.
-pub fn write_from(
-    location: &Path,
-    dest: Option<PathBuf>,
-    layers: Option<Vec<String>>,
-    (top, channel): (usize, Option<u32>),
-) -> Result<Written> {
+pub fn write_from(location: &Path, dest: Option<PathBuf>, choices: Choices) -> Result<Written> {
     let copy = is_remote(location)
         .then(|| remote::LocalCopy::fetch(location))
         .transpose()?;
     let run = StoredRun::open(copy.as_ref().map_or(location, |c| c.dir()))?;
     let dest = dest.unwrap_or_else(|| location.join("report"));
     let tables_at = copy.as_ref().map(|_| location.display().to_string());
-    if !is_remote(&dest) {
-        let options = ReportOptions {
-            dest,
-            layers,
-            top,
-            channel,
-            tables_at,
-        };
-        return write(&run, &options);
-    }
     let local = std::env::temp_dir().join(format!("layerwise-site-{}", std::process::id()));
     let options = ReportOptions {
-        dest: local.clone(),
-        layers,
-        top,
-        channel,
+        dest: match is_remote(&dest) {
+            true => local.clone(),
+            false => dest.clone(),
+        },
+        layers: choices.layers,
+        top: choices.top,
+        channel: choices.channel,
         tables_at,
+        compare: choices.compare,
     };
+    if !is_remote(&dest) {
+        return write(&run, &options);
+    }
     let written = write(&run, &options);
     let uploaded = written.and_then(|w| remote::upload(&local, &dest).map(|()| w));
     let _ = std::fs::remove_dir_all(&local);
@@ -147,11 +155,53 @@ pub fn write(run: &StoredRun, options: &ReportOptions) -> Result<Written> {
     for view in &views {
         staging.write(&view.page(), &pages::layer(&site, view))?;
     }
-    staging.write("index.html", &pages::index(&site, &views))?;
+    let names: Vec<String> = views.iter().map(|v| v.layer.name.clone()).collect();
+    let mut matrices = vec![within_run(run, names, staging.path())];
+    if let Some(dir) = &options.compare {
+        let (record, rows) = compare::read(dir)?;
+        matrices.push(draw_matrix(record, &rows, "comparison.png", staging.path()));
+    }
+    written.pictures += matrices.iter().filter(|m| m.is_ok()).count();
+    staging.write("index.html", &pages::index(&site, &views, &matrices))?;
     staging.write("assets/style.css", html::STYLE)?;
     staging.write("assets/sort.js", html::SORT)?;
     staging.publish(&options.dest)?;
     Ok(written)
+}
+
+/// The linear CKA of every pair of the reported layers over the run's images (each channel's
+/// mean), drawn as `similarity.png`; why not, when it cannot be (fewer than 4 ok images).
+fn within_run(run: &StoredRun, layers: Vec<String>, site: &Path) -> Result<pages::Matrix, String> {
+    let request = compare::Request {
+        runs: vec![run.dir.clone()],
+        layers: Some(layers),
+        features: compare::features::Features::Mean,
+        rsa: None,
+        seed: 0,
+    };
+    let computed = compare::pass(&request, crate::shard::Shard::default(), site)
+        .and_then(|(record, sums)| Ok((compare::finish(&record, &sums)?, record)));
+    match computed {
+        Ok((rows, record)) => draw_matrix(record, &rows, "similarity.png", site),
+        Err(err) => Err(format!("{err:#}")),
+    }
+}
+
+/// Draws a comparison's heat map into the site as `name`.
+fn draw_matrix(
+    record: compare::Record,
+    rows: &[compare::Similarity],
+    name: &str,
+    site: &Path,
+) -> Result<pages::Matrix, String> {
+    let picture = compare::heatmap::heat_map(&compare::panels(rows));
+    let png = plot::encode_png(&picture).map_err(|e| format!("{e:#}"))?;
+    std::fs::write(site.join(name), png).map_err(|e| format!("cannot write {name}: {e}"))?;
+    Ok(pages::Matrix {
+        file: name.to_owned(),
+        record,
+        size: (picture.width(), picture.height()),
+    })
 }
 
 /// The layers to report, with their positions in the run, in the run's order.

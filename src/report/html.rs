@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::view::report::summary::{Histogram, BINS};
+use crate::report::summary::{Histogram, BINS};
 
 /// `text` with `&`, `<`, `>`, `"` and `'` replaced by character references, safe as element
 /// content and as a quoted attribute value.

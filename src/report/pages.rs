@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 
 use crate::output::provenance::LayerInfo;
 use crate::reduce::LayerKind;
+use crate::report::figures::{sheet_position, Example, Source};
+use crate::report::html::{self, escape, number, sql, Column, Td};
+use crate::report::summary::{ChannelSummary, Labels};
 use crate::view::read::{StoredImage, StoredRun};
-use crate::view::report::figures::{sheet_position, Example, Source};
-use crate::view::report::html::{self, escape, number, sql, Column, Td};
-use crate::view::report::summary::{ChannelSummary, Labels};
 
 /// At most this many failed images are listed on the index (the query lists them all).
 pub const FAILURES_SHOWN: usize = 1000;
@@ -122,8 +122,20 @@ impl Site<'_> {
     }
 }
 
-/// The index page: the run, its images and failures, and its layers.
-pub fn index(site: &Site, layers: &[LayerView]) -> String {
+/// A similarity matrix drawn into the site: its picture and what it compares.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// The picture's file in the site.
+    pub file: String,
+    /// What was compared.
+    pub record: crate::compare::Record,
+    /// The picture's width and height.
+    pub size: (u32, u32),
+}
+
+/// The index page: the run, its images and failures, its layers and how they relate (the
+/// within-run matrix, or why there is none, then a comparison's when one is given).
+pub fn index(site: &Site, layers: &[LayerView], matrices: &[Result<Matrix, String>]) -> String {
     let run = site.run;
     let facts = &run.facts;
     let images: Vec<&&StoredImage> = {
@@ -209,8 +221,67 @@ pub fn index(site: &Site, layers: &[LayerView]) -> String {
             ]
         }),
     ));
+    for (i, matrix) in matrices.iter().enumerate() {
+        body.push_str(&similarity(matrix, i > 0));
+    }
     body.push_str(&failures(site, &failed));
     html::page(&facts.name, "", "layerwise report", &body)
+}
+
+/// A section with a similarity matrix: the run's own, or a comparison's.
+fn similarity(matrix: &Result<Matrix, String>, comparison: bool) -> String {
+    let heading = match comparison {
+        false => "How the layers relate".to_owned(),
+        true => match matrix {
+            Ok(m) => format!("Comparison: {}", escape(&m.record.runs.join(" with "))),
+            Err(_) => "Comparison".to_owned(),
+        },
+    };
+    let mut out = format!(
+        "<h2 id=\"{}\">{heading}</h2>\n",
+        match comparison {
+            false => "similarity",
+            true => "comparison",
+        }
+    );
+    let m = match matrix {
+        Ok(m) => m,
+        Err(why) => {
+            let _ = writeln!(out, "<p class=\"note\">No matrix: {}</p>", escape(why));
+            return out;
+        }
+    };
+    let record = &m.record;
+    let features = crate::compare::features::Features::parse(&record.features)
+        .map_or("features", |f| f.describe());
+    let left = &record.left_out;
+    let matched = match record.runs.len() {
+        1 => String::new(),
+        _ => format!(
+            " matched by source and path ({} only in the first run, {} only in the second, {} \
+             failed in either)",
+            left.only_a, left.only_b, left.failed
+        ),
+    };
+    let made = match comparison {
+        false => "computed for this page from the stats table; <code>layerwise compare</code> \
+                  writes it as <code>similarity.parquet</code>"
+            .to_owned(),
+        true => "written by <code>layerwise compare</code>".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "<figure class=\"study\"><img src=\"{}\" width=\"{}\" height=\"{}\" alt=\"linear CKA \
+         of every pair of layers\"><figcaption>Linear CKA (standard, then debiased) of every \
+         pair of layers over {} images{matched}, each layer standing as {} ({made}). 1: the \
+         same representation up to a rotation and a scale; 0: unrelated.</figcaption></figure>",
+        escape(&m.file),
+        m.size.0,
+        m.size.1,
+        record.images,
+        escape(features),
+    );
+    out
 }
 
 fn failures(site: &Site, failed: &[&&StoredImage]) -> String {
