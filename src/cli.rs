@@ -185,7 +185,8 @@ layerwise check study.toml"
     /// too (its committed parts).
     #[command(
         after_help = "Examples:\n  layerwise report out/demo            (writes out/demo/report/index.html)\n  \
-        layerwise report out/demo --layers block5_conv3 --top 16 --out /tmp/atlas"
+        layerwise report out/demo --layers block5_conv3 --top 16 --out /tmp/atlas\n  \
+        layerwise report out/demo --compare out/demo/compare-vit"
     )]
     Report {
         /// The run's output folder, or its s3://bucket/prefix.

@@ -1,6 +1,6 @@
 //! One pass over the compared images: each pair's features (the first run's layers, then the
 //! second's) into the CKA sums, and the RSA sample's features kept aside. Memory: the sums,
-//! the sample, one part's features of each run and a batch of 256 images.
+//! the sample, one part's features of each run and a batch of 1,024 images.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -15,8 +15,9 @@ use crate::compare::features::{Block, RunFeatures};
 use crate::compare::matching::{Matching, Pair, RunIndex};
 use crate::shard::Shard;
 
-/// Images gathered before their features are added to the sums.
-const BATCH: usize = 256;
+/// Images gathered before their features are added to the sums (large enough that the
+/// products run at the matrix kernel's speed).
+const BATCH: usize = 1024;
 
 /// A run's features and its index.
 pub struct Side<'r> {

@@ -11,6 +11,7 @@
 //!   `1ᵀK̃1` and `1ᵀK̃L̃1` of the kernels with their diagonals zeroed, each a sum of the
 //!   products `Σ x yᵀ`, the sums `Σ x`, the squared norms `‖xᵢ‖²` and `Σ x ‖y‖²`.
 
+use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 /// The sums over images from which the CKA of every pair of layers follows.
@@ -22,7 +23,8 @@ pub struct CkaSums {
     images: u64,
     /// `Σ f` over images of the concatenated features `f` (width P).
     sum: Array1<f64>,
-    /// `Σ f fᵀ` (P x P).
+    /// `Σ f fᵀ` (P x P), its blocks above the diagonal blocks and those (each layer with a
+    /// later one or itself); the rest stays 0.
     cross: Array2<f64>,
     /// `Σ f qᵀ` (P x layers), `q` the squared norms of an image's features per layer.
     by_norm: Array2<f64>,
@@ -81,9 +83,20 @@ impl CkaSums {
         }
         self.images += batch.nrows() as u64;
         self.sum += &batch.sum_axis(Axis(0));
-        self.cross += &batch.t().dot(&batch);
-        self.by_norm += &batch.t().dot(&q);
-        self.norms += &q.t().dot(&q);
+        // Added in place (C = 1·AᵀB + 1·C): no P x P product allocated per batch.
+        // Only the blocks of the upper triangle (layer a with layer b >= a): the lower ones
+        // are their transposes (`block`), so half the products.
+        for a in 0..layers {
+            let left = batch.slice(s![.., self.range(a)]);
+            for b in a..layers {
+                let (ra, rb) = (self.range(a), self.range(b));
+                let right = batch.slice(s![.., rb.clone()]);
+                let mut block = self.cross.slice_mut(s![ra, rb]);
+                general_mat_mul(1.0, &left.t(), &right, 1.0, &mut block);
+            }
+        }
+        general_mat_mul(1.0, &batch.t(), &q, 1.0, &mut self.by_norm);
+        general_mat_mul(1.0, &q.t(), &q, 1.0, &mut self.norms);
     }
 
     /// Adds the sums of other images of the same layers (another part of a run).
@@ -138,7 +151,7 @@ impl CkaSums {
                 self.sum.slice(s![rb.clone()]),
             );
             let mut total = 0.0;
-            for (i, row) in self.cross.slice(s![ra, rb]).outer_iter().enumerate() {
+            for (i, row) in self.block(a, b).outer_iter().enumerate() {
                 for (j, v) in row.iter().enumerate() {
                     let c = v - sa[i] * sb[j] / n;
                     total += c * c;
@@ -163,7 +176,7 @@ impl CkaSums {
             self.sum.slice(s![ra.clone()]),
             self.sum.slice(s![rb.clone()]),
         );
-        let cross = self.cross.slice(s![ra.clone(), rb.clone()]);
+        let cross = self.block(a, b);
         let qq = self.norms[[a, b]];
         let tr_kl = cross.iter().map(|v| v * v).sum::<f64>() - qq;
         let k_sum = sa.dot(&sa) - self.trace(a);
@@ -178,6 +191,14 @@ impl CkaSums {
     /// `Σᵢ ‖xᵢ‖²` of layer `a`: the trace of its kernel.
     fn trace(&self, a: usize) -> f64 {
         self.range(a).map(|i| self.cross[[i, i]]).sum()
+    }
+
+    /// `Σ x yᵀ` of layers `a` and `b`: stored for `a <= b`, the transpose of `(b, a)` else.
+    fn block(&self, a: usize, b: usize) -> ArrayView2<'_, f64> {
+        match a <= b {
+            true => self.cross.slice(s![self.range(a), self.range(b)]),
+            false => (self.cross.slice(s![self.range(b), self.range(a)])).reversed_axes(),
+        }
     }
 
     fn range(&self, layer: usize) -> std::ops::Range<usize> {
