@@ -83,6 +83,17 @@ def rsa(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rank(a), rank(b))[0, 1])
 
 
+def assert_cka(rows, x: dict, y: dict, paths) -> None:
+    """Each row's cka and cka_debiased equal the Gram-matrix estimators on its layers'
+    features (layer_a's from x, layer_b's from y) over paths."""
+    for row in rows:
+        a = np.stack([x[row["layer_a"]][p] for p in paths])
+        b = np.stack([y[row["layer_b"]][p] for p in paths])
+        standard, debiased = cka(a, b)
+        close(row["cka"], standard)
+        close(row["cka_debiased"], debiased)
+
+
 def close(got, want, tolerance=1e-9):
     if np.isnan(want):
         assert np.isnan(got), (got, want)
@@ -123,12 +134,8 @@ def test_within_a_run_cka_and_rsa_equal_the_numpy_reference(runs, tmp_path):
     assert len(sample) == 12
     rows = found.table.to_pylist()
     assert len(rows) == 9
+    assert_cka(rows, x, x, paths)
     for row in rows:
-        a = np.stack([x[row["layer_a"]][p] for p in paths])
-        b = np.stack([x[row["layer_b"]][p] for p in paths])
-        standard, debiased = cka(a, b)
-        close(row["cka"], standard)
-        close(row["cka_debiased"], debiased)
         sa = np.stack([x[row["layer_a"]][p] for p in sample])
         sb = np.stack([x[row["layer_b"]][p] for p in sample])
         close(row["rsa"], rsa(sa, sb))
@@ -154,13 +161,8 @@ def test_two_runs_are_compared_over_the_photos_ok_in_both(runs):
     paths = sorted(x["block5_conv3"])
     rows = found.table.to_pylist()
     assert [(r["layer_a"], r["layer_b"]) for r in rows] == [("block5_conv3", "conv1"), ("block5_conv3", "conv2")]
-    for row in rows:
-        a = np.stack([x[row["layer_a"]][p] for p in paths])
-        b = np.stack([y[row["layer_b"]][p] for p in paths])
-        standard, debiased = cka(a, b)
-        close(row["cka"], standard)
-        close(row["cka_debiased"], debiased)
-        assert row["rsa"] is None
+    assert_cka(rows, x, y, paths)
+    assert all(row["rsa"] is None for row in rows)
     assert found.matrix("cka").shape == (1, 2)
     with pytest.raises(lw.ConfigError, match="neither run has layer `nope`"):
         lw.open(vgg).compare(lw.open(tiny), layers=["nope"])

@@ -12,7 +12,7 @@ use ndarray::ArrayView2;
 
 use crate::compare::cka::CkaSums;
 use crate::compare::features::{Block, RunFeatures};
-use crate::compare::matching::{Matching, Pair, RunIndex};
+use crate::compare::matching::{Matching, Pair, Pairs, RunIndex};
 use crate::shard::Shard;
 
 /// Images gathered before their features are added to the sums (large enough that the
@@ -30,7 +30,7 @@ pub struct Side<'r> {
 impl Side<'_> {
     fn block(&self, part: usize) -> Result<Block> {
         let name = &self.index.parts[part];
-        self.features.part(name, &self.index.ok_ids(part))
+        self.features.part(name, self.index.ok_ids(part))
     }
 }
 
@@ -52,60 +52,62 @@ impl Accumulator {
     }
 }
 
-/// The pass over the pairs of `shard` (the first run's parts `p` with `p % n == i`); `sample`
-/// the indices of the pairs whose features RSA keeps, ascending. `b` is `None` within a run.
-/// A second run whose images come in another order is first copied, in the first run's order,
-/// into a temporary file in `scratch`.
+/// The pass over the images of `shard` (the first run's parts `p` with `p % n == i`); the
+/// features of the matching's RSA sample are kept aside. `b` is `None` within a run. A second
+/// run whose images come in another order is first copied, in the first run's order, into a
+/// temporary file in `scratch`.
 pub fn accumulate(
     a: &Side,
     b: Option<&Side>,
     matching: &Matching,
-    sample: &[usize],
     shard: Shard,
     scratch: &Path,
 ) -> Result<Accumulator> {
-    let mine: Vec<usize> = (0..matching.pairs.len())
-        .filter(|&k| matching.pairs[k].a.0 % shard.count == shard.index)
-        .collect();
+    let mine = |part: usize| part % shard.count == shard.index;
     let mut widths = a.features.widths();
-    let mut second = match b {
-        Some(b) => {
-            widths.extend(b.features.widths());
-            Some(Second::new(b, &matching.pairs, &mine, scratch)?)
-        }
-        None => None,
-    };
+    if let Some(b) = b {
+        widths.extend(b.features.widths());
+    }
     let width = widths.iter().sum::<usize>();
     let mut gather = Gather {
         sums: CkaSums::new(&widths),
         rows: Vec::with_capacity(BATCH * width),
         width,
         sample: Vec::new(),
+        sampled: matching.sample.clone().into_iter().peekable(),
     };
-    let mut current: Option<(usize, Block)> = None;
-    let mut sampled = sample.iter().peekable();
-    for k in mine {
-        let pair = matching.pairs[k];
-        if current.as_ref().is_none_or(|c| c.0 != pair.a.0) {
-            current = Some((pair.a.0, a.block(pair.a.0)?));
+    match (&matching.pairs, b) {
+        (Pairs::Within, _) => {
+            let mut place = 0;
+            for part in 0..a.index.parts.len() {
+                let count = a.index.ok_ids(part).len();
+                if mine(part) {
+                    let block = a.block(part)?;
+                    for i in 0..count {
+                        gather.push(place + i, block.row(i), None);
+                    }
+                }
+                place += count;
+            }
         }
-        let block = &current.as_ref().expect("loaded").1;
-        let row_a = block
-            .features(pair.a.1)
-            .context("an ok image without features")?;
-        let start = gather.rows.len();
-        gather.rows.extend(row_a.iter().map(|&v| v as f64));
-        if let Some(second) = second.as_mut() {
-            gather
-                .rows
-                .extend(second.next(pair)?.iter().map(|&v| v as f64));
+        (Pairs::Across(pairs), Some(b)) => {
+            let places: Vec<usize> = (0..pairs.len()).filter(|&k| mine(pairs[k].a.0)).collect();
+            let mut second = Second::new(b, pairs, &places, scratch)?;
+            let mut current: Option<(usize, Block)> = None;
+            for k in places {
+                let pair = pairs[k];
+                if current.as_ref().is_none_or(|c| c.0 != pair.a.0) {
+                    current = Some((pair.a.0, a.block(pair.a.0)?));
+                }
+                let block = &current.as_ref().expect("loaded").1;
+                let row_a = block
+                    .features(pair.a.1)
+                    .context("an ok image without features")?;
+                gather.push(k, row_a, Some(second.next(pair)?));
+            }
         }
-        while sampled.next_if(|&&s| s < k).is_some() {}
-        if sampled.next_if(|&&s| s == k).is_some() {
-            gather.sample.push((k, gather.rows[start..].to_vec()));
-        }
-        if gather.rows.len() >= BATCH * width {
-            gather.flush();
+        (Pairs::Across(_), None) => {
+            crate::mistake!("a comparison across runs needs the second run")
         }
     }
     gather.flush();
@@ -121,9 +123,25 @@ struct Gather {
     rows: Vec<f64>,
     width: usize,
     sample: Vec<(usize, Vec<f64>)>,
+    /// The places of the RSA sample not met yet.
+    sampled: std::iter::Peekable<std::vec::IntoIter<usize>>,
 }
 
 impl Gather {
+    /// Adds the compared image at `place`: the first run's features, then the second's.
+    fn push(&mut self, place: usize, a: &[f32], b: Option<&[f32]>) {
+        let start = self.rows.len();
+        self.rows
+            .extend(a.iter().chain(b.unwrap_or(&[])).map(|&v| v as f64));
+        while self.sampled.next_if(|&s| s < place).is_some() {}
+        if self.sampled.next_if(|&s| s == place).is_some() {
+            self.sample.push((place, self.rows[start..].to_vec()));
+        }
+        if self.rows.len() >= BATCH * self.width {
+            self.flush();
+        }
+    }
+
     fn flush(&mut self) {
         if self.width > 0 && !self.rows.is_empty() {
             let n = self.rows.len() / self.width;

@@ -101,6 +101,11 @@ impl Block {
         (self.index.binary_search_by_key(&id, |e| e.0).ok()).map(|i| self.index[i].1)
     }
 
+    /// The features of the `i`-th image.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.rows[i * self.width..(i + 1) * self.width]
+    }
+
     /// The features of an image, if it is one of the block's.
     pub fn features(&self, id: u64) -> Option<&[f32]> {
         let i = self.position(id)?;

@@ -1,5 +1,7 @@
 //! Which images are compared: within a run, its ok images; across two runs, the images that
-//! are `ok` in both, matched by (`source`, `path`).
+//! are `ok` in both, matched by (`source`, `path`). Keys are streamed from the `images`
+//! tables, never all held: within a run memory is 8 bytes per image (its id); across two runs
+//! the second run's keys and a place per matched image.
 
 use std::collections::HashMap;
 
@@ -8,70 +10,86 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::Array;
 
+use crate::compare::rsa::Sampler;
 use crate::output::tables::Table;
 use crate::view::read::{column, StoredRun};
 
-/// A run's images, part by part.
+/// A run's ok images, part by part.
 #[derive(Debug, Clone)]
 pub struct RunIndex {
     /// The committed part files' names, in order.
     pub parts: Vec<String>,
-    /// Each part's images: id, whether ok, and its key (`source`, `path`).
-    pub images: Vec<Vec<IndexedImage>>,
-}
-
-/// An image of a run's `images` table.
-#[derive(Debug, Clone)]
-pub struct IndexedImage {
-    /// Its `image_id`.
-    pub id: u64,
-    /// Whether its status is `ok`.
-    pub ok: bool,
-    /// Its `source` (empty for a run's folders and lists without one) and `path`.
-    pub key: (String, String),
+    /// Each part's ok images' ids, in its order.
+    ids: Vec<Vec<u64>>,
+    /// Images that failed.
+    pub failed: u64,
 }
 
 impl RunIndex {
-    /// Reads a run's `images` table.
+    /// Reads a run's `images` table (ids and status).
     pub fn read(run: &StoredRun) -> Result<RunIndex> {
         let parts = run.part_names()?;
-        let mut images = Vec::with_capacity(parts.len());
-        for part in &parts {
-            let mut those = Vec::new();
-            let columns = ["image_id", "path", "source", "status"];
-            run.scan_part(Table::Images, part, &columns, None, |batch| {
+        let mut index = RunIndex {
+            ids: vec![Vec::new(); parts.len()],
+            parts,
+            failed: 0,
+        };
+        for part in 0..index.parts.len() {
+            let columns = ["image_id", "status"];
+            run.scan_part(Table::Images, &index.parts[part], &columns, None, |batch| {
                 let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
-                let paths = column(&batch, "path").as_string::<i32>();
-                let sources = column(&batch, "source").as_string::<i32>();
                 let status = column(&batch, "status").as_string::<i32>();
                 for i in 0..batch.num_rows() {
-                    let source = match sources.is_valid(i) {
-                        true => sources.value(i).to_owned(),
-                        false => String::new(),
-                    };
-                    those.push(IndexedImage {
-                        id: ids.value(i),
-                        ok: status.value(i) == "ok",
-                        key: (source, paths.value(i).to_owned()),
-                    });
+                    match status.value(i) == "ok" {
+                        true => index.ids[part].push(ids.value(i)),
+                        false => index.failed += 1,
+                    }
                 }
             })?;
-            images.push(those);
         }
-        Ok(RunIndex { parts, images })
+        Ok(index)
     }
 
     /// The ok images' ids of a part, in its order.
-    pub fn ok_ids(&self, part: usize) -> Vec<u64> {
-        self.images[part]
-            .iter()
-            .filter(|i| i.ok)
-            .map(|i| i.id)
-            .collect()
+    pub fn ok_ids(&self, part: usize) -> &[u64] {
+        &self.ids[part]
+    }
+
+    /// The number of ok images.
+    pub fn ok(&self) -> u64 {
+        self.ids.iter().map(|p| p.len() as u64).sum()
     }
 }
 
-/// One compared image: where it is in each run (for one run, both sides are the same).
+/// Hands `each` every image of a run's `images` table, part by part: its part, id, whether it
+/// is ok, its `source` (empty when null) and `path`.
+fn scan_keys(
+    run: &StoredRun,
+    index: &RunIndex,
+    mut each: impl FnMut(usize, u64, bool, &str, &str),
+) -> Result<()> {
+    for (part, name) in index.parts.iter().enumerate() {
+        let columns = ["image_id", "path", "source", "status"];
+        run.scan_part(Table::Images, name, &columns, None, |batch| {
+            let ids = column(&batch, "image_id").as_primitive::<UInt64Type>();
+            let paths = column(&batch, "path").as_string::<i32>();
+            let sources = column(&batch, "source").as_string::<i32>();
+            let status = column(&batch, "status").as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let source = if sources.is_valid(i) {
+                    sources.value(i)
+                } else {
+                    ""
+                };
+                let ok = status.value(i) == "ok";
+                each(part, ids.value(i), ok, source, paths.value(i));
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// One compared image across two runs: its part and id in each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair {
     /// Its part in the first run, and its id there.
@@ -80,13 +98,26 @@ pub struct Pair {
     pub b: (usize, u64),
 }
 
-/// The images compared, in the first run's order, and how many were left out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The images compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pairs {
+    /// Every ok image of the one run, in its order.
+    Within,
+    /// The matched images, in the first run's order.
+    Across(Vec<Pair>),
+}
+
+/// The images compared, the RSA sample among them, and how many were left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matching {
-    /// The pairs, in the first run's order.
-    pub pairs: Vec<Pair>,
-    /// Each pair's key (`source`, `path`), for the RSA sample.
-    pub keys: Vec<(String, String)>,
+    /// Which they are.
+    pub pairs: Pairs,
+    /// How many.
+    pub images: u64,
+    /// The RSA sample: the compared images' places (0 for the first compared), ascending.
+    pub sample: Vec<usize>,
+    /// Their (`source`, `path`).
+    pub sample_keys: Vec<(String, String)>,
     /// The counts of images left out.
     pub left_out: LeftOut,
 }
@@ -105,61 +136,85 @@ pub struct LeftOut {
 }
 
 impl Matching {
-    /// The ok images of one run.
-    pub fn within(index: &RunIndex) -> Matching {
-        let mut matching = Matching::default();
-        for (part, images) in index.images.iter().enumerate() {
-            for image in images {
-                if image.ok {
-                    matching.pairs.push(Pair {
-                        a: (part, image.id),
-                        b: (part, image.id),
-                    });
-                    matching.keys.push(image.key.clone());
-                } else {
-                    matching.left_out.failed += 1;
+    /// The ok images of one run; `rsa`: the sample's size and seed.
+    pub fn within(
+        run: &StoredRun,
+        index: &RunIndex,
+        rsa: Option<(usize, u64)>,
+    ) -> Result<Matching> {
+        let mut sampler = rsa.map(|(n, seed)| Sampler::new(n, seed));
+        if let Some(sampler) = sampler.as_mut() {
+            let mut place = 0;
+            scan_keys(run, index, |_, _, ok, source, path| {
+                if ok {
+                    sampler.offer(place, source, path);
+                    place += 1;
                 }
-            }
+            })?;
         }
-        matching
+        let (sample, sample_keys) = sampler.map(Sampler::finish).unwrap_or_default();
+        Ok(Matching {
+            pairs: Pairs::Within,
+            images: index.ok(),
+            sample,
+            sample_keys,
+            left_out: LeftOut {
+                failed: index.failed,
+                ..LeftOut::default()
+            },
+        })
     }
 
-    /// The images of `a` that `b` has too, ok in both, matched by (`source`, `path`).
-    pub fn across(a: &RunIndex, b: &RunIndex) -> Matching {
-        let mut matching = Matching::default();
-        let mut in_b: HashMap<&(String, String), (usize, &IndexedImage, bool)> = HashMap::new();
-        for (part, images) in b.images.iter().enumerate() {
-            for image in images {
-                if in_b.contains_key(&image.key) {
-                    matching.left_out.repeated += 1;
-                } else {
-                    in_b.insert(&image.key, (part, image, false));
+    /// The images of run `a` that run `b` has too, ok in both, matched by (`source`, `path`).
+    pub fn across(
+        (a, a_index): (&StoredRun, &RunIndex),
+        (b, b_index): (&StoredRun, &RunIndex),
+        rsa: Option<(usize, u64)>,
+    ) -> Result<Matching> {
+        let mut left_out = LeftOut::default();
+        // The second run's images by key: (part, id, ok, matched yet).
+        let mut in_b: HashMap<(String, String), (usize, u64, bool, bool)> = HashMap::new();
+        scan_keys(b, b_index, |part, id, ok, source, path| {
+            let key = (source.to_owned(), path.to_owned());
+            match in_b.contains_key(&key) {
+                true => left_out.repeated += 1,
+                false => {
+                    in_b.insert(key, (part, id, ok, false));
                 }
             }
-        }
-        for (part, images) in a.images.iter().enumerate() {
-            for image in images {
-                let Some(other) = in_b.get_mut(&image.key) else {
-                    matching.left_out.only_a += 1;
-                    continue;
-                };
-                if other.2 {
-                    matching.left_out.repeated += 1;
-                    continue;
+        })?;
+        let mut pairs = Vec::new();
+        let mut sampler = rsa.map(|(n, seed)| Sampler::new(n, seed));
+        let mut key = (String::new(), String::new());
+        scan_keys(a, a_index, |part, id, ok, source, path| {
+            key.0.replace_range(.., source);
+            key.1.replace_range(.., path);
+            let Some(other) = in_b.get_mut(&key) else {
+                left_out.only_a += 1;
+                return;
+            };
+            if std::mem::replace(&mut other.3, true) {
+                left_out.repeated += 1;
+            } else if ok && other.2 {
+                if let Some(sampler) = sampler.as_mut() {
+                    sampler.offer(pairs.len(), source, path);
                 }
-                other.2 = true;
-                if image.ok && other.1.ok {
-                    matching.pairs.push(Pair {
-                        a: (part, image.id),
-                        b: (other.0, other.1.id),
-                    });
-                    matching.keys.push(image.key.clone());
-                } else {
-                    matching.left_out.failed += 1;
-                }
+                pairs.push(Pair {
+                    a: (part, id),
+                    b: (other.0, other.1),
+                });
+            } else {
+                left_out.failed += 1;
             }
-        }
-        matching.left_out.only_b = in_b.values().filter(|v| !v.2).count() as u64;
-        matching
+        })?;
+        left_out.only_b = in_b.values().filter(|v| !v.3).count() as u64;
+        let (sample, sample_keys) = sampler.map(Sampler::finish).unwrap_or_default();
+        Ok(Matching {
+            images: pairs.len() as u64,
+            pairs: Pairs::Across(pairs),
+            sample,
+            sample_keys,
+            left_out,
+        })
     }
 }

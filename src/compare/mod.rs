@@ -154,27 +154,25 @@ pub fn pass(request: &Request, shard: Shard, scratch: &Path) -> Result<(Record, 
         let features = RunFeatures::new(run, names.as_deref(), request.features)?;
         sides.push(Side { features, index });
     }
-    let matching = match indexes.as_slice() {
-        [a] => Matching::within(a),
-        [a, b] => Matching::across(a, b),
+    let rsa = request.rsa.map(|n| (n, request.seed));
+    if rsa.is_some_and(|(n, _)| n < 4) {
+        crate::mistake!("--rsa takes a sample of 4 images or more");
+    }
+    let matching = match (runs.as_slice(), indexes.as_slice()) {
+        ([run], [index]) => Matching::within(run, index, rsa)?,
+        ([a, b], [ia, ib]) => Matching::across((a, ia), (b, ib), rsa)?,
         _ => crate::mistake!("compare takes one run or two"),
     };
-    if matching.pairs.len() < 4 {
+    if matching.images < 4 {
         crate::mistake!(
             "{} images are ok in {}: the debiased CKA needs 4 or more",
-            matching.pairs.len(),
+            matching.images,
             match runs.len() {
                 1 => "the run",
                 _ => "both runs",
             }
         );
     }
-    if request.rsa.is_some_and(|n| n < 4) {
-        crate::mistake!("--rsa takes a sample of 4 images or more");
-    }
-    let sample = request
-        .rsa
-        .map(|n| rsa::sample(&matching.keys, n, request.seed));
     let record = Record {
         runs: request
             .runs
@@ -184,17 +182,16 @@ pub fn pass(request: &Request, shard: Shard, scratch: &Path) -> Result<(Record, 
         layers: sides.iter().map(|s| s.features.names()).collect(),
         widths: sides.iter().map(|s| s.features.widths()).collect(),
         features: request.features.name().to_owned(),
-        images: matching.pairs.len() as u64,
+        images: matching.images,
         left_out: matching.left_out,
         parts: runs.iter().map(|r| r.facts.parts).collect(),
-        rsa: sample.as_ref().map(|chosen| RsaSample {
+        rsa: request.rsa.map(|size| RsaSample {
             seed: request.seed,
-            size: request.rsa.unwrap_or_default(),
-            images: chosen.iter().map(|&i| matching.keys[i].clone()).collect(),
+            size,
+            images: matching.sample_keys.clone(),
         }),
     };
-    let chosen = sample.as_deref().unwrap_or(&[]);
-    let sums = accumulate(&sides[0], sides.get(1), &matching, chosen, shard, scratch)?;
+    let sums = accumulate(&sides[0], sides.get(1), &matching, shard, scratch)?;
     Ok((record, sums))
 }
 

@@ -2,29 +2,60 @@
 //! dissimilarity matrix (1 - the Pearson correlation of two images' features), and between
 //! layers the Spearman correlation of their matrices' upper triangles.
 
+use std::collections::BinaryHeap;
+
 use ndarray::{s, ArrayView2};
 use sha2::{Digest, Sha256};
 
-/// The sample's images: the `n` whose (`source`, `path`) hash lowest under `seed`, so that
-/// the sample depends on the images alone (not on their order, the runs or the shards). The
-/// indices into `keys`, ascending.
-pub fn sample(keys: &[(String, String)], n: usize, seed: u64) -> Vec<usize> {
-    let mut drawn: Vec<(u64, usize)> = (keys.iter().enumerate())
-        .map(|(i, (source, path))| {
-            let mut hash = Sha256::new();
-            hash.update(seed.to_le_bytes());
-            hash.update((source.len() as u64).to_le_bytes());
-            hash.update(source.as_bytes());
-            hash.update(path.as_bytes());
-            let digest = hash.finalize();
-            let first: [u8; 8] = digest[..8].try_into().expect("32 bytes");
-            (u64::from_le_bytes(first), i)
-        })
-        .collect();
-    drawn.sort_unstable();
-    let mut chosen: Vec<usize> = drawn.into_iter().take(n).map(|d| d.1).collect();
-    chosen.sort_unstable();
-    chosen
+/// Draws the RSA sample while the images stream by: the `n` whose (`source`, `path`) hash
+/// lowest under the seed, so that the sample depends on the images alone (not on their order,
+/// the runs or the shards). Holds `n` images.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    n: usize,
+    seed: u64,
+    /// The lowest hashes so far, the highest on top: (hash, place, key).
+    kept: BinaryHeap<(u64, usize, (String, String))>,
+}
+
+impl Sampler {
+    /// A sample of `n` images drawn by `seed`.
+    pub fn new(n: usize, seed: u64) -> Sampler {
+        Sampler {
+            n,
+            seed,
+            kept: BinaryHeap::with_capacity(n + 1),
+        }
+    }
+
+    /// Offers the compared image at `place` (its order among the compared images).
+    pub fn offer(&mut self, place: usize, source: &str, path: &str) {
+        let mut hash = Sha256::new();
+        hash.update(self.seed.to_le_bytes());
+        hash.update((source.len() as u64).to_le_bytes());
+        hash.update(source.as_bytes());
+        hash.update(path.as_bytes());
+        let digest = hash.finalize();
+        let drawn = u64::from_le_bytes(digest[..8].try_into().expect("32 bytes"));
+        if self.kept.len() < self.n || self.kept.peek().is_some_and(|top| drawn < top.0) {
+            self.kept
+                .push((drawn, place, (source.to_owned(), path.to_owned())));
+            if self.kept.len() > self.n {
+                self.kept.pop();
+            }
+        }
+    }
+
+    /// The sample's places, ascending, and their keys.
+    pub fn finish(self) -> (Vec<usize>, Vec<(String, String)>) {
+        let mut chosen: Vec<(usize, (String, String))> = self
+            .kept
+            .into_iter()
+            .map(|(_, place, key)| (place, key))
+            .collect();
+        chosen.sort_by_key(|c| c.0);
+        chosen.into_iter().unzip()
+    }
 }
 
 /// The upper triangle (row by row, above the diagonal) of the dissimilarity matrix of the
@@ -153,17 +184,23 @@ mod tests {
 
     #[test]
     fn the_sample_depends_on_the_keys_not_their_order() {
-        let keys: Vec<(String, String)> = (0..100)
-            .map(|i| (String::new(), format!("{i}.jpg")))
-            .collect();
-        let chosen = sample(&keys, 10, 7);
+        let draw = |n: usize, seed: u64, reversed: bool| {
+            let mut sampler = Sampler::new(n, seed);
+            for i in 0..100 {
+                let i = if reversed { 99 - i } else { i };
+                sampler.offer(i, "", &format!("{i}.jpg"));
+            }
+            sampler.finish()
+        };
+        let (chosen, keys) = draw(10, 7, false);
         assert_eq!(chosen.len(), 10);
-        let mut reversed = keys.clone();
-        reversed.reverse();
-        let mut again: Vec<usize> = sample(&reversed, 10, 7).iter().map(|i| 99 - i).collect();
-        again.sort_unstable();
-        assert_eq!(chosen, again);
-        assert_ne!(chosen, sample(&keys, 10, 8), "another seed, another sample");
-        assert_eq!(sample(&keys, 1000, 7).len(), 100);
+        assert_eq!(keys[0].1, format!("{}.jpg", chosen[0]));
+        assert_eq!(
+            draw(10, 7, true).0,
+            chosen,
+            "the same images in another order"
+        );
+        assert_ne!(draw(10, 8, false).0, chosen, "another seed, another sample");
+        assert_eq!(draw(1000, 7, false).0.len(), 100);
     }
 }

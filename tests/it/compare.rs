@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow_array::types::Float64Type;
+use arrow_array::RecordBatch;
 use layerwise::compare::accumulate::{accumulate, Side};
 use layerwise::compare::cka::CkaSums;
 use layerwise::compare::features::{Features, RunFeatures};
-use layerwise::compare::matching::{Matching, Pair, RunIndex};
+use layerwise::compare::matching::{Matching, Pair, Pairs, RunIndex};
 use layerwise::compare::{pass, Request};
 use layerwise::shard::Shard;
 use layerwise::view::read::StoredRun;
@@ -85,10 +86,13 @@ fn paths_of(out: &Path) -> BTreeMap<u64, String> {
     u64s(&images, "image_id").into_iter().zip(paths).collect()
 }
 
+/// Each layer's features by image path.
+type ByPath = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+
 /// Each layer's features by image path: map layers' `mean` from stats, vectors' values.
-fn features_by_path(out: &Path) -> BTreeMap<String, BTreeMap<String, Vec<f64>>> {
+fn features_by_path(out: &Path) -> ByPath {
     let paths = paths_of(out);
-    let mut by_layer: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut by_layer: ByPath = BTreeMap::new();
     let stats = read_table(out, "stats");
     let (ids, layers, channels, means) = (
         u64s(&stats, "image_id"),
@@ -120,6 +124,25 @@ fn features_by_path(out: &Path) -> BTreeMap<String, BTreeMap<String, Vec<f64>>> 
 fn rows(features: &BTreeMap<String, Vec<f64>>, paths: &[String]) -> Array2<f64> {
     let width = features[&paths[0]].len();
     Array2::from_shape_fn((paths.len(), width), |(i, c)| features[&paths[i]][c])
+}
+
+/// Each row's `cka` and `cka_debiased` equal the Gram-matrix estimators on the features of
+/// its layers (`layer_a`'s from `x`, `layer_b`'s from `y`) over `paths`, within 1e-9.
+fn assert_equals_reference(table: &RecordBatch, (x, y): (&ByPath, &ByPath), paths: &[String]) {
+    let cka = primitives::<Float64Type>(table, "cka");
+    let debiased = primitives::<Float64Type>(table, "cka_debiased");
+    let (layers_a, layers_b) = (strings(table, "layer_a"), strings(table, "layer_b"));
+    for i in 0..table.num_rows() {
+        let (a, b) = (layers_a[i].clone().unwrap(), layers_b[i].clone().unwrap());
+        let (standard, unbiased) = reference(&rows(&x[&a], paths), &rows(&y[&b], paths));
+        assert!(
+            close(cka[i], standard, 1e-9),
+            "{a} {b}: {} {standard}",
+            cka[i]
+        );
+        let got = debiased[i];
+        assert!(close(got, unbiased, 1e-9), "{a} {b}: {got} {unbiased}");
+    }
 }
 
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
@@ -209,23 +232,12 @@ fn compare_writes_the_similarity_table_of_its_schema_its_heat_map_and_prints_the
         .map(|(a, b)| (a.unwrap(), b.unwrap()))
         .collect();
     assert_eq!(pairs[2], ("conv1".to_owned(), "probs".to_owned()));
-    let cka = primitives::<Float64Type>(&table, "cka");
-    let debiased = primitives::<Float64Type>(&table, "cka_debiased");
     let x = features_by_path(&out);
     let paths: Vec<String> = x["conv1"].keys().cloned().collect();
     assert_eq!(paths.len(), 8);
+    assert_equals_reference(&table, (&x, &x), &paths);
+    let cka = primitives::<Float64Type>(&table, "cka");
     for (i, (a, b)) in pairs.iter().enumerate() {
-        let (standard, unbiased) = reference(&rows(&x[a], &paths), &rows(&x[b], &paths));
-        assert!(
-            close(cka[i], standard, 1e-9),
-            "{a} {b}: {} {standard}",
-            cka[i]
-        );
-        assert!(
-            close(debiased[i], unbiased, 1e-9),
-            "{a} {b}: {} {unbiased}",
-            debiased[i]
-        );
         let mirror = pairs.iter().position(|p| p.0 == *b && p.1 == *a).unwrap();
         assert_eq!(cka[i], cka[mirror], "symmetric");
     }
@@ -424,23 +436,7 @@ fn two_runs_of_different_models_are_compared_over_the_images_ok_in_both() {
         .filter(|&i| i != 3)
         .map(|i| format!("{i:02}.png"))
         .collect();
-    let cka = primitives::<Float64Type>(&table, "cka");
-    let debiased = primitives::<Float64Type>(&table, "cka_debiased");
-    let (layers_a, layers_b) = (strings(&table, "layer_a"), strings(&table, "layer_b"));
-    for i in 0..6 {
-        let (a, b) = (layers_a[i].clone().unwrap(), layers_b[i].clone().unwrap());
-        let (standard, unbiased) = reference(&rows(&x[&a], &paths), &rows(&y[&b], &paths));
-        assert!(
-            close(cka[i], standard, 1e-9),
-            "{a} {b}: {} {standard}",
-            cka[i]
-        );
-        assert!(
-            close(debiased[i], unbiased, 1e-9),
-            "{a} {b}: {} {unbiased}",
-            debiased[i]
-        );
-    }
+    assert_equals_reference(&table, (&x, &y), &paths);
     assert_eq!(
         strings(&table, "run_b")[0].as_deref(),
         Some(vit.to_str().unwrap())
@@ -459,7 +455,7 @@ fn two_runs_of_different_models_are_compared_over_the_images_ok_in_both() {
     let prefix = read_parquet(&vit.join("compare/similarity.parquet"));
     let positions = read_table(&vit, "positions");
     let paths_by_id = paths_of(&vit);
-    let mut class: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut class: ByPath = BTreeMap::new();
     let (ids, layers) = (u64s(&positions, "image_id"), strings(&positions, "layer"));
     for ((id, layer), values) in ids.iter().zip(layers).zip(position_vectors(&positions)) {
         let values = values.iter().map(|&v| v as f64).collect();
@@ -487,20 +483,27 @@ fn a_second_run_in_another_order_is_read_in_the_first_runs_order() {
         index: &index,
     };
     // Each image paired with another: the second side's parts come out of order.
-    let within = Matching::within(&index);
-    let mut crossed = within.clone();
-    let n = within.pairs.len();
-    for (k, pair) in crossed.pairs.iter_mut().enumerate() {
-        *pair = Pair {
-            a: within.pairs[k].a,
-            b: within.pairs[n - 1 - k].b,
-        };
-    }
+    let places: Vec<(usize, u64)> = (0..index.parts.len())
+        .flat_map(|part| index.ok_ids(part).iter().map(move |&id| (part, id)))
+        .collect();
+    let n = places.len();
+    let pairs = (0..n)
+        .map(|k| Pair {
+            a: places[k],
+            b: places[n - 1 - k],
+        })
+        .collect();
+    let crossed = Matching {
+        pairs: Pairs::Across(pairs),
+        images: n as u64,
+        sample: vec![],
+        sample_keys: vec![],
+        left_out: Default::default(),
+    };
     let got = accumulate(
         &side(),
         Some(&side()),
         &crossed,
-        &[],
         Shard::default(),
         dir.path(),
     )

@@ -134,6 +134,20 @@ fn a_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result() {
         report.contains("finish them with: layerwise run "),
         "{report}"
     );
+    // `compare` takes the killed run's committed parts, and says so.
+    let committed = std::fs::read_dir(out.join("_parts")).unwrap().count();
+    let compared = succeeded(
+        layerwise()
+            .arg("compare")
+            .arg(&out)
+            .arg("--out")
+            .arg(dir.path().join("cmp")),
+    );
+    let said = format!(
+        "linear CKA over {} images (a partial run: {committed} of 6 parts committed)",
+        4 * committed
+    );
+    assert!(compared.starts_with(&said), "{compared}");
 
     let resumed = layerwise()
         .arg("run")
