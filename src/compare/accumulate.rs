@@ -163,7 +163,11 @@ enum Order {
     /// Its parts in order: one part's block at a time.
     InOrder(Option<(usize, Block)>),
     /// Copied into a file in the first run's order, read back row by row.
-    Copied(BufReader<File>, Vec<f32>),
+    Copied {
+        file: BufReader<File>,
+        row: Vec<f32>,
+        bytes: Vec<u8>,
+    },
 }
 
 impl<'s, 'r> Second<'s, 'r> {
@@ -174,13 +178,15 @@ impl<'s, 'r> Second<'s, 'r> {
         scratch: &Path,
     ) -> Result<Second<'s, 'r>> {
         let width = side.features.width();
-        let in_order = mine.windows(2).all(|w| {
-            let (x, y) = (pairs[w[0]].b, pairs[w[1]].b);
-            x.0 < y.0 || (x.0 == y.0 && x.1 < y.1)
-        });
+        // In order when its parts come one after the other: each is then read once.
+        let in_order = (mine.windows(2)).all(|w| pairs[w[0]].b.0 <= pairs[w[1]].b.0);
         let how = match in_order {
             true => Order::InOrder(None),
-            false => Order::Copied(copy_in_order(side, pairs, mine, scratch)?, vec![0.0; width]),
+            false => Order::Copied {
+                file: copy_in_order(side, pairs, mine, scratch)?,
+                row: vec![0.0; width],
+                bytes: vec![0; width * 4],
+            },
         };
         Ok(Second { side, how })
     }
@@ -197,9 +203,8 @@ impl<'s, 'r> Second<'s, 'r> {
                     .features(pair.b.1)
                     .context("an ok image without features")
             }
-            Order::Copied(file, row) => {
-                let mut bytes = vec![0u8; row.len() * 4];
-                file.read_exact(&mut bytes)?;
+            Order::Copied { file, row, bytes } => {
+                file.read_exact(bytes)?;
                 for (v, b) in row.iter_mut().zip(bytes.chunks_exact(4)) {
                     *v = f32::from_le_bytes(b.try_into().expect("4 bytes"));
                 }

@@ -108,8 +108,7 @@ impl Block {
 
     /// The features of an image, if it is one of the block's.
     pub fn features(&self, id: u64) -> Option<&[f32]> {
-        let i = self.position(id)?;
-        Some(&self.rows[i * self.width..(i + 1) * self.width])
+        self.position(id).map(|i| self.row(i))
     }
 }
 
@@ -184,27 +183,20 @@ impl<'r> RunFeatures<'r> {
     /// [`StoredRun::part_names`]), in the order of `ids`; an error when a table lacks some.
     pub fn part(&self, name: &str, ids: &[u64]) -> Result<Block> {
         let mut fill = Fill::new(ids, self);
-        let origins = |o: fn(&Origin) -> bool| self.layers.iter().any(|l| o(&l.origin));
-        if origins(|o| matches!(o, Origin::Stats(_))) {
-            for column in ["mean", "max"] {
-                if self
-                    .layers
-                    .iter()
-                    .any(|l| l.origin == Origin::Stats(column))
-                {
-                    let columns = ["image_id", "layer", "channel", column];
-                    self.run
-                        .scan_part(Table::Stats, name, &columns, None, |b| {
-                            fill.stats(&b, column)
-                        })?;
-                }
+        let wanted = |origin: Origin| self.layers.iter().any(|l| l.origin == origin);
+        for column in ["mean", "max"] {
+            if wanted(Origin::Stats(column)) {
+                let columns = ["image_id", "layer", "channel", column];
+                (self.run).scan_part(Table::Stats, name, &columns, None, |b| {
+                    fill.stats(&b, column)
+                })?;
             }
         }
-        if origins(|o| *o == Origin::Vector) {
+        if wanted(Origin::Vector) {
             let columns = ["image_id", "layer", "values"];
             (self.run).scan_part(Table::Vectors, name, &columns, None, |b| fill.vectors(&b))?;
         }
-        if origins(|o| *o == Origin::Prefix) {
+        if wanted(Origin::Prefix) {
             let columns = ["image_id", "layer", "position", "y", "values"];
             (self.run).scan_part(Table::Positions, name, &columns, None, |b| fill.prefix(&b))?;
         }

@@ -1,7 +1,7 @@
 //! Comparing the representations of layers from what runs stored (no model pass): the linear
 //! CKA, standard and debiased, of every pair of layers within a run or across two runs
-//! ([`compare`]), from per-image features ([`features`]) of the images both have
-//! ([`matching`]), streamed into fixed-size sums ([`cka`], [`accumulate`]); RSA on a sample
+//! ([`pass`], [`finish`]), from per-image features ([`features`]) of the images both have
+//! ([`matching`]), streamed into fixed-size sums ([`cka`], [`accumulate`](mod@accumulate)); RSA on a sample
 //! ([`rsa`]); per shard and merged ([`store`]). Written as `similarity.parquet`, a heat map
 //! ([`heatmap`]) and `compare.json`.
 

@@ -142,7 +142,7 @@ impl parquet::file::reader::ChunkReader for Object {
     }
 }
 
-/// A reader from an offset of an object, fetching [`WINDOW`] bytes at a time.
+/// A reader from an offset of an object, fetching `WINDOW` bytes at a time.
 pub struct Window {
     object: Object,
     position: u64,

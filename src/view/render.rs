@@ -147,7 +147,7 @@ pub fn normalise(v: f32, lo: f32, hi: f32, levels: Option<u32>) -> f32 {
 /// Steps of the viridis table: finer than the 256 levels a colour channel shows.
 const VIRIDIS_STEPS: usize = 1024;
 
-/// The viridis colour of `t` in `0..=1` (from a table of [`VIRIDIS_STEPS`] colours).
+/// The viridis colour of `t` in `0..=1` (from a table of `VIRIDIS_STEPS` colours).
 pub fn viridis(t: f32) -> Rgb<u8> {
     static TABLE: std::sync::OnceLock<Vec<Rgb<u8>>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
