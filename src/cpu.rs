@@ -182,11 +182,18 @@ pub struct CpuTimes {
 /// from the system and returned to it when freed. glibc otherwise raises this threshold as
 /// such buffers come and go, and serves them from heaps that keep the freed memory, so peak
 /// memory would depend on the order in which threads happen to allocate.
+///
+/// Setting it also fixes glibc's trim threshold, which would otherwise stay at 128 KiB: every
+/// free that left more than that at the top of a heap returned it to the system, and the next
+/// page or image buffer faulted it back in, page by page. Heaps now keep up to 64 MiB free at
+/// their top: a quarter of layerwise's own CPU per image on the small bench model went to
+/// those faults, at +8 MiB of peak RSS on VGG16 (`benches/RESULTS.md`, issue 26).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes a malloc parameter; glibc's malloc takes its lock for it.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    ChannelOrder, Compression, Config, Keep, LabelSource, LayerConfig, Layout, MapDtype, Patterns,
+    ChannelOrder, Codecs, Config, Keep, LabelSource, LayerConfig, Layout, MapDtype, Patterns,
     Positions, PreprocessConfig, Provider, Reduce, ResizeMode, Tokens, TopBy, SHARD_FORMATS,
 };
 use crate::error::PlanError;
@@ -256,10 +256,8 @@ impl Preprocess {
 pub struct OutputSpec {
     /// Output folder, or prefix in a bucket: parsed once, here.
     pub location: Location,
-    /// Parquet compression of every table but `positions`.
-    pub compression: Compression,
-    /// Parquet compression of `positions`.
-    pub positions_compression: Compression,
+    /// The Parquet codec of each table.
+    pub codecs: Codecs,
     /// Element type of stored maps.
     pub map_dtype: MapDtype,
     /// `positions` rows shuffled within each part.
@@ -1094,8 +1092,10 @@ fn output_spec(config: &Config, overrides: &Overrides) -> Result<OutputSpec, Pla
     }
     Ok(OutputSpec {
         location: Location::of(&dir),
-        compression: config.output.compression,
-        positions_compression: config.output.positions_compression,
+        codecs: config
+            .output
+            .compression
+            .codecs(config.output.positions_compression),
         map_dtype: config.output.map_dtype,
         shuffle: config.output.shuffle,
     })

@@ -35,8 +35,10 @@ pub enum Role {
 ///   within 1e-5 (relative), not bit for bit, as two CPUs of different kinds can. A run whose
 ///   parts came from several kinds of node records each part's provider in its provenance.
 /// - `run.part_size` is identity: it decides which images each part holds.
-/// - `output.compression`, `output.positions_compression` and `output.map_dtype` are identity:
-///   the format of what is written.
+/// - `output.map_dtype` is identity: the format of what is written. `output.compression` and
+///   `output.positions_compression` are execution: a codec changes the bytes on disk, not the
+///   values read back, so a run resumed with other codecs (or by a version with other default
+///   codecs) writes its remaining parts with them.
 pub const KEYS: &[(&str, Role)] = &[
     ("name", Role::Identity),
     ("input", Role::Identity),
@@ -72,8 +74,8 @@ pub const KEYS: &[(&str, Role)] = &[
     ("layers.top_by", Role::Identity),
     ("layers.pool", Role::Identity),
     ("output.dir", Role::Execution),
-    ("output.compression", Role::Identity),
-    ("output.positions_compression", Role::Identity),
+    ("output.compression", Role::Execution),
+    ("output.positions_compression", Role::Execution),
     ("output.map_dtype", Role::Identity),
     ("output.shuffle", Role::Identity),
 ];
@@ -223,7 +225,7 @@ mod tests {
             "run": {"queue_depth": 2, "decode_threads": null, "part_size": 10, "reduce": "auto",
                     "future_speed_knob": 3},
             "layers": [{"tensor": "conv1", "keep": [0, 1]}],
-            "output": {"compression": "zstd"},
+            "output": {"compression": "zstd", "map_dtype": "float32"},
             "model_sha256": "abc"
         });
         assert_eq!(
@@ -233,7 +235,7 @@ mod tests {
                 "model": {"input": null},
                 "run": {"part_size": 10, "future_speed_knob": 3},
                 "layers": [{"tensor": "conv1", "keep": [0, 1]}],
-                "output": {"compression": "zstd"},
+                "output": {"map_dtype": "float32"},
                 "model_sha256": "abc"
             })
         );

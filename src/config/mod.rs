@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PlanError;
 
+pub mod codecs;
 pub mod identity;
+
+pub use codecs::{Codecs, Compression, Compressions, TableCompression};
 
 /// A whole pipeline config, as read from its TOML file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -697,9 +700,12 @@ pub struct OutputConfig {
     /// Output folder, or `s3://bucket/prefix` for object storage; `--out` overrides it, and
     /// one of them is needed.
     pub dir: Option<PathBuf>,
-    /// Parquet compression codec of every table but `positions`.
-    #[serde(default)]
-    pub compression: Compression,
+    /// Parquet codecs: by default `"snappy"` for `maps` and `"zstd"` for the other tables
+    /// but `positions`; one codec for all of them (`compression = "zstd"`), or a codec per
+    /// table (`[output.compression]`, `maps = "lz4_raw"`). A run may be resumed with other
+    /// codecs: they change the bytes on disk, not the values.
+    #[serde(default, skip_serializing_if = "Compressions::is_default")]
+    pub compression: Compressions,
     /// Parquet compression codec of the `positions` table: none by default, since position
     /// vectors barely compress (zstd makes float16 ones 9% smaller, at 2.4 times the writer's
     /// CPU; `benches/RESULTS.md`).
@@ -724,36 +730,11 @@ impl Default for OutputConfig {
     fn default() -> OutputConfig {
         OutputConfig {
             dir: None,
-            compression: Compression::default(),
+            compression: Compressions::default(),
             positions_compression: Compression::none(),
             map_dtype: MapDtype::default(),
             shuffle: false,
         }
-    }
-}
-
-/// Parquet compression codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Zstandard (default): compact, and fast to read.
-    #[default]
-    Zstd,
-    /// Snappy: faster to write, larger.
-    Snappy,
-    /// No compression.
-    None,
-}
-
-impl Compression {
-    /// No compression (the default of `positions_compression`).
-    pub fn none() -> Compression {
-        Compression::None
-    }
-
-    /// Whether this is no compression.
-    pub fn is_none(&self) -> bool {
-        *self == Compression::None
     }
 }
 
@@ -978,7 +959,7 @@ keep = "all"
         );
         assert_eq!(c.layers[1].keep, Keep::All);
         assert_eq!(c.layers[1].channel_axis, None);
-        assert_eq!(c.output.compression, Compression::Zstd);
+        assert_eq!(c.output.compression, Compressions::Defaults);
         assert_eq!(c.output.map_dtype, MapDtype::Float32);
     }
 

@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
 
-use super::float16::{self, Float16Column};
+use super::floats::{self, FloatColumn};
 use crate::cpu;
 
 /// The name of the encoder threads.
@@ -96,12 +96,12 @@ type Encoded = Result<Vec<Chunk>>;
 enum Chunk {
     /// Encoded by the Parquet crate.
     Arrow(ArrowColumnChunk),
-    /// A column of float16 lists, encoded by [`float16`].
-    Float16(float16::Chunk),
+    /// A column of float lists, encoded by [`floats`].
+    Floats(floats::Chunk),
 }
 
-/// What encodes each column of a file: the Parquet crate (None) or [`Float16Column`].
-type Columns = Arc<Vec<Option<Float16Column>>>;
+/// What encodes each column of a file: the Parquet crate (None) or [`FloatColumn`].
+type Columns = Arc<Vec<Option<FloatColumn>>>;
 
 /// One Parquet file being written, its row groups encoded on the [`Encoders`].
 pub struct ParallelWriter<W: Write + Send> {
@@ -141,7 +141,7 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
             .fields()
             .iter()
             .zip(descriptors)
-            .map(|(field, descr)| Float16Column::new(field, descr, &properties))
+            .map(|(field, descr)| FloatColumn::new(field, descr, &properties))
             .collect();
         Ok(ParallelWriter {
             file,
@@ -242,7 +242,7 @@ impl<W: Write + Send + 'static> ParallelWriter<W> {
         for chunk in chunks {
             match chunk {
                 Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
-                Chunk::Float16(chunk) => row_group.append_column(&chunk.pages, chunk.close)?,
+                Chunk::Floats(chunk) => row_group.append_column(&chunk.pages, chunk.close)?,
             }
         }
         row_group.close()?;
@@ -274,7 +274,7 @@ fn encode(
     factory: &ArrowRowGroupWriterFactory,
     index: usize,
     schema: &SchemaRef,
-    columns: &[Option<Float16Column>],
+    columns: &[Option<FloatColumn>],
     batches: &[RecordBatch],
 ) -> Encoded {
     let writers = factory.create_column_writers(index)?;
@@ -282,10 +282,10 @@ fn encode(
         .into_par_iter()
         .enumerate()
         .map(|(column, mut writer)| {
-            if let Some(float16) = &columns[column] {
+            if let Some(floats) = &columns[column] {
                 let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(column)).collect();
-                if let Some(chunk) = float16.encode(&arrays)? {
-                    return Ok(Chunk::Float16(chunk));
+                if let Some(chunk) = floats.encode(&arrays)? {
+                    return Ok(Chunk::Floats(chunk));
                 }
             }
             let field = schema.field(column);

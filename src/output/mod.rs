@@ -7,7 +7,7 @@
 
 pub mod dataset;
 pub mod encode;
-pub mod float16;
+pub mod floats;
 pub mod provenance;
 pub mod sink;
 pub mod store;

@@ -17,7 +17,7 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::config::{Compression, MapDtype};
+use crate::config::{Codecs, Compression, MapDtype};
 use crate::cpu::{thread_time, Ledger};
 use crate::output::encode::{Encoders, ParallelWriter};
 use crate::output::store::Store;
@@ -54,8 +54,10 @@ pub struct Sink {
     dir: PathBuf,
     formats: Formats,
     shuffle: bool,
-    /// The writer properties of every table but `positions`, and of `positions`.
-    properties: [WriterProperties; 2],
+    /// The codec of each table.
+    codecs: Codecs,
+    /// What every file's key-value metadata holds.
+    provenance: String,
     encoders: Encoders,
 }
 
@@ -80,10 +82,8 @@ impl Sink {
             dir: staging.to_owned(),
             formats,
             shuffle: output.shuffle,
-            properties: [
-                properties(output.compression, provenance.clone()),
-                properties(output.positions_compression, provenance),
-            ],
+            codecs: output.codecs,
+            provenance,
             encoders: encoders.clone(),
         })
     }
@@ -99,8 +99,8 @@ impl Sink {
             .iter()
             .map(|&table| {
                 let shuffled = self.shuffle && table == Table::Positions;
-                let base = &self.properties[usize::from(table == Table::Positions)];
-                let properties = table_properties(base, table, &self.formats, shuffled);
+                let base = properties(codec(&self.codecs, table), self.provenance.clone());
+                let properties = table_properties(&base, table, &self.formats, shuffled);
                 TableFile::create(
                     &self.dir,
                     table,
@@ -116,12 +116,25 @@ impl Sink {
     }
 }
 
-/// The writer properties every table of a run shares: its codec, and `provenance` in the
-/// key-value metadata.
+/// A table's codec in a run's `codecs`.
+fn codec(codecs: &Codecs, table: Table) -> Compression {
+    match table {
+        Table::Images => codecs.images,
+        Table::Stats => codecs.stats,
+        Table::Maps => codecs.maps,
+        Table::Vectors => codecs.vectors,
+        Table::Top => codecs.top,
+        Table::Positions => codecs.positions,
+    }
+}
+
+/// The writer properties every table of a run shares but for its codec: the codec, and
+/// `provenance` in the key-value metadata.
 pub fn properties(compression: Compression, provenance: String) -> WriterProperties {
     let codec = match compression {
         Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
         Compression::Snappy => Codec::SNAPPY,
+        Compression::Lz4Raw => Codec::LZ4_RAW,
         Compression::None => Codec::UNCOMPRESSED,
     };
     WriterProperties::builder()
@@ -542,8 +555,7 @@ mod tests {
     fn write_part_of(dir: &Path, mut rows: Rows, formats: Formats) -> FinishedPart {
         let output = OutputSpec {
             location: crate::location::Location::Local(dir.to_owned()),
-            compression: Compression::Zstd,
-            positions_compression: Compression::None,
+            codecs: crate::config::Compressions::All(Compression::Zstd).codecs(Compression::None),
             map_dtype: formats.map_dtype,
             shuffle: false,
         };

@@ -767,16 +767,21 @@ pub fn map_stats(values: &[f32], width: usize) -> MapStats {
 }
 
 /// What every statistic is computed from, in two vectorised passes over a map: the sum,
-/// extremes and positive count, then the squared differences from the mean (a single pass over
-/// squares loses precision when the mean is far from zero). Sums are taken around the map's
-/// first value, so a large common offset does not cost precision.
+/// extremes, the first place of the maximum and the positive count, then the squared
+/// differences from the mean (a single pass over squares loses precision when the mean is far
+/// from zero). Sums are taken around the map's first value, so a large common offset does not
+/// cost precision. Each of the `LANES` lanes keeps its own extremes and the first place of its
+/// maximum, which the compiler turns into vector compares and blends.
 pub fn map_pass(values: &[f32], width: usize) -> HostPass {
     let n = values.len();
     let shift = values.first().copied().unwrap_or(0.0);
     let mut sum = 0f64;
     let mut lo = [f32::INFINITY; LANES];
     let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut at = [u32::MAX; LANES];
     let mut positive = [0u32; LANES];
+    let mut tail = (f32::NEG_INFINITY, u32::MAX);
+    let mut index = 0u32;
     for block in values.chunks(BLOCK) {
         let mut s = [0f32; LANES];
         let mut lanes = block.chunks_exact(LANES);
@@ -785,15 +790,20 @@ pub fn map_pass(values: &[f32], width: usize) -> HostPass {
                 let v = chunk[i];
                 s[i] += v - shift;
                 lo[i] = if v < lo[i] { v } else { lo[i] };
+                at[i] = if v > hi[i] { index + i as u32 } else { at[i] };
                 hi[i] = if v > hi[i] { v } else { hi[i] };
                 positive[i] += u32::from(v > 0.0);
             }
+            index += LANES as u32;
         }
         for &v in lanes.remainder() {
             s[0] += v - shift;
             lo[0] = if v < lo[0] { v } else { lo[0] };
-            hi[0] = if v > hi[0] { v } else { hi[0] };
+            if v > tail.0 {
+                tail = (v, index);
+            }
             positive[0] += u32::from(v > 0.0);
+            index += 1;
         }
         sum += s.iter().map(|&x| f64::from(x)).sum::<f64>();
     }
@@ -802,10 +812,23 @@ pub fn map_pass(values: &[f32], width: usize) -> HostPass {
     let min = lo
         .into_iter()
         .fold(f32::INFINITY, |a, b| if b < a { b } else { a });
-    let max = hi
-        .into_iter()
-        .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
-    let argmax = values.iter().position(|&v| v == max).unwrap_or(0);
+    // The maximum, and its first place: the lowest place among the lanes (and the tail of a
+    // block) that hold it; 0 when no value compares (all NaN).
+    let (max, argmax) = hi.into_iter().zip(at).chain([tail]).fold(
+        (f32::NEG_INFINITY, u32::MAX),
+        |(m, a), (v, i)| {
+            if v > m || (v == m && i < a) {
+                (v, i)
+            } else {
+                (m, a)
+            }
+        },
+    );
+    let argmax = if argmax == u32::MAX {
+        0
+    } else {
+        argmax as usize
+    };
     let positive: u64 = positive.iter().map(|&p| u64::from(p)).sum();
     HostPass {
         n,
@@ -847,6 +870,36 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, UInt32Type};
     use ndarray::{Array, IxDyn};
+
+    #[test]
+    fn the_maximum_and_its_first_place_agree_with_a_plain_scan() {
+        let mut state = 7u32;
+        for n in [1, 5, 8, 9, 63, 512, 513, 1030, 4099] {
+            for levels in [3, 50] {
+                let mut values: Vec<f32> = (0..n)
+                    .map(|_| {
+                        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        ((state >> 8) % levels) as f32 - 1.0
+                    })
+                    .collect();
+                if n > 4 {
+                    values[n / 2] = f32::NAN;
+                }
+                let pass = map_pass(&values, 1);
+                let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let first = values.iter().position(|&v| v == max).unwrap();
+                assert_eq!(
+                    (pass.max, pass.argmax),
+                    (max, first),
+                    "{n} values, {levels} levels"
+                );
+                let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+                assert_eq!(pass.min, min);
+            }
+        }
+        let nan = map_pass(&[f32::NAN; 11], 1);
+        assert_eq!((nan.max, nan.argmax), (f32::NEG_INFINITY, 0));
+    }
 
     fn layer(keep: Keep, channel_axis: usize) -> LayerSpec {
         LayerSpec {

@@ -624,7 +624,7 @@ fn every_default_in_the_schema_is_what_the_parser_fills_in() {
     }
     assert_eq!(
         defaults.len(),
-        22,
+        21,
         "keys with a default in the schema: {defaults:?}"
     );
 }

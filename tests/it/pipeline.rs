@@ -606,6 +606,61 @@ fn float16_maps_round_the_float32_values() {
     }
 }
 
+/// The codec of every column of each table's part files, by table.
+fn codecs(out: &Path) -> HashMap<&'static str, Vec<parquet::basic::Compression>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut found = HashMap::new();
+    for table in layerwise::output::tables::Table::ALL.map(|t| t.name()) {
+        let mut codecs = Vec::new();
+        for file in part_files(out, table) {
+            let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+            for group in reader.metadata().row_groups() {
+                codecs.extend(group.columns().iter().map(|c| c.compression()));
+            }
+        }
+        codecs.dedup();
+        found.insert(table, codecs);
+    }
+    found
+}
+
+#[test]
+fn each_table_is_written_with_its_codec_and_reads_back_the_same() {
+    use parquet::basic::Compression::{LZ4_RAW, SNAPPY, UNCOMPRESSED, ZSTD};
+    let zstd = ZSTD(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (defaults, _) = run_tiny(dir.path(), "tiny_nchw.onnx", "");
+    let found = codecs(&defaults);
+    assert_eq!(found["maps"], [SNAPPY], "maps: Snappy by default");
+    for table in ["images", "stats", "vectors"] {
+        assert_eq!(found[table], [zstd], "{table}: Zstandard by default");
+    }
+    let cases = [
+        ("compression = \"zstd\"\n", [zstd, zstd, zstd]),
+        ("compression = \"lz4_raw\"\n", [LZ4_RAW, LZ4_RAW, LZ4_RAW]),
+        (
+            "[output.compression]\nmaps = \"lz4_raw\"\nstats = \"none\"\n",
+            [LZ4_RAW, UNCOMPRESSED, zstd],
+        ),
+    ];
+    for (i, (setting, [maps, stats, images])) in cases.into_iter().enumerate() {
+        let out = dir.path().join(format!("out-{i}"));
+        let mut text = tiny_config(
+            &dir.path().join("images"),
+            &model("tiny_nchw.onnx"),
+            &out,
+            "",
+        );
+        text.push_str(setting);
+        run_quietly(&write_config(dir.path(), &text)).unwrap();
+        let found = codecs(&out);
+        assert_eq!(found["maps"], [maps], "{setting}");
+        assert_eq!(found["stats"], [stats], "{setting}");
+        assert_eq!(found["images"], [images], "{setting}");
+        assert_same_tables(&out, &defaults);
+    }
+}
+
 #[test]
 fn a_list_of_files_gives_the_same_tables_as_the_walk() {
     let dir = tempfile::tempdir().unwrap();

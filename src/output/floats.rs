@@ -1,15 +1,18 @@
-//! Column chunks of float16 lists (`maps` and `positions` in float16), encoded here rather than
-//! by the Parquet crate, which turns every float16 into a fixed-length byte array of its own
-//! and stores positions at 37 MB a second of its CPU (`benches/RESULTS.md`). Here the values go
-//! into PLAIN pages as they lie in memory (a float16 is stored as its two little-endian bytes,
-//! as Arrow holds it), the levels as a few run-length runs per row, and each page is compressed
-//! with the file's codec: the same Parquet as the crate writes (the tests read both back equal),
-//! spliced into the row group the same way.
+//! Column chunks of float lists (`maps` and `positions` values, float32 or float16), encoded
+//! here rather than by the Parquet crate: its column writer builds levels for every value and
+//! copies each value through several buffers, which took about half of the writer's CPU on
+//! float32 maps and stored float16 positions at 37 MB a second (`benches/RESULTS.md`). Here a
+//! page's values go from the Arrow buffer into the page once: as they lie in memory (PLAIN: a
+//! float16 is its two little-endian bytes, as Arrow holds it) or byte stream split (float32:
+//! the four bytes of each value in four streams), the levels as a few run-length runs per row,
+//! and each page is compressed with the column's codec: the same Parquet as the crate writes
+//! (the tests read both back equal), spliced into the row group the same way.
 
 use std::io::Read;
 
 use anyhow::Result;
 use arrow_array::cast::AsArray;
+use arrow_array::types::{Float16Type, Float32Type};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Field};
 use bytes::Bytes;
@@ -77,49 +80,59 @@ impl Read for PagesRead {
     }
 }
 
-/// How one column of float16 lists is written: its Parquet column, codec and page size.
+/// How one column of float lists is written: its Parquet column, value width, encoding,
+/// codec and page size.
 #[derive(Clone)]
-pub struct Float16Column {
+pub struct FloatColumn {
     descr: ColumnDescPtr,
+    /// Bytes per value: 2 (float16) or 4 (float32).
+    width: usize,
+    encoding: Encoding,
     codec: Compression,
     page_bytes: usize,
     page_rows: usize,
 }
 
-impl Float16Column {
+impl FloatColumn {
     /// The writer of `field`'s column `descr` under `properties`, when this module writes it: a
-    /// list or fixed-size list of float16 in which neither lists nor values may be null (so at
-    /// most one repetition and one definition level), dictionary off, PLAIN values, no
-    /// statistics and a codec of none, Snappy or Zstandard. None otherwise.
+    /// list or fixed-size list of float16 (PLAIN) or float32 (PLAIN or BYTE_STREAM_SPLIT) in
+    /// which neither lists nor values may be null (so at most one repetition and one
+    /// definition level), dictionary off, no statistics and a codec of none, Snappy, LZ4_RAW or
+    /// Zstandard. None otherwise.
     pub fn new(
         field: &Field,
         descr: &ColumnDescPtr,
         properties: &WriterProperties,
-    ) -> Option<Float16Column> {
+    ) -> Option<FloatColumn> {
         let item = match field.data_type() {
             DataType::List(item) | DataType::FixedSizeList(item, _) => item,
             _ => return None,
         };
         let path = descr.path();
         let codec = properties.compression(path);
+        let encoding = properties.encoding(path).unwrap_or(Encoding::PLAIN);
+        let width = match (item.data_type(), encoding) {
+            (DataType::Float16, Encoding::PLAIN) => 2,
+            (DataType::Float32, Encoding::PLAIN | Encoding::BYTE_STREAM_SPLIT) => 4,
+            _ => return None,
+        };
         let supported = matches!(
             codec,
-            Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_)
+            Compression::UNCOMPRESSED
+                | Compression::SNAPPY
+                | Compression::LZ4_RAW
+                | Compression::ZSTD(_)
         );
         let plain = !properties.dictionary_enabled(path)
-            && properties.encoding(path).unwrap_or(Encoding::PLAIN) == Encoding::PLAIN
             && properties.statistics_enabled(path)
                 == parquet::file::properties::EnabledStatistics::None
             && properties.bloom_filter_properties(path).is_none();
         let levels = descr.max_rep_level() == 1 && descr.max_def_level() == 1;
-        let wanted = *item.data_type() == DataType::Float16
-            && !field.is_nullable()
-            && !item.is_nullable()
-            && supported
-            && plain
-            && levels;
-        wanted.then(|| Float16Column {
+        let wanted = !field.is_nullable() && !item.is_nullable() && supported && plain && levels;
+        wanted.then(|| FloatColumn {
             descr: descr.clone(),
+            width,
+            encoding,
             codec,
             page_bytes: properties.data_page_size_limit(),
             page_rows: properties.data_page_row_count_limit(),
@@ -131,7 +144,7 @@ impl Float16Column {
     pub fn encode(&self, arrays: &[&ArrayRef]) -> Result<Option<Chunk>> {
         let mut all = Vec::with_capacity(arrays.len());
         for array in arrays {
-            match Rows::of(array) {
+            match Rows::of(array, self.width) {
                 Some(r) => all.push(r),
                 None => return Ok(None),
             }
@@ -156,15 +169,17 @@ impl Float16Column {
         chunk.finish().map(Some)
     }
 }
-/// The rows of one list array: each row's float16 values as bytes.
+
+/// The rows of one list array: each row's values as bytes, `width` bytes a value.
 struct Rows<'a> {
     bytes: &'a [u8],
+    width: usize,
     offsets: Vec<usize>,
 }
 
 impl<'a> Rows<'a> {
-    /// None when the array or its values hold a null.
-    fn of(array: &'a ArrayRef) -> Option<Rows<'a>> {
+    /// None when the array or its values hold a null, or its values are not `width` bytes wide.
+    fn of(array: &'a ArrayRef, width: usize) -> Option<Rows<'a>> {
         if array.null_count() > 0 {
             return None;
         }
@@ -183,12 +198,16 @@ impl<'a> Rows<'a> {
             }
             _ => return None,
         };
-        let values = values.as_primitive_opt::<arrow_array::types::Float16Type>()?;
         if values.null_count() > 0 {
             return None;
         }
+        let bytes = match width {
+            2 => values.as_primitive_opt::<Float16Type>()?.values().inner(),
+            _ => values.as_primitive_opt::<Float32Type>()?.values().inner(),
+        };
         Some(Rows {
-            bytes: values.values().inner().as_slice(),
+            bytes: bytes.as_slice(),
+            width,
             offsets,
         })
     }
@@ -197,20 +216,20 @@ impl<'a> Rows<'a> {
         self.offsets.len() - 1
     }
 
-    /// Row `row`'s values, two bytes each.
+    /// Row `row`'s values, `width` bytes each.
     fn row(&self, row: usize) -> &'a [u8] {
         self.span(row, row + 1)
     }
 
     /// The values of rows `first..end`, which lie one after the other.
     fn span(&self, first: usize, end: usize) -> &'a [u8] {
-        &self.bytes[self.offsets[first] * 2..self.offsets[end] * 2]
+        &self.bytes[self.offsets[first] * self.width..self.offsets[end] * self.width]
     }
 }
 
 /// A column chunk being written, a page at a time.
 struct ChunkWriter<'c> {
-    column: &'c Float16Column,
+    column: &'c FloatColumn,
     compressor: Compressor,
     /// Each page, its header first: kept apart (each about a page in size, reused from the
     /// heap) rather than gathered into one buffer of the chunk's size.
@@ -224,7 +243,7 @@ struct ChunkWriter<'c> {
 }
 
 impl<'c> ChunkWriter<'c> {
-    fn new(column: &'c Float16Column) -> Result<ChunkWriter<'c>> {
+    fn new(column: &'c FloatColumn) -> Result<ChunkWriter<'c>> {
         Ok(ChunkWriter {
             column,
             compressor: Compressor::new(column.codec)?,
@@ -252,7 +271,7 @@ impl<'c> ChunkWriter<'c> {
         let (mut rows, mut levels, mut bytes) = (0, 0u32, 0);
         for (r, first, end) in stretches() {
             for row in first..end {
-                let count = r.row(row).len() as u32 / 2;
+                let count = (r.row(row).len() / self.column.width) as u32;
                 repetition.push(0, 1);
                 repetition.push(1, count.saturating_sub(1));
                 definition.push(u8::from(count > 0), count.max(1));
@@ -264,8 +283,10 @@ impl<'c> ChunkWriter<'c> {
         let mut buf = Vec::with_capacity(repetition.len() + definition.len() + bytes);
         repetition.write_to(&mut buf);
         definition.write_to(&mut buf);
-        for (r, first, end) in stretches() {
-            buf.extend_from_slice(r.span(first, end));
+        let spans = stretches().map(|(r, first, end)| r.span(first, end));
+        match self.column.encoding {
+            Encoding::BYTE_STREAM_SPLIT => split_streams(spans, bytes, &mut buf),
+            _ => spans.for_each(|span| buf.extend_from_slice(span)),
         }
         self.write(buf, rows, levels)
     }
@@ -277,7 +298,7 @@ impl<'c> ChunkWriter<'c> {
         let data = Page::DataPage {
             buf: Bytes::from(buf),
             num_values: levels,
-            encoding: Encoding::PLAIN,
+            encoding: self.column.encoding,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
             statistics: None,
@@ -303,14 +324,14 @@ impl<'c> ChunkWriter<'c> {
         let pages = self.locations.len() as i32;
         let metadata = ColumnChunkMetaData::builder(self.column.descr.clone())
             .set_compression(self.column.codec)
-            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_encodings(vec![self.column.encoding, Encoding::RLE])
             .set_num_values(self.levels as i64)
             .set_total_compressed_size(self.compressed as i64)
             .set_total_uncompressed_size(self.uncompressed as i64)
             .set_data_page_offset(0)
             .set_page_encoding_stats(vec![PageEncodingStats {
                 page_type: PageType::DATA_PAGE,
-                encoding: Encoding::PLAIN,
+                encoding: self.column.encoding,
                 count: pages,
             }])
             .build()?;
@@ -332,11 +353,42 @@ impl<'c> ChunkWriter<'c> {
     }
 }
 
-/// A page compressor of one of the codecs [`Float16Column::new`] accepts, its context reused
+/// Appends `bytes` bytes of 4-byte values, given in `spans`, to `page` byte stream split: the
+/// first byte of every value, then the second, the third and the fourth. One pass, each value
+/// read once and its bytes written to the four streams (a loop the compiler vectorises).
+fn split_streams<'a>(spans: impl Iterator<Item = &'a [u8]>, bytes: usize, page: &mut Vec<u8>) {
+    let count = bytes / 4;
+    let start = page.len();
+    page.resize(start + bytes, 0);
+    let (s0, rest) = page[start..].split_at_mut(count);
+    let (s1, rest) = rest.split_at_mut(count);
+    let (s2, s3) = rest.split_at_mut(count);
+    let mut at = 0;
+    for span in spans {
+        let n = span.len() / 4;
+        let (s0, s1, s2, s3) = (
+            &mut s0[at..at + n],
+            &mut s1[at..at + n],
+            &mut s2[at..at + n],
+            &mut s3[at..at + n],
+        );
+        for (i, value) in span.chunks_exact(4).enumerate() {
+            let v = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+            s0[i] = v as u8;
+            s1[i] = (v >> 8) as u8;
+            s2[i] = (v >> 16) as u8;
+            s3[i] = (v >> 24) as u8;
+        }
+        at += n;
+    }
+}
+
+/// A page compressor of one of the codecs [`FloatColumn::new`] accepts, its context reused
 /// from page to page.
 enum Compressor {
     Zstd(zstd::bulk::Compressor<'static>),
     Snappy(Box<snap::raw::Encoder>),
+    Lz4,
     None,
 }
 
@@ -347,6 +399,7 @@ impl Compressor {
                 Compressor::Zstd(zstd::bulk::Compressor::new(level.compression_level())?)
             }
             Compression::SNAPPY => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
+            Compression::LZ4_RAW => Compressor::Lz4,
             _ => Compressor::None,
         })
     }
@@ -356,6 +409,7 @@ impl Compressor {
         Ok(match self {
             Compressor::Zstd(zstd) => zstd.compress(&data)?,
             Compressor::Snappy(snappy) => snappy.compress_vec(&data)?,
+            Compressor::Lz4 => lz4_flex::block::compress(&data),
             Compressor::None => data,
         })
     }
@@ -413,7 +467,7 @@ impl Runs {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, ListBuilder};
+    use arrow_array::builder::{FixedSizeListBuilder, Float16Builder, Float32Builder, ListBuilder};
     use arrow_array::{RecordBatch, UInt64Array};
     use arrow_schema::Schema;
     use half::f16;
@@ -428,36 +482,34 @@ mod tests {
     use crate::output::encode::{Encoders, ParallelWriter};
 
     /// Row `r`'s values: `len` of them, some negative, infinite, NaN and subnormal.
-    fn row(r: usize, len: usize) -> impl Iterator<Item = Option<f16>> {
-        (0..len).map(move |i| {
-            Some(match (r + i) % 97 {
-                0 => f16::NAN,
-                1 => f16::INFINITY,
-                2 => f16::from_bits(1),
-                k => f16::from_f32((k as f32 - 40.0) * 0.37 + r as f32),
-            })
+    fn row(r: usize, len: usize) -> impl Iterator<Item = f32> {
+        (0..len).map(move |i| match (r + i) % 97 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::from_bits(1),
+            k => (k as f32 - 40.0) * 0.37 + r as f32,
         })
     }
 
-    /// A batch of `rows` rows from `first`: `id` and `values`, fixed-size lists of `dim` or,
-    /// with `dim` 0, lists of 0 to 12 values.
-    fn batch(first: usize, rows: usize, dim: usize) -> RecordBatch {
-        let item = Arc::new(Field::new_list_field(DataType::Float16, false));
-        let values: ArrayRef = if dim > 0 {
-            let mut b =
-                FixedSizeListBuilder::new(Float16Builder::new(), dim as i32).with_field(item);
-            for r in first..first + rows {
-                b.values().extend(row(r, dim));
-                b.append(true);
+    /// A batch of `rows` rows from `first`: `id` and `values` (float16 or float32),
+    /// fixed-size lists of `dim` or, with `dim` 0, lists of 0 to 12 values.
+    fn batch(first: usize, rows: usize, dim: usize, dtype: &DataType) -> RecordBatch {
+        let len = |r: usize| if dim > 0 { dim } else { r % 13 };
+        let values: ArrayRef = match dtype {
+            DataType::Float16 => {
+                let mut b = lists(Float16Builder::new(), dim, dtype);
+                for r in first..first + rows {
+                    b.append_row(row(r, len(r)).map(|v| Some(f16::from_f32(v))));
+                }
+                b.finish()
             }
-            Arc::new(b.finish())
-        } else {
-            let mut b = ListBuilder::new(Float16Builder::new()).with_field(item);
-            for r in first..first + rows {
-                b.values().extend(row(r, r % 13));
-                b.append(true);
+            _ => {
+                let mut b = lists(Float32Builder::new(), dim, dtype);
+                for r in first..first + rows {
+                    b.append_row(row(r, len(r)).map(Some));
+                }
+                b.finish()
             }
-            Arc::new(b.finish())
         };
         let ids = UInt64Array::from_iter_values((first..first + rows).map(|r| r as u64));
         let schema = Schema::new(vec![
@@ -467,24 +519,68 @@ mod tests {
         RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), values]).unwrap()
     }
 
-    fn properties(codec: Compression) -> WriterProperties {
+    /// A list builder of either kind, behind one face.
+    enum Lists<B: arrow_array::builder::ArrayBuilder> {
+        Fixed(FixedSizeListBuilder<B>),
+        Variable(ListBuilder<B>),
+    }
+
+    fn lists<B: arrow_array::builder::ArrayBuilder>(
+        values: B,
+        dim: usize,
+        dtype: &DataType,
+    ) -> Lists<B> {
+        let item = Arc::new(Field::new_list_field(dtype.clone(), false));
+        match dim {
+            0 => Lists::Variable(ListBuilder::new(values).with_field(item)),
+            _ => Lists::Fixed(FixedSizeListBuilder::new(values, dim as i32).with_field(item)),
+        }
+    }
+
+    impl<B: arrow_array::builder::ArrayBuilder> Lists<B> {
+        fn append_row<T>(&mut self, row: impl Iterator<Item = Option<T>>)
+        where
+            B: Extend<Option<T>>,
+        {
+            match self {
+                Lists::Fixed(b) => {
+                    b.values().extend(row);
+                    b.append(true);
+                }
+                Lists::Variable(b) => {
+                    b.values().extend(row);
+                    b.append(true);
+                }
+            }
+        }
+
+        fn finish(&mut self) -> ArrayRef {
+            match self {
+                Lists::Fixed(b) => Arc::new(b.finish()),
+                Lists::Variable(b) => Arc::new(b.finish()),
+            }
+        }
+    }
+
+    fn properties(codec: Compression, encoding: Encoding) -> WriterProperties {
         let values = ColumnPath::from(vec!["values".into(), "list".into(), "item".into()]);
         WriterProperties::builder()
             .set_compression(codec)
             .set_column_dictionary_enabled(values.clone(), false)
+            .set_column_encoding(values.clone(), encoding)
             .set_column_statistics_enabled(values, EnabledStatistics::None)
             .set_data_page_size_limit(4096)
             .build()
     }
 
     /// The batches written by `ParallelWriter` (this module) and by `ArrowWriter` (the crate).
-    fn both(batches: &[RecordBatch], codec: Compression) -> (Bytes, Bytes) {
+    fn both(batches: &[RecordBatch], properties: WriterProperties) -> (Bytes, Bytes) {
         let schema = batches[0].schema();
         let encoders = Encoders::new(2).unwrap();
         let mut ours =
-            ParallelWriter::try_new(Vec::new(), schema.clone(), properties(codec), &encoders)
+            ParallelWriter::try_new(Vec::new(), schema.clone(), properties.clone(), &encoders)
                 .unwrap();
-        let mut theirs = ArrowWriter::try_new(Vec::new(), schema, Some(properties(codec))).unwrap();
+        let mut theirs = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).unwrap();
         for b in batches {
             ours.write(b).unwrap();
             theirs.write(b).unwrap();
@@ -496,7 +592,7 @@ mod tests {
     }
 
     /// Each row's values as bits (NaN != NaN) and its `id`.
-    fn bits(batch: &RecordBatch) -> Vec<(u64, Vec<u16>)> {
+    fn bits(batch: &RecordBatch) -> Vec<(u64, Vec<u32>)> {
         let ids = batch
             .column(0)
             .as_primitive::<arrow_array::types::UInt64Type>();
@@ -507,11 +603,21 @@ mod tests {
                     DataType::List(_) => values.as_list::<i32>().value(r),
                     _ => values.as_fixed_size_list().value(r),
                 };
-                let row = row.as_primitive::<arrow_array::types::Float16Type>();
-                (
-                    ids.value(r),
-                    row.values().iter().map(|v| v.to_bits()).collect(),
-                )
+                let bits = match row.data_type() {
+                    DataType::Float16 => row
+                        .as_primitive::<Float16Type>()
+                        .values()
+                        .iter()
+                        .map(|v| u32::from(v.to_bits()))
+                        .collect(),
+                    _ => row
+                        .as_primitive::<Float32Type>()
+                        .values()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect(),
+                };
+                (ids.value(r), bits)
             })
             .collect()
     }
@@ -526,35 +632,57 @@ mod tests {
     }
 
     #[test]
-    fn float16_lists_read_back_as_the_parquet_crate_writes_them() {
-        for dim in [384, 1, 0] {
-            for codec in [
-                Compression::UNCOMPRESSED,
-                Compression::SNAPPY,
-                Compression::ZSTD(ZstdLevel::default()),
-            ] {
-                let batches = [batch(0, 70, dim), batch(70, 1, dim), batch(71, 33, dim)];
-                let (ours, theirs) = both(&batches, codec);
-                let whole =
-                    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
-                let (ours_read, theirs_read) = (read(ours.clone()), read(theirs.clone()));
-                let concat = |b: &[RecordBatch]| {
-                    arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap()
-                };
-                let rows = |b: &[RecordBatch]| bits(&concat(b));
-                assert_eq!(rows(&ours_read), bits(&whole), "{dim} {codec:?}");
-                assert_eq!(rows(&theirs_read), bits(&whole));
-                let meta = SerializedFileReader::new(ours).unwrap();
-                let column = meta.metadata().row_group(0).column(1);
-                assert_eq!(column.compression(), codec);
-                assert!(column.offset_index_offset().is_some(), "an offset index");
-                let pages = meta.get_row_group(0).unwrap().get_column_page_reader(1);
-                let pages = pages.unwrap().count();
-                if dim == 384 {
-                    assert!(pages > 1, "pages of at most 4 KiB: {pages}");
+    fn float_lists_read_back_as_the_parquet_crate_writes_them() {
+        let kinds = [
+            (DataType::Float16, Encoding::PLAIN),
+            (DataType::Float32, Encoding::PLAIN),
+            (DataType::Float32, Encoding::BYTE_STREAM_SPLIT),
+        ];
+        for (dtype, encoding) in kinds {
+            for dim in [384, 1, 0] {
+                for codec in [
+                    Compression::UNCOMPRESSED,
+                    Compression::SNAPPY,
+                    Compression::LZ4_RAW,
+                    Compression::ZSTD(ZstdLevel::default()),
+                ] {
+                    let what = format!("{dtype} {encoding} {dim} {codec:?}");
+                    let batches = [
+                        batch(0, 70, dim, &dtype),
+                        batch(70, 1, dim, &dtype),
+                        batch(71, 33, dim, &dtype),
+                    ];
+                    let (ours, theirs) = both(&batches, properties(codec, encoding));
+                    let concat = |b: &[RecordBatch]| {
+                        arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap()
+                    };
+                    let want = bits(&concat(&batches));
+                    assert_eq!(bits(&concat(&read(ours.clone()))), want, "{what}");
+                    assert_eq!(bits(&concat(&read(theirs))), want, "{what}");
+                    let meta = SerializedFileReader::new(ours).unwrap();
+                    let column = meta.metadata().row_group(0).column(1);
+                    assert_eq!(column.compression(), codec, "{what}");
+                    assert!(column.encodings().any(|e| e == encoding), "{what}");
+                    assert!(column.offset_index_offset().is_some(), "an offset index");
+                    let pages = meta.get_row_group(0).unwrap().get_column_page_reader(1);
+                    let pages = pages.unwrap().count();
+                    if dim == 384 {
+                        assert!(pages > 1, "pages of at most 4 KiB: {pages}");
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_streams_hold_each_byte_of_every_value_in_turn() {
+        let values: Vec<u8> = (0..24).collect();
+        let mut page = vec![9];
+        split_streams([&values[..8], &values[8..]].into_iter(), 24, &mut page);
+        let want: Vec<u8> = std::iter::once(9)
+            .chain((0..4).flat_map(|b| (0..6).map(move |v| v * 4 + b)))
+            .collect();
+        assert_eq!(page, want);
     }
 
     #[test]
