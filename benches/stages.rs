@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the stages that surround the model, per unit of work:
 //! decode + preprocess per image (a 256 x 256 JPEG, and a 4000 x 3000 photo with and without
-//! decoding at a reduced DCT scale), statistics per MiB of activations, Parquet encoding per
-//! MiB of maps, the `positions` table's write path per MB of float16 vectors. Run:
+//! decoding at a reduced DCT scale; and the steps of the first), statistics per MiB of
+//! activations, the `maps` table's write path per MiB of float32 maps and the `positions`
+//! table's per MB of float16 vectors, for each codec. Run:
 //! `cargo bench --bench stages`.
 
 use std::hint::black_box;
@@ -63,6 +64,18 @@ fn decode(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // Its steps: decoding alone, the resize to 224 x 224, the tensor written.
+    group.bench_function("256x256 JPEG, decoding alone", |b| {
+        b.iter(|| preprocess::decode(black_box(&small)).unwrap())
+    });
+    let decoded = preprocess::decode(&small).unwrap();
+    group.bench_function("256x256 to 224x224, the resize alone", |b| {
+        b.iter(|| p.resize(black_box(decoded.clone()), &mut resizer).unwrap())
+    });
+    let resized = p.resize(decoded, &mut resizer).unwrap();
+    group.bench_function("224x224, the tensor alone", |b| {
+        b.iter(|| p.write_tensor(black_box(&resized), &mut out))
+    });
     // A real 4000 x 3000 photo when LAYERWISE_BENCH_PHOTO names one, else a synthetic one.
     let large = std::env::var_os("LAYERWISE_BENCH_PHOTO")
         .map(std::path::PathBuf::from)
@@ -105,32 +118,72 @@ fn stats(c: &mut Criterion) {
     group.finish();
 }
 
+/// The `maps` table's write path, per MiB of float32 maps (14 x 14, as `block5_conv3`'s): the
+/// rows built and encoded into a Parquet file with the run's writer properties for `maps`, on
+/// one encoder thread, for each codec; and the Parquet crate's own encoder, which layerwise's
+/// float list encoder replaced, with Zstandard.
 fn parquet(c: &mut Criterion) {
     let values = activations();
+    let formats = Formats {
+        map_dtype: MapDtype::Float32,
+        positions_dtype: MapDtype::Float16,
+        positions_dim: 1,
+    };
+    let encoders = Encoders::new(1).unwrap();
+    let rows = || {
+        let mut rows = MapRows::new(MapDtype::Float32);
+        for (c, map) in values.chunks(196).enumerate() {
+            let key = MapKey {
+                image_id: (c / 512) as u64,
+                layer: "block5_conv3",
+                channel: (c % 512) as u32,
+                height: 14,
+                width: 14,
+            };
+            rows.push(key, map);
+        }
+        rows.finish()
+    };
+    let of = |codec| {
+        table_properties(
+            &properties(codec, String::new()),
+            Table::Maps,
+            &formats,
+            false,
+        )
+    };
     let mut group = c.benchmark_group("parquet");
     group.throughput(Throughput::Bytes((values.len() * 4) as u64));
-    group.bench_function("encode per MiB of maps, zstd", |b| {
+    for codec in [
+        Compression::None,
+        Compression::Snappy,
+        Compression::Lz4Raw,
+        Compression::Zstd,
+    ] {
+        let properties = of(codec);
+        group.bench_function(format!("maps per MiB, {codec:?}"), |b| {
+            b.iter(|| {
+                let batch = rows();
+                let mut writer = ParallelWriter::try_new(
+                    Counted(0),
+                    batch.schema(),
+                    properties.clone(),
+                    &encoders,
+                )
+                .unwrap();
+                writer.write(&batch).unwrap();
+                black_box(writer.finish().unwrap().0)
+            })
+        });
+    }
+    let properties = of(Compression::Zstd);
+    group.bench_function("maps per MiB, Zstd, the Parquet crate's encoder", |b| {
         b.iter(|| {
-            let mut rows = MapRows::new(MapDtype::Float32);
-            for (c, map) in values.chunks(196).enumerate() {
-                let key = MapKey {
-                    image_id: 0,
-                    layer: "block5_conv3",
-                    channel: c as u32,
-                    height: 14,
-                    width: 14,
-                };
-                rows.push(key, map);
-            }
-            let batch = rows.finish();
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                .build();
+            let batch = rows();
             let mut writer =
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))
-                    .unwrap();
+                ArrowWriter::try_new(Counted(0), batch.schema(), Some(properties.clone())).unwrap();
             writer.write(&batch).unwrap();
-            black_box(writer.into_inner().unwrap().len())
+            black_box(writer.into_inner().unwrap().0)
         })
     });
     group.finish();
