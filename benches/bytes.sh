@@ -26,7 +26,7 @@ PY
 }
 echo "| storage options | maps per image | stats per image | all tables per image |"
 echo "|---|---|---|---|"
-variant "as written (float32, zstd)" ""
+variant "as written (float32; maps Snappy)" ""
 variant "\`map_dtype = \"float16\"\`" 's|^\[output\]|[output]\nmap_dtype = "float16"|'
 variant "\`pool = 2\` on both layers" 's|^keep = \(.*\)$|keep = \1\npool = 2|'
 variant "\`pool = 2\` + float16" 's|^keep = \(.*\)$|keep = \1\npool = 2|; s|^\[output\]|[output]\nmap_dtype = "float16"|'

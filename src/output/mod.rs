@@ -1,7 +1,7 @@
 //! Output: the Parquet dataset a run writes.
 //!
 //! [`tables`] holds the schemas and row builders, [`sink`] writes part files (their row groups
-//! encoded in parallel by [`encode`]), [`store`] is the
+//! encoded in parallel by [`encode`], float list columns by [`floats`]), [`store`] is the
 //! folder or bucket they live in, [`dataset`] the manifest and part markers that make a run
 //! resumable, and [`provenance`] what produced it.
 

@@ -88,6 +88,29 @@ fn a_run_of_0_1_0_is_read_by_status_report_and_plot_and_resumes() {
     assert_eq!(record["timings"]["images"], 2, "only part 1 was run again");
     let whole = dir.join("whole");
     single_run(&config, &whole);
-    assert_same_tables(&out, &whole);
+    assert_same_tables_but_rounding(&out, &whole);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The tables of `a` and `b` are equal but for the last bits of `stats`' `mean` and `std`
+/// (within 1e-5, the rounding that execution settings may bring): this version sums a map's
+/// values in one pass around another shift than 0.1.0 did, so the parts 0.1.0 wrote round
+/// them differently than this version's.
+fn assert_same_tables_but_rounding(a: &Path, b: &Path) {
+    for table in layerwise::output::tables::Table::ALL.map(|t| t.name()) {
+        let (x, y) = (read_table(a, table), read_table(b, table));
+        assert_eq!(x.schema(), y.schema(), "{table}: schema");
+        for field in x.schema().fields() {
+            let name = field.name();
+            if table == "stats" && (name == "mean" || name == "std") {
+                assert_close(&f32s(&x, name), &f32s(&y, name), &format!("stats.{name}"));
+            } else {
+                assert_eq!(
+                    x.column_by_name(name),
+                    y.column_by_name(name),
+                    "{table}.{name}"
+                );
+            }
+        }
+    }
 }
