@@ -8,6 +8,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use arrow_array::RecordBatch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fast_image_resize::Resizer;
 use layerwise::config::Compression;
@@ -19,6 +20,7 @@ use layerwise::output::tables::{Formats, MapKey, MapRows, PositionKey, PositionR
 use layerwise::plan::{InputType, Preprocess};
 use layerwise::reduce::map_stats;
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 
 fn vgg_input() -> Preprocess {
     Preprocess {
@@ -162,18 +164,7 @@ fn parquet(c: &mut Criterion) {
     ] {
         let properties = of(codec);
         group.bench_function(format!("maps per MiB, {codec:?}"), |b| {
-            b.iter(|| {
-                let batch = rows();
-                let mut writer = ParallelWriter::try_new(
-                    Counted(0),
-                    batch.schema(),
-                    properties.clone(),
-                    &encoders,
-                )
-                .unwrap();
-                writer.write(&batch).unwrap();
-                black_box(writer.finish().unwrap().0)
-            })
+            b.iter(|| black_box(encode_ours(rows(), &properties, &encoders)))
         });
     }
     let properties = of(Compression::Zstd);
@@ -250,18 +241,7 @@ fn positions(c: &mut Criterion) {
     for codec in [Compression::None, Compression::Snappy, Compression::Zstd] {
         let properties = of(codec);
         group.bench_function(format!("per MB of float16 vectors, {codec:?}"), |b| {
-            b.iter(|| {
-                let batch = rows();
-                let mut writer = ParallelWriter::try_new(
-                    Counted(0),
-                    batch.schema(),
-                    properties.clone(),
-                    &encoders,
-                )
-                .unwrap();
-                writer.write(&batch).unwrap();
-                black_box(writer.finish().unwrap().0)
-            })
+            b.iter(|| black_box(encode_ours(rows(), &properties, &encoders)))
         });
     }
     // The same rows and properties through the Parquet crate's own encoder, which layerwise's
@@ -281,6 +261,15 @@ fn positions(c: &mut Criterion) {
         },
     );
     group.finish();
+}
+
+/// The bytes of `batch` written by layerwise's writer (a file of row groups encoded on
+/// `encoders`) with `properties`.
+fn encode_ours(batch: RecordBatch, properties: &WriterProperties, encoders: &Encoders) -> usize {
+    let mut writer =
+        ParallelWriter::try_new(Counted(0), batch.schema(), properties.clone(), encoders).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap().0
 }
 
 /// A file that counts the bytes written to it and keeps none, as the run's files on a disk

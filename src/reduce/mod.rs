@@ -970,13 +970,8 @@ mod tests {
         assert_eq!(s[Stat::FracPositive] as f32, 4.0 / 6.0);
     }
 
-    #[test]
-    fn stats_agree_with_two_exact_passes_on_long_and_offset_maps() {
-        // 10,007 values (not a multiple of the lanes or blocks), with a large offset.
-        let values: Vec<f32> = (0..10_007u32)
-            .map(|i| 1000.0 + ((i * 7919) % 1013) as f32 * 0.01 - 5.0)
-            .collect();
-        let s = map_stats(&values, 100);
+    /// The mean and variance of `values` in two passes in f64.
+    fn exact_moments(values: &[f32]) -> (f64, f64) {
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         let var = values
@@ -984,6 +979,17 @@ mod tests {
             .map(|&v| (f64::from(v) - mean).powi(2))
             .sum::<f64>()
             / n;
+        (mean, var)
+    }
+
+    #[test]
+    fn stats_agree_with_two_exact_passes_on_long_and_offset_maps() {
+        // 10,007 values (not a multiple of the lanes or blocks), with a large offset.
+        let values: Vec<f32> = (0..10_007u32)
+            .map(|i| 1000.0 + ((i * 7919) % 1013) as f32 * 0.01 - 5.0)
+            .collect();
+        let s = map_stats(&values, 100);
+        let (mean, var) = exact_moments(&values);
         assert!(
             (s[Stat::Mean] - mean).abs() < 1e-4,
             "{} vs {mean}",
@@ -1028,13 +1034,7 @@ mod tests {
             ("small", small),
         ] {
             let pass = map_pass(&values, 224);
-            let n = values.len() as f64;
-            let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = values
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / n;
+            let (mean, var) = exact_moments(&values);
             let error = (pass.variance - var).abs() / var;
             assert!(
                 error < 1e-6,
