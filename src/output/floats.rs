@@ -1,5 +1,5 @@
-//! Column chunks of float lists (`maps` and `positions` values, float32 or float16), encoded
-//! here rather than by the Parquet crate: its column writer builds levels for every value and
+//! Column chunks of float lists (the `values` of `maps`, `vectors`, `top` and `positions`, float32
+//! or float16), encoded here rather than by the Parquet crate: its column writer builds levels for every value and
 //! copies each value through several buffers, which took about half of the writer's CPU on
 //! float32 maps and stored float16 positions at 37 MB a second (`benches/RESULTS.md`). Here a
 //! page's values go from the Arrow buffer into the page once: as they lie in memory (PLAIN: a
