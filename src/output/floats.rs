@@ -1,12 +1,13 @@
-//! Column chunks of float lists (the `values` of `maps`, `vectors`, `top` and `positions`, float32
-//! or float16), encoded here rather than by the Parquet crate: its column writer builds levels for every value and
-//! copies each value through several buffers, which took about half of the writer's CPU on
-//! float32 maps and stored float16 positions at 37 MB a second (`benches/RESULTS.md`). Here a
-//! page's values go from the Arrow buffer into the page once: as they lie in memory (PLAIN: a
-//! float16 is its two little-endian bytes, as Arrow holds it) or byte stream split (float32:
-//! the four bytes of each value in four streams), the levels as a few run-length runs per row,
-//! and each page is compressed with the column's codec: the same Parquet as the crate writes
-//! (the tests read both back equal), spliced into the row group the same way.
+//! Column chunks of float lists (the `values` of `maps`, `vectors`, `top` and `positions`,
+//! float32 or float16), encoded here rather than by the Parquet crate: its column writer builds
+//! levels for every value and copies each value through several buffers, which took about half
+//! of the writer's CPU on float32 maps and stored float16 positions at 37 MB a second
+//! (`benches/RESULTS.md`). Here a page's values go from the Arrow buffer into the page once: as
+//! they lie in memory (PLAIN: a float16 is its two little-endian bytes, as Arrow holds it) or
+//! byte stream split (float32: the four bytes of each value in four streams), the levels as a
+//! few run-length runs per row, and each page is compressed with the column's codec: the same
+//! Parquet as the crate writes (the tests read both back equal), spliced into the row group the
+//! same way.
 
 use std::io::Read;
 
