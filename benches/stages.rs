@@ -1,16 +1,20 @@
 //! Micro-benchmarks of the stages that surround the model, per unit of work:
 //! decode + preprocess per image (a 256 x 256 JPEG, and a 4000 x 3000 photo with and without
-//! decoding at a reduced DCT scale; and the steps of the first), statistics per MiB of
+//! decoding at a reduced DCT scale; and the steps of the first), decoding alone per format (PNG,
+//! lossy and lossless WebP, and the decoder libwebp replaced), statistics per MiB of
 //! activations, the `maps` table's write path per MiB of float32 maps and the `positions`
 //! table's per MB of float16 vectors, for each codec. Run:
 //! `cargo bench --bench stages`.
 
 use std::hint::black_box;
+use std::io::Cursor;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fast_image_resize::Resizer;
+use image::codecs::webp::WebPDecoder;
+use image::DynamicImage;
 use layerwise::config::Compression;
 use layerwise::config::{ChannelOrder, Layout, MapDtype, ResizeMode};
 use layerwise::input::preprocess;
@@ -97,6 +101,65 @@ fn decode(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Decoding alone per format, the 256 x 256 photo as a PNG and as WebPs encoded by libwebp (as
+/// cwebp, Pillow and browsers write them): lossy (quality 90) and lossless; layerwise's decode,
+/// and for WebP the image crate's pure-Rust decoder it replaced with libwebp. The image crate's
+/// own lossless encoder writes files its decoder reads faster than libwebp (the last line).
+fn formats(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels = preprocess::decode(&photo(dir.path(), 256, 256)).unwrap();
+    let encoded = |format| {
+        let mut bytes = Vec::new();
+        pixels
+            .write_to(&mut Cursor::new(&mut bytes), format)
+            .unwrap();
+        bytes
+    };
+    let files = [
+        ("PNG", encoded(image::ImageFormat::Png)),
+        ("lossy WebP", libwebp_encoded(&pixels, false)),
+        ("lossless WebP", libwebp_encoded(&pixels, true)),
+        (
+            "lossless WebP by the image crate",
+            encoded(image::ImageFormat::WebP),
+        ),
+    ];
+    let mut group = c.benchmark_group("decoding alone per format, 256x256");
+    group.throughput(Throughput::Elements(1));
+    for (name, bytes) in &files {
+        group.bench_function(*name, |b| {
+            b.iter(|| preprocess::decode_at_least(black_box(bytes), 224, 1 << 26).unwrap())
+        });
+        if name.contains("WebP") {
+            group.bench_function(format!("{name}, the image crate's decoder"), |b| {
+                b.iter(|| {
+                    let decoder = WebPDecoder::new(Cursor::new(black_box(bytes))).unwrap();
+                    DynamicImage::from_decoder(decoder).unwrap().into_rgb8()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// `image` encoded by libwebp, lossless or lossy at quality 90.
+fn libwebp_encoded(image: &image::RgbImage, lossless: bool) -> Vec<u8> {
+    let (w, h) = (image.width() as i32, image.height() as i32);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the pixels are `h` rows of `3 w` bytes; libwebp allocates `out`, copied and freed.
+    unsafe {
+        let len = if lossless {
+            libwebp_sys::WebPEncodeLosslessRGB(image.as_ptr(), w, h, w * 3, &mut out)
+        } else {
+            libwebp_sys::WebPEncodeRGB(image.as_ptr(), w, h, w * 3, 90.0, &mut out)
+        };
+        assert!(len > 0, "libwebp could not encode");
+        let bytes = std::slice::from_raw_parts(out, len).to_vec();
+        libwebp_sys::WebPFree(out.cast());
+        bytes
+    }
 }
 
 /// 1 MiB of ReLU-like activations.
@@ -287,5 +350,5 @@ impl std::io::Write for Counted {
     }
 }
 
-criterion_group!(benches, decode, stats, parquet, positions);
+criterion_group!(benches, decode, formats, stats, parquet, positions);
 criterion_main!(benches);

@@ -5,8 +5,8 @@
 //! Parquet files with the image bytes ([`parquet`]), local or in an object store
 //! ([`remote`]), each read as a stream on a thread of its own ([`stream`]) when its part
 //! runs. Either way a part hands out [`Sample`]s through one [`SampleReader`], so the
-//! pipeline does not know which it reads; [`preprocess`] then decodes one image and writes its
-//! slice of the input tensor.
+//! pipeline does not know which it reads; [`preprocess`] then decodes one image (still WebP
+//! images through [`webp`]) and writes its slice of the input tensor.
 
 pub mod listing;
 pub mod lookup;
@@ -16,6 +16,7 @@ pub mod remote;
 pub mod shards;
 pub mod stream;
 pub mod webdataset;
+pub mod webp;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use super::webp;
 use crate::config::{ChannelOrder, Layout, ResizeMode, DEFAULT_MAX_PIXELS};
 use crate::plan::{InputElement, Preprocess};
 
@@ -143,12 +144,13 @@ pub fn decode(path: &Path) -> Result<RgbImage, String> {
 /// Decodes an image file's bytes as [`decode`] does, except that a JPEG whose sides are both
 /// at least twice `min_side` is decoded at a reduced scale (1/2, 1/4 or 1/8) in the DCT domain,
 /// still `min_side` or more on each side: far less work for large photos bound for a small
-/// input. Also returns the file's full size (after EXIF orientation).
+/// input. Still WebP images are decoded by libwebp ([`webp`]), to the pixels the image crate
+/// gives. Also returns the file's full size (after EXIF orientation).
 ///
 /// Never panics on arbitrary bytes. Refused with a reason: files that are no image (saying what
 /// they look like), images of more than `max_pixels` (from the header, before decoding), JPEGs
-/// that end before their end-of-image marker (the decoder would fill the rest with grey), and
-/// files the decoder rejects.
+/// that end before their end-of-image marker (the decoder would fill the rest with grey), WebPs
+/// shorter than their RIFF header says, and files the decoder rejects.
 pub fn decode_at_least(
     bytes: &[u8],
     min_side: u32,
@@ -160,8 +162,10 @@ pub fn decode_at_least(
     let Some(format) = reader.format() else {
         return Err(not_an_image(bytes));
     };
-    if format == image::ImageFormat::Jpeg {
-        check_jpeg_structure(bytes)?;
+    match format {
+        image::ImageFormat::Jpeg => check_jpeg_structure(bytes)?,
+        image::ImageFormat::WebP => webp::check_length(bytes)?,
+        _ => {}
     }
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(ALLOC_BYTES_PER_PIXEL));
@@ -179,12 +183,16 @@ pub fn decode_at_least(
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("cannot decode: {e}"))?;
-    let scaled = if format == image::ImageFormat::Jpeg && width.min(height) / 2 >= min_side {
-        decode_jpeg_scaled(bytes, min_side)
-    } else {
-        None
+    let fast = match format {
+        image::ImageFormat::Jpeg if width.min(height) / 2 >= min_side => {
+            decode_jpeg_scaled(bytes, min_side)
+        }
+        image::ImageFormat::WebP => {
+            webp::decode_still(bytes, width, height).map(|rgb| Ok(DynamicImage::ImageRgb8(rgb)))
+        }
+        _ => None,
     };
-    let mut image = match scaled {
+    let mut image = match fast {
         Some(image) => image?,
         None => DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?,
     };

@@ -3,10 +3,11 @@
 usage: make_dirty.py FOLDER
 
 Good (each must end as an `ok` row): RGB, greyscale, palette, 16-bit and alpha PNGs, CMYK and
-progressive JPEGs, an EXIF-rotated JPEG, an animated GIF, a name that is not UTF-8.
-Bad (each must end as an `error` row with its reason): a truncated JPEG, an empty file, an HTML
-page saved as .jpg, a PNG whose header claims 30000 x 30000 pixels, a broken symbolic link, a
-symbolic link loop.
+progressive JPEGs, an EXIF-rotated JPEG, an animated GIF, lossy, lossless-with-alpha,
+EXIF-rotated and animated WebPs, a name that is not UTF-8.
+Bad (each must end as an `error` row with its reason): a truncated JPEG, a truncated WebP, an
+empty file, an HTML page saved as .jpg, a PNG whose header claims 30000 x 30000 pixels, a broken
+symbolic link, a symbolic link loop.
 """
 import io
 import json
@@ -50,6 +51,10 @@ exif[0x0112] = 6  # orientation: rotate 90 clockwise to display
 photo(48, 32).save(path("exif_rotated.jpg"), exif=exif.tobytes())
 frames = [photo(), photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
 frames[0].save(path("animated.gif"), save_all=True, append_images=frames[1:], duration=100, loop=0)
+photo().save(path("lossy.webp"), quality=80)
+rgba.save(path("lossless_alpha.webp"), lossless=True)
+photo(48, 32).save(path("exif_rotated.webp"), exif=exif.tobytes())
+frames[0].save(path("animated.webp"), save_all=True, append_images=frames[1:], duration=100, loop=0)
 with open(os.path.join(os.fsencode(out), b"caf\xe9.jpg"), "wb") as f:
     photo().save(f, format="JPEG")
 
@@ -57,6 +62,11 @@ buffer = io.BytesIO()
 photo(96, 96).save(buffer, format="JPEG", quality=95)
 whole = buffer.getvalue()
 with open(path("truncated.jpg"), "wb") as f:
+    f.write(whole[: len(whole) // 2])
+buffer = io.BytesIO()
+photo(96, 96).save(buffer, format="WEBP", quality=95)
+whole = buffer.getvalue()
+with open(path("truncated.webp"), "wb") as f:
     f.write(whole[: len(whole) // 2])
 open(path("empty.jpg"), "wb").close()
 with open(path("error_page.jpg"), "w") as f:
@@ -87,7 +97,8 @@ def reference_means(image):
     return [float(v) for v in np.asarray(image, dtype=np.float64).mean(axis=(0, 1))]
 
 
-good = ["alpha.png", "animated.gif", "cmyk.jpg", "exif_rotated.jpg", "grey.jpg", "loop/inside.jpg",
+good = ["alpha.png", "animated.gif", "animated.webp", "cmyk.jpg", "exif_rotated.jpg",
+        "exif_rotated.webp", "grey.jpg", "lossless_alpha.webp", "lossy.webp", "loop/inside.jpg",
         "palette.png", "progressive.jpg", "rgb.jpg", "sixteen_bit.png"]
 reference = {name: reference_means(Image.open(path(name))) for name in good}
 reference["caf\\xe9.jpg"] = reference_means(Image.open(os.path.join(os.fsencode(out), b"caf\xe9.jpg")))

@@ -101,10 +101,14 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
     let ok = [
         "alpha.png",
         "animated.gif",
+        "animated.webp",
         "caf\\xe9.jpg",
         "cmyk.jpg",
         "exif_rotated.jpg",
+        "exif_rotated.webp",
         "grey.jpg",
+        "lossless_alpha.webp",
+        "lossy.webp",
         "loop/inside.jpg",
         "palette.png",
         "progressive.jpg",
@@ -121,6 +125,10 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
         ),
         ("loop/again", "unreadable folder (its files could not be listed): symbolic link loop"),
         ("truncated.jpg", "truncated JPEG: missing end of image (the file was cut short)"),
+        (
+            "truncated.webp",
+            "truncated WebP: shorter than its RIFF header says (the file was cut short)",
+        ),
     ];
     if !root_user {
         errors.push(("locked.png", "unreadable: permission denied"));
@@ -153,10 +161,13 @@ fn every_file_of_a_dirty_folder_ends_as_one_row_with_its_reason() {
     // The EXIF orientation is applied: stored 48 x 32, shown (and recorded) 32 x 48.
     assert_eq!(rows["exif_rotated.jpg"].2, Some(32));
     assert_eq!(rows["exif_rotated.jpg"].3, Some(48));
+    assert_eq!(rows["exif_rotated.webp"].2, Some(32));
+    assert_eq!(rows["exif_rotated.webp"].3, Some(48));
 
     // The good images went through the model as Pillow sees them: the mean of each channel of
     // the model input matches Pillow's decode of the same file (CMYK, 16-bit, palette, alpha,
-    // the first GIF frame, EXIF-rotated); a half-grey or colour-swapped decode would not.
+    // the first GIF and WebP frames, EXIF-rotated, WebP through libwebp); a half-grey or
+    // colour-swapped decode would not.
     let ids: BTreeMap<String, u64> = {
         let table = read_table(&dir.path().join("out"), "images");
         let paths = table
@@ -222,7 +233,7 @@ fn too_many_bad_images_fail_the_run_after_writing_everything() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
         text(&out).contains(
-            "error: 6 of 17 images could not be used (35.29%), more than `[run] \
+            "error: 7 of 22 images could not be used (31.82%), more than `[run] \
              max_error_fraction = 0.25` allows. Every part was written"
         ),
         "{}",
@@ -234,7 +245,7 @@ fn too_many_bad_images_fail_the_run_after_writing_everything() {
         .output()
         .unwrap();
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
-    assert_eq!(image_rows(&dir.path().join("out")).len(), 17);
+    assert_eq!(image_rows(&dir.path().join("out")).len(), 22);
 
     let allowed = identity_config(dir.path(), "max_error_fraction = 0.5");
     let out = layerwise()
