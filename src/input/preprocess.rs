@@ -150,7 +150,8 @@ pub fn decode(path: &Path) -> Result<RgbImage, String> {
 /// Never panics on arbitrary bytes. Refused with a reason: files that are no image (saying what
 /// they look like), images of more than `max_pixels` (from the header, before decoding), JPEGs
 /// that end before their end-of-image marker (the decoder would fill the rest with grey), WebPs
-/// shorter than their RIFF header says, and files the decoder rejects.
+/// shorter than their RIFF header says or with a chunk past its end, and files the decoder
+/// rejects.
 pub fn decode_at_least(
     bytes: &[u8],
     min_side: u32,
@@ -164,7 +165,7 @@ pub fn decode_at_least(
     };
     match format {
         image::ImageFormat::Jpeg => check_jpeg_structure(bytes)?,
-        image::ImageFormat::WebP => webp::check_length(bytes)?,
+        image::ImageFormat::WebP => webp::check_structure(bytes)?,
         _ => {}
     }
     let mut limits = image::Limits::default();

@@ -10,23 +10,42 @@ use libwebp_sys::{
     WebPRGBABuffer, WEBP_CSP_MODE,
 };
 
-/// Refuses a WebP file shorter than its RIFF header says: cut short in a copy or a download
-/// (the decoders would only say that the bitstream is corrupt). Bytes after the RIFF chunk are
-/// allowed.
-pub fn check_length(bytes: &[u8]) -> Result<(), String> {
-    let Some(size) = bytes.get(4..8) else {
-        return Err(TRUNCATED.into());
-    };
-    let riff = u64::from(u32::from_le_bytes([size[0], size[1], size[2], size[3]]));
-    if riff + 8 > bytes.len() as u64 {
+/// Refuses a WebP file whose RIFF container does not fit: shorter than its RIFF header says
+/// (cut short in a copy or a download; the decoders would only say that the bitstream is
+/// corrupt), or a chunk inside it that runs past the container's end (the image crate would
+/// allocate what that chunk's header claims, up to 4 GiB, before finding out). Bytes after the
+/// RIFF container are allowed.
+pub fn check_structure(bytes: &[u8]) -> Result<(), String> {
+    let riff_end = le_u32(bytes, 4).ok_or(TRUNCATED)? + 8;
+    if riff_end > bytes.len() as u64 {
         return Err(TRUNCATED.into());
     }
+    // Chunks: a four-byte code, a little-endian size, the payload padded to an even length.
+    let mut at = 12;
+    while at + 8 <= riff_end {
+        let end = at + 8 + le_u32(bytes, at + 4).ok_or(TRUNCATED)?;
+        if end > riff_end {
+            return Err(CHUNK_PAST_END.into());
+        }
+        at = end + (end & 1);
+    }
     Ok(())
+}
+
+/// The little-endian u32 at `at` in `bytes`, if `bytes` holds it.
+fn le_u32(bytes: &[u8], at: u64) -> Option<u64> {
+    let at = usize::try_from(at).ok()?;
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u64::from(u32::from_le_bytes(word.try_into().ok()?)))
 }
 
 /// Why a WebP file shorter than its header says is refused.
 const TRUNCATED: &str =
     "truncated WebP: shorter than its RIFF header says (the file was cut short)";
+
+/// Why a WebP file with a chunk past the end of its container is refused.
+const CHUNK_PAST_END: &str =
+    "cannot decode: a WebP chunk runs past the end of its RIFF container (the file is corrupt)";
 
 /// Decodes a still WebP image of `width` x `height` (the size the image crate read from its
 /// header, already checked against the limits) to 8-bit RGB; alpha is dropped, as
@@ -141,16 +160,42 @@ mod tests {
     #[test]
     fn a_webp_must_be_as_long_as_its_riff_header_says() {
         let bytes = encode(&picture(40, 30), true, false);
-        assert_eq!(check_length(&bytes), Ok(()));
+        assert_eq!(check_structure(&bytes), Ok(()));
         let mut trailer = bytes.clone();
         trailer.extend_from_slice(b"more");
-        assert_eq!(check_length(&trailer), Ok(()));
+        assert_eq!(check_structure(&trailer), Ok(()));
         for cut in [bytes.len() - 1, bytes.len() / 2, 12, 7] {
             assert_eq!(
-                check_length(&bytes[..cut]),
+                check_structure(&bytes[..cut]),
                 Err(TRUNCATED.into()),
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_chunk_may_not_claim_more_than_its_container() {
+        // A VP8X file with an EXIF chunk (odd size: padded) after the image, as cameras write.
+        let image = encode(&picture(40, 30), false, false);
+        let mut bytes = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
+        bytes.extend_from_slice(&[10, 0, 0, 0, 0x08, 0, 0, 0, 39, 0, 0, 29, 0, 0]);
+        bytes.extend_from_slice(&image[12..]);
+        bytes.extend_from_slice(b"EXIF\x03\0\0\0abc\0");
+        let riff = (bytes.len() - 8) as u32;
+        bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+        assert_eq!(check_structure(&bytes), Ok(()));
+        let (decoded, _) = crate::input::preprocess::decode_at_least(&bytes, 16, 1 << 20).unwrap();
+        assert_eq!(decoded.dimensions(), (40, 30));
+        // The EXIF chunk's size claims 4 GiB: refused before any decoder allocates it.
+        let at = bytes.len() - 8;
+        bytes[at..at + 4].copy_from_slice(&0xffff_001a_u32.to_le_bytes());
+        assert_eq!(check_structure(&bytes), Err(CHUNK_PAST_END.into()));
+        // The file of the fuzzer that found it (`fuzz/regressions/decode_image/`).
+        let found = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/decode_image/oom-webp-exif-chunk-past-end"
+        ))
+        .unwrap();
+        assert_eq!(check_structure(&found), Err(CHUNK_PAST_END.into()));
     }
 }
