@@ -62,21 +62,25 @@ pub struct TableCompression {
 /// `[output] compression`: each table's default codec, one codec for every table but
 /// `positions` (`compression = "zstd"`), or a codec per table (`[output.compression]` with
 /// `maps = "lz4_raw"`, say).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compressions {
-    /// Each table's default.
-    #[default]
-    Defaults,
     /// One codec for every table but `positions`.
     All(Compression),
-    /// A codec per table, the defaults for the others.
+    /// A codec per table, the defaults for the others (an empty table: every default).
     PerTable(TableCompression),
+}
+
+/// Each table's default codec.
+impl Default for Compressions {
+    fn default() -> Self {
+        Compressions::PerTable(TableCompression::default())
+    }
 }
 
 impl Compressions {
     /// Whether every table keeps its default (the key is then left out of a written config).
     pub fn is_default(&self) -> bool {
-        *self == Compressions::Defaults
+        *self == Compressions::default()
     }
 
     /// The codec of each table, `positions` taking `positions`.
@@ -90,7 +94,6 @@ impl Compressions {
             positions,
         };
         match *self {
-            Compressions::Defaults => defaults,
             Compressions::All(codec) => Codecs {
                 images: codec,
                 stats: codec,
@@ -115,7 +118,6 @@ impl Compressions {
 impl Serialize for Compressions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Compressions::Defaults => TableCompression::default().serialize(s),
             Compressions::All(codec) => codec.serialize(s),
             Compressions::PerTable(tables) => tables.serialize(s),
         }

@@ -959,7 +959,7 @@ keep = "all"
         );
         assert_eq!(c.layers[1].keep, Keep::All);
         assert_eq!(c.layers[1].channel_axis, None);
-        assert_eq!(c.output.compression, Compressions::Defaults);
+        assert_eq!(c.output.compression, Compressions::default());
         assert_eq!(c.output.map_dtype, MapDtype::Float32);
     }
 
