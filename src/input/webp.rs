@@ -57,8 +57,10 @@ pub fn decode_still(bytes: &[u8], width: u32, height: u32) -> Option<RgbImage> {
     // SAFETY: libwebp reads at most `bytes.len()` bytes from `bytes` and writes the features.
     let status = unsafe { WebPGetFeatures(bytes.as_ptr(), bytes.len(), &mut config.input) };
     let features = config.input;
-    let same_size = (i64::from(features.width), i64::from(features.height))
-        == (i64::from(width), i64::from(height));
+    let same_size = (
+        u32::try_from(features.width),
+        u32::try_from(features.height),
+    ) == (Ok(width), Ok(height));
     if status != VP8StatusCode::VP8_STATUS_OK || features.has_animation != 0 || !same_size {
         return None;
     }
