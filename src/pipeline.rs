@@ -162,6 +162,8 @@ pub fn run_source(
     let (mut errors, mut done_images) = (0, 0);
     let mut write_wait = Duration::ZERO;
     let mut interrupted = false;
+    // The part whose files are being finished (footers, sync) while the next one runs.
+    let mut closing: Option<Closing> = None;
     for &part in &todo {
         if options.stopped() {
             interrupted = true;
@@ -187,11 +189,17 @@ pub fn run_source(
                 watch.done.fetch_add(images, Ordering::Relaxed);
                 watch.errors.store(errors, Ordering::Relaxed);
             }
+            if closing.as_ref().is_some_and(|c| c.writer.is_done()) {
+                commit(&dataset, closing.take().expect("checked"), shard)?;
+            }
             if options.stopped() {
                 anyhow::bail!("stopped");
             }
             Ok(())
         });
+        if let Some(previous) = closing.take() {
+            commit(&dataset, previous, shard)?;
+        }
         if options.stopped() {
             interrupted = true;
             break;
@@ -200,7 +208,7 @@ pub fn run_source(
         let mut rows = Rows::new(&formats);
         batcher.drain_top(&mut rows);
         writer.write(rows)?;
-        let counts = writer.finish()?.publish(&dataset.store)?;
+        writer.close();
         let first = listing.first_image(part, part_size);
         let (first, last) = ids.unwrap_or((first, first));
         let done = Done {
@@ -209,8 +217,10 @@ pub fn run_source(
             ok,
             error,
         };
-        dataset.commit(&marker(&dataset, &done, &counts, shard))?;
-        cpu::release_free_memory();
+        closing = Some(Closing { writer, done });
+    }
+    if let Some(last) = closing.take() {
+        commit(&dataset, last, shard)?;
     }
     progress.finish();
     if interrupted {
@@ -325,6 +335,21 @@ struct Done {
     ids: std::ops::Range<u64>,
     ok: u64,
     error: u64,
+}
+
+/// A part whose rows are all written, its files being finished by its writer thread.
+struct Closing {
+    writer: BackgroundPart,
+    done: Done,
+}
+
+/// Waits for a closing part's files, publishes them and commits the part's marker: from then
+/// on a rerun skips it.
+fn commit(dataset: &Dataset, closing: Closing, shard: Shard) -> Result<()> {
+    let counts = closing.writer.finish()?.publish(&dataset.store)?;
+    dataset.commit(&marker(dataset, &closing.done, &counts, shard))?;
+    cpu::release_free_memory();
+    Ok(())
 }
 
 /// The marker of a part just committed.

@@ -441,7 +441,7 @@ impl BackgroundPart {
 
     /// Queues rows (waiting while the queue is full); the writer's error, if it stopped.
     pub fn write(&mut self, rows: Rows) -> Result<()> {
-        let sender = self.sender.as_ref().expect("not finished");
+        let sender = self.sender.as_ref().expect("no rows after close");
         if sender.send(rows).is_err() {
             // The thread ended early: it failed, and its error says why.
             return self
@@ -449,6 +449,19 @@ impl BackgroundPart {
                 .and_then(|_| Err(anyhow::anyhow!("the writer thread stopped")));
         }
         Ok(())
+    }
+
+    /// Tells the writer that no more rows come, without waiting for it: it writes what is
+    /// queued and finishes the files (footers, sync) on its own thread while the caller goes on
+    /// to the next part. [`BackgroundPart::finish`] then collects the result.
+    pub fn close(&mut self) {
+        self.sender = None;
+    }
+
+    /// Whether the writer thread has ended, its part finished or failed: `finish` returns at
+    /// once.
+    pub fn is_done(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| t.is_finished())
     }
 
     /// Waits for every queued batch to be written and the files finished.
@@ -553,17 +566,63 @@ mod tests {
     }
 
     fn write_part_of(dir: &Path, mut rows: Rows, formats: Formats) -> FinishedPart {
+        let encoders = Encoders::new(2).unwrap();
+        let mut part = begin_part(dir, formats, &encoders);
+        part.write(&mut rows).unwrap();
+        part.finish().unwrap()
+    }
+
+    /// Part 0 of a run in `dir`, every table Zstandard.
+    fn begin_part(dir: &Path, formats: Formats, encoders: &Encoders) -> PartWriter {
         let output = OutputSpec {
             location: crate::location::Location::Local(dir.to_owned()),
             codecs: crate::config::Compressions::All(Compression::Zstd).codecs(Compression::None),
             map_dtype: formats.map_dtype,
             shuffle: false,
         };
+        let sink = Sink::new(dir, &output, formats, "{}".into(), encoders).unwrap();
+        sink.begin_part(0).unwrap()
+    }
+
+    #[test]
+    fn a_closed_part_is_finished_on_its_writer_thread_while_the_caller_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
         let encoders = Encoders::new(2).unwrap();
-        let sink = Sink::new(dir, &output, formats, "{}".into(), &encoders).unwrap();
-        let mut part = sink.begin_part(0).unwrap();
-        part.write(&mut rows).unwrap();
-        part.finish().unwrap()
+        let part = begin_part(dir.path(), Formats::default(), &encoders);
+        let mut writer = BackgroundPart::start(part, 0, 2, &Arc::new(Ledger::default()));
+        let stats = MapStats([0.5, 1.0, 0.0, 2.0, 1.0, 2.0, 0.25]);
+        for image_id in 0..3 {
+            let mut rows = Rows::new(&Formats::default());
+            for channel in 0..5 {
+                rows.stats.push(key(image_id, "l", channel, 2), &stats);
+            }
+            writer.write(rows).unwrap();
+        }
+        writer.close();
+        let closed = std::time::Instant::now();
+        while !writer.is_done() {
+            assert!(closed.elapsed().as_secs() < 60, "the writer never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Nobody waited for it, yet every file has its footer: the thread finished the part.
+        let temporary: Vec<PathBuf> = std::fs::read_dir(dir.path().join("stats"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(temporary.len(), 1, "{temporary:?}");
+        let file = File::open(&temporary[0]).unwrap();
+        let rows = SerializedFileReader::new(file)
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows();
+        assert_eq!(rows, 15);
+        let part = writer.finish().unwrap();
+        assert_eq!(
+            part.counts.rows[Table::ALL.iter().position(|&t| t == Table::Stats).unwrap()],
+            15
+        );
+        assert_eq!(part.files.len(), Table::COUNT);
     }
 
     fn metadata(part: &FinishedPart, table: Table) -> parquet::file::metadata::ParquetMetaData {
