@@ -618,16 +618,17 @@ mod tests {
             .num_rows();
         assert_eq!(rows, 15);
         let part = writer.finish().unwrap();
-        assert_eq!(
-            part.counts.rows[Table::ALL.iter().position(|&t| t == Table::Stats).unwrap()],
-            15
-        );
+        assert_eq!(part.counts.rows[table_index(Table::Stats)], 15);
         assert_eq!(part.files.len(), Table::COUNT);
     }
 
+    /// Where `table` is in a part's files and counts.
+    fn table_index(table: Table) -> usize {
+        Table::ALL.iter().position(|&t| t == table).unwrap()
+    }
+
     fn metadata(part: &FinishedPart, table: Table) -> parquet::file::metadata::ParquetMetaData {
-        let index = Table::ALL.iter().position(|&t| t == table).unwrap();
-        let file = File::open(&part.files[index].0).unwrap();
+        let file = File::open(&part.files[table_index(table)].0).unwrap();
         SerializedFileReader::new(file).unwrap().metadata().clone()
     }
 
